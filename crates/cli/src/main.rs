@@ -219,6 +219,7 @@ fn generate(g: &GlobalArgs, a: GenerateArgs) -> Result<()> {
             max_tokens: a.max_tokens,
             stop: a.stop,
             top_logprobs: a.top_logprobs,
+            ignore_eos: false,
         },
     )
     .with_n(a.n);

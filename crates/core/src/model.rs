@@ -143,6 +143,10 @@ pub struct SamplingParams {
     pub stop: Vec<String>,
     /// How many alternatives to report per token (0 to [`MAX_TOP_LOGPROBS`]).
     pub top_logprobs: u8,
+    /// Keep generating past the end-of-turn token (benchmarks use this to
+    /// decode a fixed number of tokens).
+    #[serde(default)]
+    pub ignore_eos: bool,
 }
 
 impl Default for SamplingParams {
@@ -155,6 +159,7 @@ impl Default for SamplingParams {
             max_tokens: 256,
             stop: Vec::new(),
             top_logprobs: 5,
+            ignore_eos: false,
         }
     }
 }
@@ -276,6 +281,11 @@ pub struct Sequence {
     pub tokens: Vec<TokenLogprob>,
     /// Why generation ended.
     pub finish_reason: FinishReason,
+    /// The stop string that ended it, when one did (`None` for the
+    /// end-of-turn token or a length limit). Step-wise search tells a step
+    /// boundary from the end of the reply by this.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stop_sequence: Option<String>,
 }
 
 impl Sequence {

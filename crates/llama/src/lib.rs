@@ -132,7 +132,7 @@ impl LlamaEngine {
 
     /// Forgets every cached prefix (benchmarks use this to time cold prompts).
     pub fn clear_cache(&self) -> Result<(), ModelError> {
-        self.call(|reply| worker::Job::ClearCache(reply))
+        self.call(worker::Job::ClearCache)
     }
 
     /// Number of tokens of a text under the model's tokenizer (no special

@@ -13,8 +13,8 @@ use llama_cpp_2::model::{LlamaChatMessage, LlamaChatTemplate, LlamaModel};
 use llama_cpp_2::token::LlamaToken;
 use llama_cpp_2::DecodeError;
 use metareason_core::{
-    FinishReason, GenerateRequest, Generation, ModelError, ModelInfo, Prompt, ScoreRequest, Scored,
-    Sequence, TokenLogprob, TopToken, Usage,
+    FinishReason, GenerateRequest, Generation, Message, ModelError, ModelInfo, Prompt, Role,
+    ScoreRequest, Scored, Sequence, TokenLogprob, TopToken, Usage,
 };
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
@@ -31,6 +31,11 @@ pub(crate) enum Job {
     ClearCache(Reply<()>),
     CountTokens(String, Reply<usize>),
 }
+
+/// Default system messages that chat templates add when a chat has none
+/// (matched against the template text).
+const DEFAULT_SYSTEM_PROMPTS: &[&str] =
+    &["You are Qwen, created by Alibaba Cloud. You are a helpful assistant."];
 
 /// llama.cpp's backend may be initialised once per process.
 fn backend() -> Result<&'static LlamaBackend, ModelError> {
@@ -130,6 +135,9 @@ struct Engine<'m> {
     model: &'m LlamaModel,
     ctx: LlamaContext<'m>,
     template: LlamaChatTemplate,
+    /// The system message the model's template adds when none is given; the
+    /// template call does not run Jinja, so it is added here.
+    default_system: Option<&'static str>,
     slots: Vec<Slot>,
     clock: u64,
     ctx_per_seq: usize,
@@ -174,6 +182,8 @@ struct Active {
     done: Option<FinishReason>,
     /// Byte length of the text kept when a stop string cut it.
     cut: Option<usize>,
+    /// The stop string that cut it.
+    stopped_by: Option<String>,
 }
 
 impl<'m> Engine<'m> {
@@ -209,10 +219,16 @@ impl<'m> Engine<'m> {
             .ok()
             .or_else(|| LlamaChatTemplate::new("chatml").ok())
             .ok_or_else(|| ModelError::Load("no usable chat template".into()))?;
+        let template_text = template.to_string().unwrap_or_default();
+        let default_system = DEFAULT_SYSTEM_PROMPTS
+            .iter()
+            .find(|s| template_text.contains(*s))
+            .copied();
         Ok(Self {
             model,
             ctx,
             template,
+            default_system,
             slots: (0..n_seq)
                 .map(|_| Slot {
                     tokens: Vec::new(),
@@ -235,9 +251,14 @@ impl<'m> Engine<'m> {
     /// The prompt as text: the chat through the model's template, then the
     /// partial assistant reply.
     fn render(&self, prompt: &Prompt) -> Result<String, ModelError> {
-        let chat = prompt
-            .messages
+        let has_system = prompt.messages.iter().any(|m| m.role == Role::System);
+        let default = self
+            .default_system
+            .filter(|_| !has_system)
+            .map(Message::system);
+        let chat = default
             .iter()
+            .chain(&prompt.messages)
             .map(|m| LlamaChatMessage::new(m.role.as_str().into(), m.content.clone()))
             .collect::<Result<Vec<_>, _>>()
             .map_err(|e| ModelError::InvalidRequest(format!("a message holds a NUL byte: {e}")))?;
@@ -422,6 +443,7 @@ impl<'m> Engine<'m> {
         // The last prompt token is always evaluated: its logits start generation.
         let mut first_dist = None;
         let reused = self.fill_slot(source, prompt, last, last..prompt.len(), |_, _, logits| {
+            // Kept whole: the first token of every sample is drawn from it.
             first_dist = Some((Distribution::new(logits, k_cand), logits.to_vec()));
         })?;
         usage.cached_prompt_tokens += reused as u64;
@@ -463,6 +485,7 @@ impl<'m> Engine<'m> {
                     pending: LlamaToken(tok as i32),
                     done: None,
                     cut: None,
+                    stopped_by: None,
                 };
                 self.accept(&mut a, &dist0, &logits0, tok, k_top, req);
                 a
@@ -488,17 +511,17 @@ impl<'m> Engine<'m> {
             }
             let keep: Vec<usize> = live.iter().map(|&j| active[j].slot).collect();
             self.decode(&mut batch, &keep)?;
+            for &j in &live {
+                let a = &active[j];
+                self.slots[a.slot].tokens.push(a.pending);
+            }
             for (bi, &j) in live.iter().enumerate() {
-                let slot = active[j].slot;
-                let pending = active[j].pending;
-                self.slots[slot].tokens.push(pending);
                 let logits = self.ctx.get_logits_ith(bi as i32);
                 let dist = Distribution::new(logits, k_cand);
-                let tok = pick(&dist, settings, &mut active[j].rng);
-                let logits = logits.to_vec();
                 let a = &mut active[j];
+                let tok = pick(&dist, settings, &mut a.rng);
                 a.pending = LlamaToken(tok as i32);
-                self.accept(a, &dist, &logits, tok, k_top, req);
+                self.accept(a, &dist, logits, tok, k_top, req);
             }
         }
         for a in &active {
@@ -518,6 +541,7 @@ impl<'m> Engine<'m> {
                         text: String::from_utf8_lossy(&a.bytes[..keep]).into_owned(),
                         tokens,
                         finish_reason: a.done.unwrap_or(FinishReason::Length),
+                        stop_sequence: a.stopped_by,
                     },
                 )
             })
@@ -535,7 +559,7 @@ impl<'m> Engine<'m> {
         req: &GenerateRequest,
     ) {
         let token = LlamaToken(tok as i32);
-        if self.model.vocab().is_eog(token) {
+        if self.model.vocab().is_eog(token) && !req.params.ignore_eos {
             a.done = Some(FinishReason::Stop);
             return;
         }
@@ -550,7 +574,10 @@ impl<'m> Engine<'m> {
         for stop in &req.params.stop {
             if let Some(at) = find(&a.bytes[search_from..], stop.as_bytes()) {
                 let cut = search_from + at;
-                a.cut = Some(a.cut.map_or(cut, |c: usize| c.min(cut)));
+                if a.cut.is_none_or(|c| cut < c) {
+                    a.cut = Some(cut);
+                    a.stopped_by = Some(stop.clone());
+                }
                 a.done = Some(FinishReason::Stop);
             }
         }

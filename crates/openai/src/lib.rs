@@ -221,6 +221,9 @@ impl OpenAiModel {
             if p.top_k > 0 {
                 body["top_k"] = json!(p.top_k);
             }
+            if p.ignore_eos {
+                body["ignore_eos"] = json!(true);
+            }
             if continuing {
                 body["continue_final_message"] = json!(true);
                 body["add_generation_prompt"] = json!(false);
@@ -306,6 +309,8 @@ impl LanguageModel for OpenAiModel {
                     Some("length") => FinishReason::Length,
                     _ => FinishReason::Stop,
                 },
+                // vLLM and SGLang name the stop string in `stop_reason`.
+                stop_sequence: c.stop_reason.and_then(|v| v.as_str().map(str::to_string)),
             });
         }
         let generated: u64 = sequences.iter().map(|s| s.tokens.len() as u64).sum();

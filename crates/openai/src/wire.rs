@@ -18,6 +18,8 @@ pub(crate) struct ChatChoice {
     pub index: usize,
     pub message: ChatMessage,
     pub finish_reason: Option<String>,
+    #[serde(default)]
+    pub stop_reason: Option<serde_json::Value>,
     pub logprobs: Option<ChatLogprobs>,
 }
 

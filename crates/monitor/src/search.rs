@@ -1,0 +1,667 @@
+//! Search policies over reasoning: which samples or steps to generate, and
+//! which candidate to keep.
+//!
+//! Policies that work on whole replies (greedy, best-of-N,
+//! self-consistency, adaptive self-consistency) score each reply's steps
+//! after the fact; policies that work on steps (beam, MCTS) generate one
+//! step at a time, continuing a partial assistant reply, so the backend's
+//! prefix cache serves every shared prefix.
+
+use std::collections::BTreeMap;
+
+use metareason_core::{
+    FinishReason, GenerateRequest, LanguageModel, ModelError, Prompt, SamplingParams, Sequence,
+    Usage,
+};
+use metareason_strategy::answer::{Answer, AnswerKind};
+use metareason_strategy::Strategy;
+use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
+use serde::{Deserialize, Serialize};
+
+use crate::reward::{tokens_per_step, RewardWeights, StepSignals};
+use crate::stopping::StopRule;
+use crate::Event;
+
+/// How to search.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", tag = "policy")]
+pub enum SearchPolicy {
+    /// One reply, argmax decoding.
+    Greedy,
+    /// `n` sampled replies; the one with the best mean step reward wins.
+    BestOfN {
+        /// Replies drawn.
+        n: usize,
+    },
+    /// `n` sampled replies; the most frequent answer wins.
+    SelfConsistency {
+        /// Replies drawn.
+        n: usize,
+    },
+    /// Replies drawn `batch` at a time until the stopping rule is sure of
+    /// the majority answer, or `max_samples` are drawn.
+    Adaptive {
+        /// Upper bound on replies.
+        max_samples: usize,
+        /// Replies drawn per round (they share the prompt's evaluation).
+        batch: usize,
+        /// When to stop.
+        rule: StopRule,
+    },
+    /// Step-level beam search: keep the `width` best partial replies by
+    /// mean step reward, extending each with `expansions` sampled steps.
+    Beam {
+        /// Partial replies kept.
+        width: usize,
+        /// Sampled next steps per kept reply.
+        expansions: usize,
+        /// Most steps per reply.
+        max_steps: usize,
+    },
+    /// Monte Carlo tree search over steps (UCT), valued by rollouts.
+    Mcts {
+        /// Selection-expansion-rollout rounds.
+        iterations: usize,
+        /// Children per expanded node.
+        expansions: usize,
+        /// UCT exploration constant.
+        exploration: f64,
+        /// Most steps per reply.
+        max_steps: usize,
+    },
+}
+
+impl SearchPolicy {
+    /// A short name for traces and tables.
+    pub fn name(&self) -> &'static str {
+        match self {
+            SearchPolicy::Greedy => "greedy",
+            SearchPolicy::BestOfN { .. } => "best_of_n",
+            SearchPolicy::SelfConsistency { .. } => "self_consistency",
+            SearchPolicy::Adaptive { .. } => "adaptive",
+            SearchPolicy::Beam { .. } => "beam",
+            SearchPolicy::Mcts { .. } => "mcts",
+        }
+    }
+}
+
+/// Settings shared by all policies.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SearchSettings {
+    /// Sampling temperature for every policy but greedy.
+    pub temperature: f32,
+    /// Seed of every draw.
+    pub seed: u64,
+    /// Most tokens of one reply.
+    pub max_tokens: u32,
+    /// Most tokens of one step (step-level policies).
+    pub max_step_tokens: u32,
+    /// Most tokens generated over the whole search; 0 for no limit.
+    pub budget_tokens: u64,
+    /// Alternatives requested per token (for entropy signals).
+    pub top_logprobs: u8,
+}
+
+impl Default for SearchSettings {
+    fn default() -> Self {
+        Self {
+            temperature: 0.7,
+            seed: 0,
+            max_tokens: 512,
+            max_step_tokens: 128,
+            budget_tokens: 0,
+            top_logprobs: 5,
+        }
+    }
+}
+
+/// A step with its signals and reward.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ScoredStep {
+    /// The step's text.
+    pub text: String,
+    /// What its tokens say.
+    pub signals: StepSignals,
+    /// Q_t.
+    pub reward: f64,
+}
+
+/// A complete (or budget-cut) reply the search produced.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Candidate {
+    /// The reply.
+    pub text: String,
+    /// Its steps, scored.
+    pub steps: Vec<ScoredStep>,
+    /// The extracted answer, when there is one.
+    pub answer: Option<Answer>,
+    /// Mean step reward (0 without steps).
+    pub score: f64,
+    /// Mean token log-probability of the reply.
+    pub mean_logprob: f64,
+    /// Tokens generated for it.
+    pub tokens: u64,
+    /// Whether the reply ended by itself (not cut by a limit).
+    pub complete: bool,
+}
+
+/// What a search returns: every candidate, the chosen one, the votes, the cost.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SearchOutcome {
+    /// The policy that ran.
+    pub policy: SearchPolicy,
+    /// Every candidate, in the order produced.
+    pub candidates: Vec<Candidate>,
+    /// Index of the chosen candidate.
+    pub chosen: usize,
+    /// Normalised answer -> number of candidates giving it.
+    pub votes: BTreeMap<String, usize>,
+    /// Share of candidates agreeing with the chosen answer.
+    pub agreement: f64,
+    /// Total cost.
+    pub usage: Usage,
+    /// What happened, in order.
+    pub events: Vec<Event>,
+}
+
+impl SearchOutcome {
+    /// The chosen candidate.
+    pub fn best(&self) -> &Candidate {
+        &self.candidates[self.chosen]
+    }
+}
+
+/// Turns a reply into steps and scores.
+pub fn score_reply(
+    seq: &Sequence,
+    strategy: &Strategy,
+    kind: &AnswerKind,
+    weights: &RewardWeights,
+) -> Candidate {
+    let steps: Vec<ScoredStep> = tokens_per_step(&seq.tokens, &seq.text, &strategy.step_delimiter)
+        .into_iter()
+        .map(|(text, toks)| {
+            let signals = StepSignals::from_tokens(toks);
+            ScoredStep {
+                reward: weights.reward(&signals),
+                text,
+                signals,
+            }
+        })
+        .collect();
+    candidate(seq.text.clone(), steps, seq, kind)
+}
+
+fn candidate(text: String, steps: Vec<ScoredStep>, seq: &Sequence, kind: &AnswerKind) -> Candidate {
+    let score = if steps.is_empty() {
+        0.0
+    } else {
+        steps.iter().map(|s| s.reward).sum::<f64>() / steps.len() as f64
+    };
+    Candidate {
+        answer: kind.extract(&text),
+        text,
+        score,
+        mean_logprob: seq.mean_logprob(),
+        tokens: seq.tokens.len() as u64,
+        complete: seq.finish_reason == FinishReason::Stop,
+        steps,
+    }
+}
+
+/// Runs searches for one task.
+pub struct Searcher<'a> {
+    /// The model.
+    pub model: &'a dyn LanguageModel,
+    /// The strategy whose prompt and step format are used.
+    pub strategy: &'a Strategy,
+    /// The kind of answer sought.
+    pub kind: &'a AnswerKind,
+    /// Step-reward weights (owned by the meta level).
+    pub weights: &'a RewardWeights,
+    /// Shared settings.
+    pub settings: &'a SearchSettings,
+}
+
+struct Budget {
+    limit: u64,
+    used: Usage,
+}
+
+impl Budget {
+    fn exhausted(&self) -> bool {
+        self.limit > 0 && self.used.generated_tokens >= self.limit
+    }
+    fn remaining_tokens(&self, want: u32) -> u32 {
+        if self.limit == 0 {
+            return want;
+        }
+        let left = self.limit.saturating_sub(self.used.generated_tokens);
+        want.min(left.min(u64::from(u32::MAX)) as u32).max(1)
+    }
+}
+
+impl Searcher<'_> {
+    fn params(
+        &self,
+        temperature: f32,
+        max_tokens: u32,
+        seed: u64,
+        stop: Vec<String>,
+    ) -> SamplingParams {
+        SamplingParams {
+            temperature,
+            top_p: 0.95,
+            top_k: 40,
+            seed,
+            max_tokens,
+            stop,
+            top_logprobs: self.settings.top_logprobs,
+            ignore_eos: false,
+        }
+    }
+
+    /// Parameters of a rollout that completes a reply.
+    pub(crate) fn rollout_params(&self, round: u64) -> SamplingParams {
+        self.params(
+            self.settings.temperature,
+            self.settings.max_tokens,
+            self.settings.seed.wrapping_add(round.wrapping_mul(104_729)),
+            Vec::new(),
+        )
+    }
+
+    /// Runs `policy` on `prompt` (the strategy's rendered prompt).
+    pub fn run(&self, policy: &SearchPolicy, prompt: &Prompt) -> Result<SearchOutcome, ModelError> {
+        let mut budget = Budget {
+            limit: self.settings.budget_tokens,
+            used: Usage::default(),
+        };
+        let mut events = Vec::new();
+        let candidates = match policy {
+            SearchPolicy::Greedy => self.sample(prompt, 1, 0.0, 0, &mut budget)?,
+            SearchPolicy::BestOfN { n } | SearchPolicy::SelfConsistency { n } => self.sample(
+                prompt,
+                (*n).max(1),
+                self.settings.temperature,
+                0,
+                &mut budget,
+            )?,
+            SearchPolicy::Adaptive {
+                max_samples,
+                batch,
+                rule,
+            } => self.adaptive(prompt, *max_samples, *batch, rule, &mut budget, &mut events)?,
+            SearchPolicy::Beam {
+                width,
+                expansions,
+                max_steps,
+            } => self.beam(
+                prompt,
+                *width,
+                *expansions,
+                *max_steps,
+                &mut budget,
+                &mut events,
+            )?,
+            SearchPolicy::Mcts {
+                iterations,
+                expansions,
+                exploration,
+                max_steps,
+            } => crate::mcts::run(
+                self,
+                prompt,
+                crate::mcts::MctsConfig {
+                    iterations: *iterations,
+                    expansions: *expansions,
+                    exploration: *exploration,
+                    max_steps: *max_steps,
+                },
+                &mut budget.used,
+                budget.limit,
+                &mut events,
+            )?,
+        };
+        if candidates.is_empty() {
+            return Err(ModelError::Engine(
+                "the search produced no candidate".into(),
+            ));
+        }
+        let votes = vote(&candidates);
+        let chosen = match policy {
+            SearchPolicy::Greedy => 0,
+            SearchPolicy::BestOfN { .. } | SearchPolicy::Beam { .. } => best_by_score(&candidates),
+            SearchPolicy::SelfConsistency { .. }
+            | SearchPolicy::Adaptive { .. }
+            | SearchPolicy::Mcts { .. } => majority(&candidates, &votes),
+        };
+        let agreement = candidates[chosen]
+            .answer
+            .as_ref()
+            .and_then(|a| votes.get(&a.normalized))
+            .map_or(0.0, |&c| c as f64 / candidates.len() as f64);
+        events.push(Event::Chosen {
+            candidate: chosen,
+            reason: format!(
+                "{}: score {:.3}, agreement {:.2} over {} candidate(s)",
+                policy.name(),
+                candidates[chosen].score,
+                agreement,
+                candidates.len()
+            ),
+        });
+        Ok(SearchOutcome {
+            policy: policy.clone(),
+            candidates,
+            chosen,
+            votes,
+            agreement,
+            usage: budget.used,
+            events,
+        })
+    }
+
+    fn sample(
+        &self,
+        prompt: &Prompt,
+        n: usize,
+        temperature: f32,
+        seed_offset: u64,
+        budget: &mut Budget,
+    ) -> Result<Vec<Candidate>, ModelError> {
+        let max = budget.remaining_tokens(self.settings.max_tokens);
+        let req = GenerateRequest::new(
+            prompt.clone(),
+            self.params(
+                temperature,
+                max,
+                self.settings.seed.wrapping_add(seed_offset),
+                Vec::new(),
+            ),
+        )
+        .with_n(n);
+        let g = self.model.generate(&req)?;
+        budget.used += g.usage;
+        Ok(g.sequences
+            .iter()
+            .map(|s| score_reply(s, self.strategy, self.kind, self.weights))
+            .collect())
+    }
+
+    fn adaptive(
+        &self,
+        prompt: &Prompt,
+        max_samples: usize,
+        batch: usize,
+        rule: &StopRule,
+        budget: &mut Budget,
+        events: &mut Vec<Event>,
+    ) -> Result<Vec<Candidate>, ModelError> {
+        let batch = batch.max(1);
+        let mut all: Vec<Candidate> = Vec::new();
+        let mut round = 0u64;
+        while all.len() < max_samples.max(1) {
+            if budget.exhausted() {
+                events.push(Event::BudgetExhausted {
+                    tokens: budget.used.generated_tokens,
+                });
+                break;
+            }
+            let n = batch.min(max_samples - all.len());
+            // Each round draws fresh seeds so rounds do not repeat each other.
+            let got = self.sample(prompt, n, self.settings.temperature, round * 1000, budget)?;
+            round += 1;
+            all.extend(got);
+            let votes = vote(&all);
+            let confidence = rule.confidence(&votes);
+            let stop = rule.should_stop(&votes);
+            events.push(Event::Vote {
+                samples: all.len(),
+                votes: votes.clone(),
+                confidence,
+                stop,
+            });
+            if stop {
+                break;
+            }
+        }
+        Ok(all)
+    }
+
+    /// One step from `prefix`: `n` sampled continuations up to the step delimiter.
+    pub(crate) fn steps_from(
+        &self,
+        prompt: &Prompt,
+        prefix: &str,
+        n: usize,
+        seed: u64,
+        used: &mut Usage,
+        limit: u64,
+    ) -> Result<Vec<StepDraft>, ModelError> {
+        let left = if limit == 0 {
+            u64::MAX
+        } else {
+            limit.saturating_sub(used.generated_tokens)
+        };
+        let max = (u64::from(self.settings.max_step_tokens)).min(left.max(1)) as u32;
+        let req = GenerateRequest::new(
+            prompt.clone().with_assistant_prefix(prefix.to_string()),
+            self.params(
+                self.settings.temperature,
+                max,
+                seed,
+                vec![self.strategy.step_delimiter.clone()],
+            ),
+        )
+        .with_n(n);
+        let g = self.model.generate(&req)?;
+        *used += g.usage;
+        Ok(g.sequences
+            .into_iter()
+            .map(|s| {
+                let signals = StepSignals::from_tokens(&s.tokens);
+                // A step that ended without its delimiter ended the reply.
+                let ended = s.stop_sequence.is_none();
+                StepDraft {
+                    step: ScoredStep {
+                        reward: self.weights.reward(&signals),
+                        text: s.text.clone(),
+                        signals,
+                    },
+                    ended,
+                    tokens: s.tokens.len() as u64,
+                    logprob_sum: s.total_logprob(),
+                }
+            })
+            .collect())
+    }
+
+    /// Assembles a candidate from steps built one at a time.
+    pub(crate) fn assemble(
+        &self,
+        steps: Vec<ScoredStep>,
+        complete: bool,
+        tokens: u64,
+        logprob_sum: f64,
+    ) -> Candidate {
+        let delimiter = &self.strategy.step_delimiter;
+        let text = steps
+            .iter()
+            .map(|s| s.text.as_str())
+            .collect::<Vec<_>>()
+            .join(delimiter);
+        let steps: Vec<ScoredStep> = steps
+            .into_iter()
+            .filter(|s| !s.text.trim().is_empty())
+            .collect();
+        let score = if steps.is_empty() {
+            0.0
+        } else {
+            steps.iter().map(|s| s.reward).sum::<f64>() / steps.len() as f64
+        };
+        Candidate {
+            answer: self.kind.extract(&text),
+            text,
+            score,
+            mean_logprob: if tokens == 0 {
+                0.0
+            } else {
+                logprob_sum / tokens as f64
+            },
+            tokens,
+            complete,
+            steps,
+        }
+    }
+
+    fn beam(
+        &self,
+        prompt: &Prompt,
+        width: usize,
+        expansions: usize,
+        max_steps: usize,
+        budget: &mut Budget,
+        events: &mut Vec<Event>,
+    ) -> Result<Vec<Candidate>, ModelError> {
+        #[derive(Clone)]
+        struct Node {
+            steps: Vec<ScoredStep>,
+            done: bool,
+            tokens: u64,
+            logprob_sum: f64,
+        }
+        let mean = |n: &Node| {
+            let real: Vec<f64> = n
+                .steps
+                .iter()
+                .filter(|s| !s.text.trim().is_empty())
+                .map(|s| s.reward)
+                .collect();
+            if real.is_empty() {
+                0.0
+            } else {
+                real.iter().sum::<f64>() / real.len() as f64
+            }
+        };
+        let delimiter = self.strategy.step_delimiter.clone();
+        let mut beam = vec![Node {
+            steps: Vec::new(),
+            done: false,
+            tokens: 0,
+            logprob_sum: 0.0,
+        }];
+        let mut rng_seed = ChaCha8Rng::seed_from_u64(self.settings.seed);
+        for depth in 0..max_steps {
+            if beam.iter().all(|n| n.done) {
+                break;
+            }
+            if budget.exhausted() {
+                events.push(Event::BudgetExhausted {
+                    tokens: budget.used.generated_tokens,
+                });
+                break;
+            }
+            let mut children = Vec::new();
+            for node in &beam {
+                if node.done {
+                    children.push(node.clone());
+                    continue;
+                }
+                let prefix: String = node
+                    .steps
+                    .iter()
+                    .map(|s| format!("{}{delimiter}", s.text))
+                    .collect();
+                let seed = rand::Rng::gen::<u64>(&mut rng_seed);
+                let drafts = self.steps_from(
+                    prompt,
+                    &prefix,
+                    expansions.max(1),
+                    seed,
+                    &mut budget.used,
+                    budget.limit,
+                )?;
+                for d in drafts {
+                    let mut child = node.clone();
+                    let answered = self.kind.extract(&d.step.text).is_some()
+                        && d.step.text.to_lowercase().contains("answer");
+                    child.done = d.ended || answered;
+                    child.tokens += d.tokens;
+                    child.logprob_sum += d.logprob_sum;
+                    child.steps.push(d.step);
+                    children.push(child);
+                }
+            }
+            children.sort_by(|a, b| mean(b).total_cmp(&mean(a)));
+            let kept: Vec<f64> = children.iter().take(width.max(1)).map(mean).collect();
+            events.push(Event::BeamStep {
+                depth,
+                children: children.len(),
+                kept_scores: kept,
+            });
+            children.truncate(width.max(1));
+            beam = children;
+        }
+        Ok(beam
+            .into_iter()
+            .map(|n| {
+                let done = n.done;
+                self.assemble(n.steps, done, n.tokens, n.logprob_sum)
+            })
+            .collect())
+    }
+}
+
+/// A step generated during a step-level search.
+pub(crate) struct StepDraft {
+    pub step: ScoredStep,
+    pub ended: bool,
+    pub tokens: u64,
+    pub logprob_sum: f64,
+}
+
+/// Votes per normalised answer.
+pub fn vote(candidates: &[Candidate]) -> BTreeMap<String, usize> {
+    let mut votes = BTreeMap::new();
+    for c in candidates {
+        if let Some(a) = &c.answer {
+            *votes.entry(a.normalized.clone()).or_insert(0) += 1;
+        }
+    }
+    votes
+}
+
+fn best_by_score(c: &[Candidate]) -> usize {
+    // Candidates with an answer first, then by score; ties to the earliest.
+    let mut best = 0;
+    for i in 1..c.len() {
+        let key = |j: usize| (c[j].answer.is_some(), c[j].score);
+        let (ha, sa) = key(i);
+        let (hb, sb) = key(best);
+        if (ha && !hb) || (ha == hb && sa > sb) {
+            best = i;
+        }
+    }
+    best
+}
+
+fn majority(c: &[Candidate], votes: &BTreeMap<String, usize>) -> usize {
+    let Some(top) = votes.values().copied().max() else {
+        return best_by_score(c);
+    };
+    // Among answers with the most votes, the one whose best candidate scores
+    // highest; the chosen candidate is that best one.
+    let mut best: Option<usize> = None;
+    for (i, cand) in c.iter().enumerate() {
+        let Some(a) = &cand.answer else { continue };
+        if votes[&a.normalized] != top {
+            continue;
+        }
+        if best.is_none_or(|b| cand.score > c[b].score) {
+            best = Some(i);
+        }
+    }
+    best.unwrap_or(0)
+}

@@ -1,0 +1,151 @@
+//! When to stop sampling: the posterior that the leading answer is the
+//! majority answer of the model's answer distribution.
+//!
+//! - **Beta rule** (Adaptive-Consistency, Aggarwal et al. 2023): with `a`
+//!   votes for the leader and `b` for the runner-up, P(p_leader > p_second)
+//!   under Beta(a + 1, b + 1) is P(X > 1/2) for X ~ Beta(a + 1, b + 1).
+//! - **Dirichlet rule**: over all answers seen plus one bucket for answers
+//!   not yet seen, the posterior Dirichlet(counts + alpha); P(the leader has
+//!   the largest share) by seeded Monte Carlo.
+
+use std::collections::BTreeMap;
+
+use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
+use rand_distr::{Distribution, Gamma};
+use serde::{Deserialize, Serialize};
+use statrs::distribution::{Beta, ContinuousCDF};
+
+/// Which posterior decides when to stop.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", tag = "rule")]
+pub enum StopRule {
+    /// Beta posterior of leader against runner-up.
+    Beta {
+        /// Stop once P(leader is the majority) reaches this.
+        threshold: f64,
+    },
+    /// Dirichlet posterior over all answers.
+    Dirichlet {
+        /// Stop once P(leader is the majority) reaches this.
+        threshold: f64,
+        /// Pseudo-count of every bucket.
+        alpha: f64,
+    },
+}
+
+impl Default for StopRule {
+    fn default() -> Self {
+        StopRule::Beta { threshold: 0.95 }
+    }
+}
+
+/// Leader's and runner-up's vote counts.
+pub fn top_two(votes: &BTreeMap<String, usize>) -> (usize, usize) {
+    let mut counts: Vec<usize> = votes.values().copied().collect();
+    counts.sort_unstable_by(|a, b| b.cmp(a));
+    (
+        counts.first().copied().unwrap_or(0),
+        counts.get(1).copied().unwrap_or(0),
+    )
+}
+
+/// P(X > 1/2) for X ~ Beta(a + 1, b + 1).
+pub fn beta_majority(a: usize, b: usize) -> f64 {
+    let beta = Beta::new(a as f64 + 1.0, b as f64 + 1.0).expect("positive shapes");
+    1.0 - beta.cdf(0.5)
+}
+
+/// P(the leading answer has the largest share) under Dirichlet(counts +
+/// alpha) with one extra bucket for unseen answers, from `draws` seeded draws.
+pub fn dirichlet_majority(
+    votes: &BTreeMap<String, usize>,
+    alpha: f64,
+    draws: usize,
+    seed: u64,
+) -> f64 {
+    if votes.is_empty() {
+        return 0.0;
+    }
+    let mut counts: Vec<f64> = votes.values().map(|&c| c as f64 + alpha).collect();
+    counts.sort_by(|a, b| b.total_cmp(a));
+    counts.push(alpha); // answers not seen yet
+    let gammas: Vec<Gamma<f64>> = counts
+        .iter()
+        .map(|&c| Gamma::new(c, 1.0).expect("positive shape"))
+        .collect();
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    let mut wins = 0;
+    for _ in 0..draws {
+        let x: Vec<f64> = gammas.iter().map(|g| g.sample(&mut rng)).collect();
+        if x[1..].iter().all(|&v| x[0] > v) {
+            wins += 1;
+        }
+    }
+    wins as f64 / draws as f64
+}
+
+impl StopRule {
+    /// The posterior probability that the current leader is the majority answer.
+    pub fn confidence(&self, votes: &BTreeMap<String, usize>) -> f64 {
+        match *self {
+            StopRule::Beta { .. } => {
+                let (a, b) = top_two(votes);
+                if a == 0 {
+                    0.0
+                } else {
+                    beta_majority(a, b)
+                }
+            }
+            StopRule::Dirichlet { alpha, .. } => dirichlet_majority(votes, alpha, 4000, 7),
+        }
+    }
+
+    /// Whether sampling may stop.
+    pub fn should_stop(&self, votes: &BTreeMap<String, usize>) -> bool {
+        let threshold = match *self {
+            StopRule::Beta { threshold } | StopRule::Dirichlet { threshold, .. } => threshold,
+        };
+        self.confidence(votes) >= threshold
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn votes(v: &[(&str, usize)]) -> BTreeMap<String, usize> {
+        v.iter().map(|(k, c)| (k.to_string(), *c)).collect()
+    }
+
+    #[test]
+    fn beta_rule_matches_closed_form() {
+        // With no votes for the runner-up, P = 1 - 2^-(a+1).
+        for a in 1..8 {
+            let want = 1.0 - 0.5f64.powi(a as i32 + 1);
+            assert!((beta_majority(a, 0) - want).abs() < 1e-9, "a={a}");
+        }
+        // Symmetric counts: one half.
+        assert!((beta_majority(3, 3) - 0.5).abs() < 1e-9);
+        // Beta(4, 2): P(X > 1/2) = 1 - I_{1/2}(4, 2) = 13/16.
+        assert!((beta_majority(3, 1) - 13.0 / 16.0).abs() < 1e-9);
+    }
+
+    #[test]
+    fn beta_rule_stops_at_four_unanimous_votes_at_0_95() {
+        let r = StopRule::Beta { threshold: 0.95 };
+        assert!(!r.should_stop(&votes(&[("18", 3)])));
+        assert!(r.should_stop(&votes(&[("18", 4)])));
+        assert!(!r.should_stop(&votes(&[("18", 4), ("20", 1)])));
+    }
+
+    #[test]
+    fn dirichlet_rule_is_seeded_and_sensible() {
+        let v = votes(&[("a", 6), ("b", 1)]);
+        let p1 = dirichlet_majority(&v, 1.0, 4000, 3);
+        assert_eq!(p1, dirichlet_majority(&v, 1.0, 4000, 3));
+        assert!(p1 > 0.9, "{p1}");
+        let tie = votes(&[("a", 2), ("b", 2)]);
+        assert!(dirichlet_majority(&tie, 1.0, 4000, 3) < 0.6);
+    }
+}

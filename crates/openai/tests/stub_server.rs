@@ -1,0 +1,330 @@
+//! The HTTP backend against a stub server on loopback (no outside network).
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use metareason_core::{
+    FinishReason, GenerateRequest, LanguageModel, ModelError, Prompt, SamplingParams, ScoreRequest,
+};
+use metareason_openai::{OpenAiConfig, OpenAiModel};
+use serde_json::{json, Value};
+
+/// What the stub saw.
+#[derive(Clone, Debug)]
+struct Seen {
+    path: String,
+    auth: Option<String>,
+    body: Value,
+}
+
+type Handler = dyn Fn(usize, &Seen) -> (u16, String, Option<Duration>) + Send + Sync;
+
+/// A one-thread HTTP/1.1 server: each connection carries one request.
+struct Stub {
+    url: String,
+    seen: Arc<Mutex<Vec<Seen>>>,
+}
+
+impl Stub {
+    fn start(handler: Box<Handler>) -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!("http://{}/v1", listener.local_addr().unwrap());
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let seen2 = seen.clone();
+        std::thread::spawn(move || {
+            for (i, stream) in listener.incoming().enumerate() {
+                let Ok(stream) = stream else { break };
+                if serve(stream, i, &*handler, &seen2).is_err() {
+                    continue;
+                }
+            }
+        });
+        Stub { url, seen }
+    }
+
+    fn seen(&self) -> Vec<Seen> {
+        self.seen.lock().unwrap().clone()
+    }
+}
+
+fn serve(
+    mut stream: TcpStream,
+    i: usize,
+    handler: &Handler,
+    seen: &Mutex<Vec<Seen>>,
+) -> std::io::Result<()> {
+    let mut reader = BufReader::new(stream.try_clone()?);
+    let mut line = String::new();
+    reader.read_line(&mut line)?;
+    let path = line.split_whitespace().nth(1).unwrap_or("").to_string();
+    let mut len = 0;
+    let mut auth = None;
+    loop {
+        let mut h = String::new();
+        reader.read_line(&mut h)?;
+        let h = h.trim_end();
+        if h.is_empty() {
+            break;
+        }
+        let (k, v) = h.split_once(':').unwrap_or((h, ""));
+        match k.to_ascii_lowercase().as_str() {
+            "content-length" => len = v.trim().parse().unwrap_or(0),
+            "authorization" => auth = Some(v.trim().to_string()),
+            _ => {}
+        }
+    }
+    let mut body = vec![0; len];
+    reader.read_exact(&mut body)?;
+    let s = Seen {
+        path,
+        auth,
+        body: serde_json::from_slice(&body).unwrap_or(Value::Null),
+    };
+    seen.lock().unwrap().push(s.clone());
+    let (status, text, delay) = handler(i, &s);
+    if let Some(d) = delay {
+        std::thread::sleep(d);
+    }
+    let resp = format!(
+        "HTTP/1.1 {status} X\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{text}",
+        text.len()
+    );
+    let _ = stream.write_all(resp.as_bytes());
+    Ok(())
+}
+
+fn chat_answer(texts: &[&str]) -> String {
+    let choices: Vec<Value> = texts
+        .iter()
+        .enumerate()
+        .rev() // out of order on purpose: the client must sort by index
+        .map(|(i, t)| {
+            json!({
+                "index": i,
+                "message": {"role": "assistant", "content": t},
+                "finish_reason": "stop",
+                "logprobs": {"content": [
+                    {"token": t, "logprob": -0.25, "bytes": t.as_bytes(),
+                     "top_logprobs": [
+                        {"token": "zz", "logprob": -3.0},
+                        {"token": t, "logprob": -0.25}
+                     ]}
+                ]}
+            })
+        })
+        .collect();
+    json!({
+        "choices": choices,
+        "usage": {"prompt_tokens": 12, "completion_tokens": texts.len(),
+                  "prompt_tokens_details": {"cached_tokens": 4}}
+    })
+    .to_string()
+}
+
+fn config(url: &str) -> OpenAiConfig {
+    let mut c = OpenAiConfig::new(url, "stub-model");
+    c.api_key = Some("sk-test".into());
+    c.backoff = Duration::from_millis(10);
+    c.timeout = Duration::from_secs(5);
+    c
+}
+
+fn request(n: usize) -> GenerateRequest {
+    GenerateRequest::new(
+        Prompt::user("What is 2+2?").with_system("Be brief."),
+        SamplingParams {
+            max_tokens: 8,
+            top_logprobs: 2,
+            seed: 7,
+            stop: vec!["\n".into()],
+            ..SamplingParams::default()
+        },
+    )
+    .with_n(n)
+}
+
+#[test]
+fn chat_completion_maps_tokens_logprobs_and_usage() {
+    let stub = Stub::start(Box::new(|_, _| (200, chat_answer(&["4", "four"]), None)));
+    let m = OpenAiModel::new(config(&stub.url)).unwrap();
+    let g = m.generate(&request(2)).unwrap();
+    assert_eq!(g.sequences[0].text, "4");
+    assert_eq!(g.sequences[1].text, "four");
+    let t = &g.sequences[0].tokens[0];
+    assert_eq!(t.logprob, -0.25);
+    assert_eq!(t.top[0].text, "4", "top-k sorted best first");
+    assert_eq!(g.sequences[0].finish_reason, FinishReason::Stop);
+    assert_eq!(g.usage.prompt_tokens, 8);
+    assert_eq!(g.usage.cached_prompt_tokens, 4);
+    assert_eq!(g.usage.generated_tokens, 2);
+
+    let seen = stub.seen();
+    assert_eq!(seen[0].path, "/v1/chat/completions");
+    assert_eq!(seen[0].auth.as_deref(), Some("Bearer sk-test"));
+    let b = &seen[0].body;
+    assert_eq!(b["model"], "stub-model");
+    assert_eq!(b["n"], 2);
+    assert_eq!(b["seed"], 7);
+    assert_eq!(b["logprobs"], true);
+    assert_eq!(b["top_logprobs"], 2);
+    assert_eq!(b["stop"], json!(["\n"]));
+    assert_eq!(b["messages"][0]["role"], "system");
+    assert!(b.get("continue_final_message").is_none());
+}
+
+#[test]
+fn partial_reply_is_sent_as_a_continued_assistant_message() {
+    let stub = Stub::start(Box::new(|_, _| (200, chat_answer(&[" 4"]), None)));
+    let m = OpenAiModel::new(config(&stub.url)).unwrap();
+    let mut r = request(1);
+    r.prompt = r.prompt.with_assistant_prefix("The answer is");
+    m.generate(&r).unwrap();
+    let b = &stub.seen()[0].body;
+    let msgs = b["messages"].as_array().unwrap();
+    assert_eq!(msgs.last().unwrap()["role"], "assistant");
+    assert_eq!(msgs.last().unwrap()["content"], "The answer is");
+    assert_eq!(b["continue_final_message"], true);
+    assert_eq!(b["add_generation_prompt"], false);
+}
+
+#[test]
+fn retries_429_and_5xx_then_succeeds() {
+    let stub = Stub::start(Box::new(|i, _| match i {
+        0 => (429, "{\"error\":\"slow down\"}".into(), None),
+        1 => (503, "{\"error\":\"busy\"}".into(), None),
+        _ => (200, chat_answer(&["ok"]), None),
+    }));
+    let m = OpenAiModel::new(config(&stub.url)).unwrap();
+    let g = m.generate(&request(1)).unwrap();
+    assert_eq!(g.sequences[0].text, "ok");
+    assert_eq!(stub.seen().len(), 3);
+}
+
+#[test]
+fn gives_up_after_the_retry_budget_with_the_server_message() {
+    let stub = Stub::start(Box::new(|_, _| (500, "{\"error\":\"boom\"}".into(), None)));
+    let mut c = config(&stub.url);
+    c.max_retries = 2;
+    let m = OpenAiModel::new(c).unwrap();
+    let e = m.generate(&request(1)).unwrap_err();
+    assert!(
+        matches!(e, ModelError::Server { status: 500, ref body } if body.contains("boom")),
+        "{e}"
+    );
+    assert_eq!(stub.seen().len(), 3);
+}
+
+#[test]
+fn client_errors_are_not_retried() {
+    let stub = Stub::start(Box::new(|_, _| {
+        (400, "{\"error\":\"bad top_k\"}".into(), None)
+    }));
+    let m = OpenAiModel::new(config(&stub.url)).unwrap();
+    let e = m.generate(&request(1)).unwrap_err();
+    assert!(e.to_string().contains("bad top_k"));
+    assert_eq!(stub.seen().len(), 1);
+}
+
+#[test]
+fn missing_logprobs_is_a_clear_error() {
+    let body =
+        json!({"choices": [{"index": 0, "message": {"content": "4"}, "finish_reason": "stop"}]});
+    let stub = Stub::start(Box::new(move |_, _| (200, body.to_string(), None)));
+    let m = OpenAiModel::new(config(&stub.url)).unwrap();
+    let e = m.generate(&request(1)).unwrap_err().to_string();
+    assert!(e.contains("no logprobs"), "{e}");
+}
+
+#[test]
+fn garbage_answers_are_protocol_errors() {
+    let stub = Stub::start(Box::new(|_, _| {
+        (200, "<html>proxy error</html>".into(), None)
+    }));
+    let m = OpenAiModel::new(config(&stub.url)).unwrap();
+    let e = m.generate(&request(1)).unwrap_err();
+    assert!(
+        matches!(e, ModelError::Protocol(ref s) if s.contains("proxy error")),
+        "{e}"
+    );
+}
+
+#[test]
+fn a_slow_server_times_out() {
+    let stub = Stub::start(Box::new(|_, _| {
+        (200, chat_answer(&["late"]), Some(Duration::from_secs(3)))
+    }));
+    let mut c = config(&stub.url);
+    c.timeout = Duration::from_millis(300);
+    let m = OpenAiModel::new(c).unwrap();
+    let e = m.generate(&request(1)).unwrap_err();
+    assert!(
+        matches!(e, ModelError::Unreachable(ref s) if s.contains("no answer within")),
+        "{e}"
+    );
+}
+
+#[test]
+fn a_server_that_is_down_is_unreachable() {
+    // Bind then drop: the port is closed.
+    let port = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let mut c = config(&format!("http://127.0.0.1:{port}/v1"));
+    c.max_retries = 1;
+    let m = OpenAiModel::new(c).unwrap();
+    let e = m.generate(&request(1)).unwrap_err();
+    assert!(
+        matches!(e, ModelError::Unreachable(ref s) if s.contains("is the server running")),
+        "{e}"
+    );
+}
+
+#[test]
+fn scoring_uses_echoed_prompt_logprobs() {
+    // The rendered prompt is ChatML; the continuation " Yes" starts at its end.
+    let handler = |_: usize, seen: &Seen| {
+        let prompt = seen.body["prompt"].as_str().unwrap().to_string();
+        let split = prompt.len() - " Yes".len();
+        let body = json!({
+            "choices": [{"text": prompt, "logprobs": {
+                "tokens": [&prompt[..split], " Yes", "!"],
+                "token_logprobs": [null, -0.4, -2.0],
+                "top_logprobs": [null, {" Yes": -0.4, " No": -1.2}, {"!": -2.0}],
+                "text_offset": [0, split, prompt.len()]
+            }}],
+            "usage": {"prompt_tokens": 20, "completion_tokens": 1}
+        });
+        (200, body.to_string(), None)
+    };
+    let stub = Stub::start(Box::new(handler));
+    let m = OpenAiModel::new(config(&stub.url)).unwrap();
+    let s = m
+        .score(&ScoreRequest {
+            prompt: Prompt::user("Is 2+2=4?"),
+            continuation: " Yes".into(),
+            top_logprobs: 2,
+        })
+        .unwrap();
+    assert_eq!(s.tokens.len(), 1);
+    assert_eq!(s.tokens[0].text, " Yes");
+    assert!((s.total_logprob() - -0.4).abs() < 1e-6);
+    assert_eq!(s.tokens[0].top[1].text, " No");
+    let b = &stub.seen()[0].body;
+    assert_eq!(b["echo"], true);
+    assert!(b["prompt"]
+        .as_str()
+        .unwrap()
+        .starts_with("<|im_start|>user\nIs 2+2=4?"));
+}
+
+#[test]
+fn bad_base_url_is_rejected_before_any_request() {
+    let e = OpenAiModel::new(OpenAiConfig::new("localhost:8000", "m"))
+        .err()
+        .unwrap();
+    assert!(e.to_string().contains("http://"));
+}

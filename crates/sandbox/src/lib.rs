@@ -1,0 +1,390 @@
+//! # metareason-sandbox
+//!
+//! Runs programs that a model wrote, in a box: the program gets its own
+//! temporary directory and nothing else to write to, no network, a CPU-time,
+//! wall-time, memory, output-size, file-size and process-count limit, and is
+//! killed (with everything it started) when it passes any of them.
+//!
+//! How: the child drops to an unprivileged user (`nobody`) when started as
+//! root, sets resource limits (`setrlimit`), and runs under
+//! [bubblewrap](https://github.com/containers/bubblewrap) (`bwrap`) with a
+//! read-only view of the filesystem, its work directory mounted on `/tmp`,
+//! and new user, network, PID, IPC and UTS namespaces. Without `bwrap` the
+//! sandbox refuses to run anything: there is no unsafe fallback.
+//!
+//! ```no_run
+//! use metareason_sandbox::{Limits, Sandbox};
+//!
+//! let sandbox = Sandbox::new(Limits::default())?;
+//! let run = sandbox.run_python("print(6 * 7)")?;
+//! assert_eq!(run.stdout.trim(), "42");
+//! # Ok::<(), metareason_sandbox::SandboxError>(())
+//! ```
+#![deny(missing_docs)]
+
+use std::io::Read;
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use serde::{Deserialize, Serialize};
+
+/// What a sandboxed program may use.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Limits {
+    /// CPU seconds (the kernel kills the program past this).
+    pub cpu_seconds: u64,
+    /// Wall-clock limit (the sandbox kills the program past this).
+    pub wall: Duration,
+    /// Address-space limit in bytes.
+    pub memory_bytes: u64,
+    /// Bytes kept of stdout and of stderr each; more kills the program.
+    pub output_bytes: usize,
+    /// Largest file the program may write, in bytes.
+    pub file_bytes: u64,
+    /// Processes (and threads) the sandbox user may have.
+    pub processes: u64,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            cpu_seconds: 5,
+            wall: Duration::from_secs(10),
+            memory_bytes: 512 << 20,
+            output_bytes: 64 << 10,
+            file_bytes: 16 << 20,
+            processes: 32,
+        }
+    }
+}
+
+/// Why a program stopped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Ending {
+    /// It exited with this code.
+    Exited(i32),
+    /// It ran past the wall-clock limit and was killed.
+    WallTimeout,
+    /// It used up its CPU time and the kernel killed it.
+    CpuTimeout,
+    /// It printed more than the output limit and was killed.
+    OutputLimit,
+    /// It ran out of memory (a `MemoryError` or an allocation failure).
+    MemoryLimit,
+    /// It was killed by this signal.
+    Signal(i32),
+}
+
+/// The result of a sandboxed run.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Run {
+    /// How it ended.
+    pub ending: Ending,
+    /// What it printed (lossy UTF-8, cut at the output limit).
+    pub stdout: String,
+    /// Its error output (lossy UTF-8, cut at the output limit).
+    pub stderr: String,
+    /// Wall time.
+    pub elapsed: Duration,
+}
+
+impl Run {
+    /// Whether it exited with code 0.
+    pub fn succeeded(&self) -> bool {
+        self.ending == Ending::Exited(0)
+    }
+}
+
+/// Why the sandbox could not run a program at all.
+#[derive(Debug, thiserror::Error)]
+pub enum SandboxError {
+    /// A tool the sandbox needs is missing.
+    #[error("{0}")]
+    Unavailable(String),
+    /// Starting or watching the program failed.
+    #[error("the sandbox failed: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// A configured sandbox; cheap to clone and to use from many threads.
+#[derive(Debug, Clone)]
+pub struct Sandbox {
+    limits: Limits,
+    bwrap: PathBuf,
+    python: Option<PathBuf>,
+}
+
+fn which(name: &str) -> Option<PathBuf> {
+    let path = std::env::var_os("PATH")?;
+    std::env::split_paths(&path)
+        .map(|d| d.join(name))
+        .find(|p| p.is_file())
+}
+
+const NOBODY: u32 = 65534;
+
+/// Environment variable naming the Python interpreter used in the sandbox.
+pub const PYTHON_ENV: &str = "METAREASON_SANDBOX_PYTHON";
+
+/// A Python the unprivileged sandbox user can run: the file and every
+/// directory above it must be executable by others (a pyenv shim under
+/// /root is not).
+fn sandbox_python() -> Option<PathBuf> {
+    let candidates = std::env::var_os(PYTHON_ENV)
+        .map(PathBuf::from)
+        .into_iter()
+        .chain(["/usr/bin/python3", "/usr/local/bin/python3"].map(PathBuf::from))
+        .chain(which("python3"));
+    candidates
+        .filter_map(|p| std::fs::canonicalize(p).ok())
+        .find(|p| world_executable(p))
+}
+
+fn world_executable(path: &Path) -> bool {
+    use std::os::unix::fs::PermissionsExt;
+    path.ancestors().all(|a| {
+        a.as_os_str().is_empty()
+            || std::fs::metadata(a).is_ok_and(|m| m.permissions().mode() & 0o001 != 0)
+    })
+}
+
+impl Sandbox {
+    /// A sandbox with these limits; fails when `bwrap` is not installed.
+    pub fn new(limits: Limits) -> Result<Self, SandboxError> {
+        let bwrap = which("bwrap").ok_or_else(|| {
+            SandboxError::Unavailable(
+                "the sandbox needs bubblewrap: install it (apt-get install -y bubblewrap); \
+                 model-written programs are never run outside it"
+                    .into(),
+            )
+        })?;
+        Ok(Self {
+            limits,
+            bwrap,
+            python: sandbox_python(),
+        })
+    }
+
+    /// The limits in force.
+    pub fn limits(&self) -> &Limits {
+        &self.limits
+    }
+
+    /// Runs a Python 3 program.
+    pub fn run_python(&self, source: &str) -> Result<Run, SandboxError> {
+        let python = self.python.clone().ok_or_else(|| {
+            SandboxError::Unavailable(
+                "program-aided answers need a python3 that an unprivileged user can run \
+                 (apt-get install -y python3, or set METAREASON_SANDBOX_PYTHON)"
+                    .into(),
+            )
+        })?;
+        let dir = self.workdir()?;
+        std::fs::write(dir.path().join("main.py"), source)?;
+        let python = python.to_string_lossy().into_owned();
+        self.run_in(&dir, &[&python, "-I", "-B", "/tmp/main.py"])
+    }
+
+    /// Runs a command (resolved inside the box, which sees the host's
+    /// read-only filesystem) in a fresh work directory.
+    pub fn run(&self, argv: &[&str]) -> Result<Run, SandboxError> {
+        let dir = self.workdir()?;
+        self.run_in(&dir, argv)
+    }
+
+    fn workdir(&self) -> Result<tempfile::TempDir, SandboxError> {
+        let dir = tempfile::Builder::new()
+            .prefix("metareason-sandbox-")
+            .tempdir()?;
+        // The program runs as `nobody`: let it write its own directory.
+        set_mode(dir.path(), 0o777)?;
+        Ok(dir)
+    }
+
+    fn run_in(&self, dir: &tempfile::TempDir, argv: &[&str]) -> Result<Run, SandboxError> {
+        let mut cmd = Command::new(&self.bwrap);
+        cmd.args([
+            "--ro-bind",
+            "/",
+            "/",
+            "--dev",
+            "/dev",
+            "--proc",
+            "/proc",
+            "--bind",
+        ])
+        .arg(dir.path())
+        .args(["/tmp", "--chdir", "/tmp"])
+        .args(["--unshare-all", "--die-with-parent", "--new-session"])
+        .args(["--clearenv", "--setenv", "HOME", "/tmp", "--setenv", "PATH"])
+        .arg("/usr/local/bin:/usr/bin:/bin")
+        .args(["--setenv", "LANG", "C.UTF-8", "--"])
+        .args(argv)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+        let l = self.limits.clone();
+        // SAFETY: only async-signal-safe calls (setrlimit, setgroups, setgid,
+        // setuid, setsid) between fork and exec.
+        unsafe {
+            cmd.pre_exec(move || {
+                let set2 = |res, soft: u64, hard: u64| {
+                    let lim = libc::rlimit {
+                        rlim_cur: soft as libc::rlim_t,
+                        rlim_max: hard as libc::rlim_t,
+                    };
+                    if libc::setrlimit(res, &lim) != 0 {
+                        return Err(std::io::Error::last_os_error());
+                    }
+                    Ok(())
+                };
+                let set = |res, v: u64| set2(res, v, v);
+                libc::setsid();
+                // SIGXCPU at the soft limit tells a CPU timeout from other
+                // kills; the kernel's SIGKILL at the hard limit is the backstop.
+                set2(libc::RLIMIT_CPU, l.cpu_seconds, l.cpu_seconds + 1)?;
+                set(libc::RLIMIT_AS, l.memory_bytes)?;
+                set(libc::RLIMIT_FSIZE, l.file_bytes)?;
+                set(libc::RLIMIT_NPROC, l.processes)?;
+                set(libc::RLIMIT_CORE, 0)?;
+                if libc::geteuid() == 0 {
+                    // Root is exempt from RLIMIT_NPROC and could write anywhere
+                    // bwrap leaves writable: run as nobody.
+                    if libc::setgroups(0, std::ptr::null()) != 0
+                        || libc::setgid(NOBODY) != 0
+                        || libc::setuid(NOBODY) != 0
+                    {
+                        return Err(std::io::Error::last_os_error());
+                    }
+                }
+                Ok(())
+            });
+        }
+        let started = Instant::now();
+        let mut child = cmd
+            .spawn()
+            .map_err(|e| SandboxError::Unavailable(format!("cannot start bwrap ({e})")))?;
+        let pid = child.id() as i32;
+        let overflow = Arc::new(AtomicBool::new(false));
+        let readers: Vec<_> = [
+            child
+                .stdout
+                .take()
+                .map(|s| Box::new(s) as Box<dyn Read + Send>),
+            child
+                .stderr
+                .take()
+                .map(|s| Box::new(s) as Box<dyn Read + Send>),
+        ]
+        .into_iter()
+        .flatten()
+        .map(|stream| {
+            let overflow = overflow.clone();
+            let cap = self.limits.output_bytes;
+            std::thread::spawn(move || read_capped(stream, cap, pid, &overflow))
+        })
+        .collect();
+
+        let mut timed_out = false;
+        let status = loop {
+            if let Some(status) = child.try_wait()? {
+                break status;
+            }
+            if started.elapsed() >= self.limits.wall {
+                timed_out = true;
+                kill_group(pid);
+                break child.wait()?;
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        };
+        let mut outputs = readers
+            .into_iter()
+            .map(|h| h.join().unwrap_or_default())
+            .collect::<Vec<_>>();
+        let stderr = String::from_utf8_lossy(&outputs.pop().unwrap_or_default()).into_owned();
+        let stdout = String::from_utf8_lossy(&outputs.pop().unwrap_or_default()).into_owned();
+        if stderr.starts_with("bwrap:") {
+            return Err(SandboxError::Unavailable(format!(
+                "bubblewrap could not start the program: {} (the sandbox needs user \
+                 namespaces: sysctl kernel.unprivileged_userns_clone=1)",
+                stderr.trim()
+            )));
+        }
+        use std::os::unix::process::ExitStatusExt;
+        let ending = if timed_out {
+            Ending::WallTimeout
+        } else if overflow.load(Ordering::SeqCst) {
+            Ending::OutputLimit
+        } else if let Some(sig) = status.signal() {
+            ending_of_signal(sig)
+        } else {
+            let code = status.code().unwrap_or(-1);
+            if code > 128 && code < 128 + 65 {
+                // bwrap reports its child's death by a signal as 128 + signal.
+                ending_of_signal(code - 128)
+            } else if code != 0 && stderr.contains("MemoryError") {
+                Ending::MemoryLimit
+            } else {
+                Ending::Exited(code)
+            }
+        };
+        Ok(Run {
+            ending,
+            stdout,
+            stderr,
+            elapsed: started.elapsed(),
+        })
+    }
+}
+
+fn ending_of_signal(sig: i32) -> Ending {
+    if sig == libc::SIGXCPU {
+        Ending::CpuTimeout
+    } else {
+        Ending::Signal(sig)
+    }
+}
+
+fn set_mode(path: &Path, mode: u32) -> std::io::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
+}
+
+fn kill_group(pid: i32) {
+    // SAFETY: plain kill(2) on the child's process group and the child.
+    unsafe {
+        libc::kill(-pid, libc::SIGKILL);
+        libc::kill(pid, libc::SIGKILL);
+    }
+}
+
+/// Reads a stream up to `cap` bytes; past that, kills the program.
+fn read_capped(
+    mut s: Box<dyn Read + Send>,
+    cap: usize,
+    pid: i32,
+    overflow: &AtomicBool,
+) -> Vec<u8> {
+    let mut out = Vec::new();
+    let mut buf = [0u8; 8192];
+    loop {
+        match s.read(&mut buf) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => {
+                let room = cap.saturating_sub(out.len());
+                out.extend_from_slice(&buf[..n.min(room)]);
+                if n > room {
+                    overflow.store(true, Ordering::SeqCst);
+                    kill_group(pid);
+                    break;
+                }
+            }
+        }
+    }
+    out
+}

@@ -1,0 +1,362 @@
+//! Answer kinds, extraction of the final answer from a reasoning text, and
+//! normalisation so that `$1,200.00`, `1200` and `1200 dollars` compare equal.
+
+use std::sync::OnceLock;
+
+use num_rational::Ratio;
+use num_traits::{Signed, Zero};
+use regex::Regex;
+use serde::{Deserialize, Serialize};
+
+/// An exact rational number.
+pub type Rational = Ratio<i128>;
+
+/// What shape the answer to a task has.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case", tag = "kind")]
+pub enum AnswerKind {
+    /// A number (integers, decimals, fractions, negatives, with or without
+    /// thousands separators, currency or units).
+    #[default]
+    Number,
+    /// One of several labelled options (`A`, `B`, ...).
+    Choice {
+        /// The labels allowed, upper-case.
+        labels: Vec<String>,
+    },
+    /// Yes or no.
+    YesNo,
+    /// A short free text, compared case- and punctuation-insensitively.
+    Text,
+}
+
+/// An extracted, normalised answer.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Answer {
+    /// The text as the model wrote it.
+    pub raw: String,
+    /// The canonical form answers are compared and voted on by.
+    pub normalized: String,
+}
+
+fn re(cell: &'static OnceLock<Regex>, pattern: &str) -> &'static Regex {
+    cell.get_or_init(|| Regex::new(pattern).expect("valid regex"))
+}
+
+/// A number as written in text: optional sign and currency, digits with
+/// optional thousands separators, optional decimals, optional fraction.
+const NUMBER: &str =
+    r"-?\$?\s?(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?(?:\s*/\s*\d+(?:\.\d+)?)?|-?\$?\.\d+";
+
+/// Parses a number as people write it: `1,234.50`, `$3`, `-2.5`, `3/4`,
+/// `1 1/2`, `50%` (as 50), `12 apples`. Returns `None` for text without one.
+pub fn parse_number(text: &str) -> Option<Rational> {
+    static MIXED: OnceLock<Regex> = OnceLock::new();
+    static ANY: OnceLock<Regex> = OnceLock::new();
+    let t = text.trim();
+    let mixed = re(&MIXED, r"^(-?)(\d+)\s+(\d+)\s*/\s*(\d+)\b");
+    if let Some(c) = mixed.captures(t) {
+        let whole: i128 = c[2].parse().ok()?;
+        let num: i128 = c[3].parse().ok()?;
+        let den: i128 = c[4].parse().ok()?;
+        if den == 0 {
+            return None;
+        }
+        let v = Rational::from_integer(whole) + Rational::new(num, den);
+        return Some(if &c[1] == "-" { -v } else { v });
+    }
+    let m = re(&ANY, NUMBER).find(t)?;
+    parse_plain(m.as_str())
+}
+
+/// Parses one number token matched by [`NUMBER`].
+fn parse_plain(s: &str) -> Option<Rational> {
+    let s: String = s
+        .chars()
+        .filter(|c| !matches!(c, '$' | ',' | ' '))
+        .collect();
+    if let Some((a, b)) = s.split_once('/') {
+        let a = parse_decimal(a)?;
+        let b = parse_decimal(b)?;
+        if b.is_zero() {
+            return None;
+        }
+        return Some(a / b);
+    }
+    parse_decimal(&s)
+}
+
+/// Parses `-12.345` exactly.
+pub fn parse_decimal(s: &str) -> Option<Rational> {
+    let s = s.trim();
+    let (neg, s) = match s.strip_prefix('-') {
+        Some(rest) => (true, rest),
+        None => (false, s),
+    };
+    let (int, frac) = s.split_once('.').unwrap_or((s, ""));
+    if int.is_empty() && frac.is_empty() {
+        return None;
+    }
+    if !int.chars().chain(frac.chars()).all(|c| c.is_ascii_digit()) || frac.len() > 18 {
+        return None;
+    }
+    let digits = format!("{int}{frac}");
+    let n: i128 = digits.parse().ok()?;
+    let v = Rational::new(n, 10i128.checked_pow(frac.len() as u32)?);
+    Some(if neg { -v } else { v })
+}
+
+/// The canonical text of a number: integers plainly, others as a decimal
+/// rounded to 6 places with trailing zeros cut.
+pub fn format_number(v: &Rational) -> String {
+    if v.is_integer() {
+        return v.to_integer().to_string();
+    }
+    let f = *v.numer() as f64 / *v.denom() as f64;
+    let s = format!("{f:.6}");
+    let s = s.trim_end_matches('0').trim_end_matches('.');
+    if s == "-0" {
+        "0".into()
+    } else {
+        s.into()
+    }
+}
+
+/// Whether two numbers are equal up to the rounding the writer evidently
+/// used (half a unit of the last decimal of `written`).
+pub fn close_enough(exact: &Rational, written: &Rational, written_text: &str) -> bool {
+    if exact == written {
+        return true;
+    }
+    let decimals = written_text
+        .rsplit_once('.')
+        .map(|(_, f)| f.chars().take_while(char::is_ascii_digit).count())
+        .unwrap_or(0);
+    if decimals == 0 {
+        return false;
+    }
+    let half_unit = Rational::new(1, 2 * 10i128.pow(decimals as u32));
+    (exact - written).abs() <= half_unit
+}
+
+impl AnswerKind {
+    /// Finds the final answer in a reasoning text: an explicit marker first
+    /// (`#### X`, `\boxed{X}`, `The answer is X`, `Answer: X`), then, for
+    /// numbers, the last number written.
+    pub fn extract(&self, text: &str) -> Option<Answer> {
+        let marked = marked_answer(text);
+        match self {
+            AnswerKind::Number => {
+                let candidate = marked
+                    .as_deref()
+                    .and_then(|m| number_in(m).map(|v| (m.to_string(), v)))
+                    .or_else(|| last_number(text))?;
+                Some(Answer {
+                    normalized: format_number(&candidate.1),
+                    raw: candidate.0,
+                })
+            }
+            AnswerKind::YesNo => {
+                static YN: OnceLock<Regex> = OnceLock::new();
+                let yn = re(&YN, r"(?i)\b(yes|no)\b");
+                let from = marked.as_deref().unwrap_or(text);
+                let m = if marked.is_some() {
+                    yn.find(from)
+                } else {
+                    yn.find_iter(from).last()
+                }?;
+                Some(Answer {
+                    raw: m.as_str().into(),
+                    normalized: m.as_str().to_lowercase(),
+                })
+            }
+            AnswerKind::Choice { labels } => {
+                static LABEL: OnceLock<Regex> = OnceLock::new();
+                let lab = re(&LABEL, r"\(?\b([A-Za-z])\b\)?");
+                let ok = |s: &str| labels.iter().any(|l| l.eq_ignore_ascii_case(s));
+                let from = marked.as_deref().unwrap_or(text);
+                let found: Vec<String> = lab
+                    .captures_iter(from)
+                    .map(|c| c[1].to_uppercase())
+                    .filter(|s| ok(s))
+                    .collect();
+                let pick = if marked.is_some() {
+                    found.first()
+                } else {
+                    found.last()
+                }?;
+                Some(Answer {
+                    raw: pick.clone(),
+                    normalized: pick.clone(),
+                })
+            }
+            AnswerKind::Text => {
+                let raw = marked.unwrap_or_else(|| {
+                    text.lines()
+                        .rev()
+                        .find(|l| !l.trim().is_empty())
+                        .unwrap_or("")
+                        .to_string()
+                });
+                let normalized = normalize_text(&raw);
+                if normalized.is_empty() {
+                    return None;
+                }
+                Some(Answer { raw, normalized })
+            }
+        }
+    }
+
+    /// Normalises a reference answer (from a dataset) the way extracted
+    /// answers are normalised, so the two compare with `==`.
+    pub fn normalize_reference(&self, reference: &str) -> Option<String> {
+        match self {
+            AnswerKind::Number => number_in(reference).map(|v| format_number(&v)),
+            AnswerKind::YesNo => {
+                let r = reference.trim().to_lowercase();
+                match r.as_str() {
+                    "yes" | "true" => Some("yes".into()),
+                    "no" | "false" => Some("no".into()),
+                    _ => None,
+                }
+            }
+            AnswerKind::Choice { .. } => {
+                Some(reference.trim().trim_matches(['(', ')']).to_uppercase())
+            }
+            AnswerKind::Text => Some(normalize_text(reference)),
+        }
+    }
+}
+
+fn normalize_text(s: &str) -> String {
+    let lowered = s.to_lowercase();
+    let words: Vec<&str> = lowered
+        .split(|c: char| !c.is_alphanumeric())
+        .filter(|w| !w.is_empty() && !matches!(*w, "the" | "a" | "an"))
+        .collect();
+    words.join(" ")
+}
+
+/// The text after the last explicit answer marker, up to the end of its line.
+fn marked_answer(text: &str) -> Option<String> {
+    static MARKERS: OnceLock<Regex> = OnceLock::new();
+    let m = re(
+        &MARKERS,
+        r"(?i)(?:####\s*|\\boxed\{|final answer\s*(?:is|:)\s*|the answer is\s*:?\s*|answer\s*:\s*)",
+    );
+    let last = m.find_iter(text).last()?;
+    let rest = &text[last.end()..];
+    let line = rest.lines().next().unwrap_or("").trim();
+    let line = line.strip_suffix('}').unwrap_or(line);
+    let line = line.trim_end_matches(['.', '!']).trim();
+    if line.is_empty() {
+        None
+    } else {
+        Some(line.to_string())
+    }
+}
+
+fn number_in(text: &str) -> Option<Rational> {
+    // `\frac{a}{b}` as written in LaTeX answers.
+    static FRAC: OnceLock<Regex> = OnceLock::new();
+    let frac = re(&FRAC, r"\\d?frac\{(-?\d+)\}\{(\d+)\}");
+    if let Some(c) = frac.captures(text) {
+        let a: i128 = c[1].parse().ok()?;
+        let b: i128 = c[2].parse().ok()?;
+        if b != 0 {
+            return Some(Rational::new(a, b));
+        }
+    }
+    parse_number(text)
+}
+
+fn last_number(text: &str) -> Option<(String, Rational)> {
+    static ANY: OnceLock<Regex> = OnceLock::new();
+    let m = re(&ANY, NUMBER).find_iter(text).last()?;
+    let v = parse_plain(m.as_str())?;
+    Some((m.as_str().trim().to_string(), v))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn num(text: &str) -> String {
+        AnswerKind::Number.extract(text).unwrap().normalized
+    }
+
+    #[test]
+    fn numbers_normalise_across_notations() {
+        assert_eq!(num("The answer is $1,200."), "1200");
+        assert_eq!(num("#### 72"), "72");
+        assert_eq!(num("so she has \\boxed{18} eggs"), "18");
+        assert_eq!(num("Answer: -3.50 dollars"), "-3.5");
+        assert_eq!(num("The answer is 3/4"), "0.75");
+        assert_eq!(num("The answer is 1 1/2 cups"), "1.5");
+        assert_eq!(num("The answer is \\frac{7}{2}"), "3.5");
+        assert_eq!(num("She pays 5 + 3 = 8 dollars, then 8 * 2 = 16."), "16");
+        assert_eq!(num("It is 50% of the total, so 25"), "25");
+        assert_eq!(num("The answer is 0.333333333"), "0.333333");
+        assert!(AnswerKind::Number.extract("no digits here").is_none());
+    }
+
+    #[test]
+    fn the_last_marker_wins() {
+        assert_eq!(num("The answer is 4. Wait, recheck. The answer is 5."), "5");
+    }
+
+    #[test]
+    fn yes_no_choice_and_text() {
+        let yn = AnswerKind::YesNo;
+        assert_eq!(
+            yn.extract("Let me think... no wait. The answer is Yes.")
+                .unwrap()
+                .normalized,
+            "yes"
+        );
+        assert_eq!(yn.extract("Birds fly? No.").unwrap().normalized, "no");
+        let ch = AnswerKind::Choice {
+            labels: vec!["A".into(), "B".into(), "C".into(), "D".into()],
+        };
+        assert_eq!(
+            ch.extract("Between (A) and (C), the answer is (C).")
+                .unwrap()
+                .normalized,
+            "C"
+        );
+        assert_eq!(ch.extract("I pick b").unwrap().normalized, "B");
+        let tx = AnswerKind::Text;
+        assert_eq!(
+            tx.extract("Answer: The Eiffel Tower!").unwrap().normalized,
+            "eiffel tower"
+        );
+        assert_eq!(
+            tx.normalize_reference("eiffel  tower").unwrap(),
+            "eiffel tower"
+        );
+    }
+
+    #[test]
+    fn references_normalise_like_answers() {
+        assert_eq!(
+            AnswerKind::Number.normalize_reference("1,000").unwrap(),
+            "1000"
+        );
+        assert_eq!(
+            AnswerKind::YesNo.normalize_reference("True").unwrap(),
+            "yes"
+        );
+    }
+
+    #[test]
+    fn rounding_tolerance_follows_the_written_decimals() {
+        let exact = Rational::new(10, 3);
+        assert!(close_enough(
+            &exact,
+            &parse_decimal("3.33").unwrap(),
+            "3.33"
+        ));
+        assert!(!close_enough(&exact, &parse_decimal("3.2").unwrap(), "3.2"));
+        assert!(!close_enough(&exact, &Rational::from_integer(3), "3"));
+    }
+}

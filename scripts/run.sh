@@ -1,0 +1,9 @@
+#!/usr/bin/env bash
+# The new user's path: set up the machine, build, and run metareason with the
+# given arguments. Known models (the default included) are fetched on first use.
+#   scripts/run.sh generate "What is 17 * 23?"
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/setup.sh
+cargo build --release --locked -p metareason >&2
+exec target/release/metareason "$@"

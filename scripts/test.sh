@@ -1,0 +1,13 @@
+#!/usr/bin/env bash
+# Runs every test: unit tests on the scripted model, HTTP-backend tests against
+# a local stub server, and integration tests on the real SmolLM2-135M model
+# (fetched into the model store on first use, 98 MB).
+# Release mode: llama.cpp is built once for tests and the CLI alike.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+if [ "${CI:-}" = "true" ] && [ "${METAREASON_SKIP_MODEL_TESTS:-}" = "1" ]; then
+  echo "metareason test: METAREASON_SKIP_MODEL_TESTS is not allowed in CI" >&2
+  exit 1
+fi
+bash scripts/setup.sh
+cargo test --release --locked --workspace "$@"
