@@ -13,7 +13,11 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 use metareason_catalog::{known_models, ModelKind, ModelStore, DEFAULT_MODEL};
 use metareason_core::{GenerateRequest, LanguageModel, Prompt, SamplingParams};
 use metareason_llama::{LlamaConfig, LlamaEngine};
+use metareason_monitor::{SearchPolicy, SearchSettings};
 use metareason_openai::{OpenAiConfig, OpenAiModel};
+use metareason_solver::{policy_by_name, SolveConfig, Solver};
+use metareason_strategy::answer::AnswerKind;
+use metareason_strategy::StrategyKind;
 
 use crate::progress::BarProgress;
 
@@ -66,6 +70,8 @@ enum Backend {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Solve a task: strategy, monitored search, verification, revision.
+    Solve(SolveArgs),
     /// Generate text from a prompt, with token log-probabilities.
     Generate(GenerateArgs),
     /// List, fetch, verify and locate models.
@@ -110,6 +116,56 @@ struct GenerateArgs {
     /// Alternatives reported per token (0-20).
     #[arg(long, default_value_t = 5)]
     top_logprobs: u8,
+}
+
+#[derive(Args)]
+struct SolveArgs {
+    /// The task.
+    question: String,
+    /// Strategy: direct, chain_of_thought (cot), plan_then_solve (plan),
+    /// program_aided (pal), example_guided.
+    #[arg(long, default_value = "chain_of_thought")]
+    strategy: String,
+    /// Strategies to switch to when step rewards collapse (comma-separated;
+    /// "none" for no switching).
+    #[arg(long, default_value = "program_aided")]
+    fallback: String,
+    /// Search policy.
+    #[arg(long, default_value = "greedy", value_parser = ["greedy", "bon", "sc", "beam", "mcts", "adaptive", "adaptive_dirichlet"])]
+    search: String,
+    /// Samples (bon, sc), the most samples (adaptive), or iterations (mcts).
+    #[arg(long, default_value_t = 8)]
+    samples: usize,
+    /// Beam width and expansions per node (beam).
+    #[arg(long, default_value_t = 2)]
+    beam_width: usize,
+    /// Most tokens generated over the whole solve (0: no limit).
+    #[arg(long, default_value_t = 0)]
+    budget_tokens: u64,
+    /// Sampling temperature of every policy but greedy.
+    #[arg(long, default_value_t = 0.7)]
+    temperature: f32,
+    /// Seed of every draw.
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// Most tokens of one reply.
+    #[arg(long, default_value_t = 512)]
+    max_tokens: u32,
+    /// Kind of answer: number, yesno, text, or choice:ABCD.
+    #[arg(long, default_value = "number")]
+    answer: String,
+    /// Rounds of revision at most.
+    #[arg(long, default_value_t = 1)]
+    revisions: usize,
+    /// Ask the model to critique its solution (scored as P(Yes)).
+    #[arg(long)]
+    critique: bool,
+    /// Print the whole trace as JSON instead of the summary.
+    #[arg(long)]
+    json: bool,
+    /// Also write the JSON trace to this file.
+    #[arg(long, value_name = "FILE")]
+    trace: Option<PathBuf>,
 }
 
 #[derive(Subcommand)]
@@ -165,6 +221,7 @@ fn init_tracing(verbose: u8) {
 
 fn run(cli: Cli) -> Result<()> {
     match cli.command {
+        Command::Solve(args) => solve(&cli.global, args),
         Command::Generate(args) => generate(&cli.global, args),
         Command::Models(cmd) => models(&cli.global, cmd),
     }
@@ -199,6 +256,101 @@ fn open_model(g: &GlobalArgs) -> Result<Arc<dyn LanguageModel>> {
             Ok(Arc::new(OpenAiModel::new(config)?))
         }
     }
+}
+
+fn parse_answer_kind(s: &str) -> Result<AnswerKind> {
+    Ok(match s {
+        "number" => AnswerKind::Number,
+        "yesno" | "yes_no" => AnswerKind::YesNo,
+        "text" => AnswerKind::Text,
+        _ => match s.strip_prefix("choice:") {
+            Some(labels) if !labels.is_empty() => AnswerKind::Choice {
+                labels: labels
+                    .chars()
+                    .map(|c| c.to_ascii_uppercase().to_string())
+                    .collect(),
+            },
+            _ => bail!("unknown answer kind '{s}': use number, yesno, text or choice:ABCD"),
+        },
+    })
+}
+
+fn parse_strategy(s: &str) -> Result<StrategyKind> {
+    StrategyKind::parse(s).with_context(|| {
+        format!(
+            "unknown strategy '{s}': use one of {}",
+            StrategyKind::ALL.map(|k| k.name()).join(", ")
+        )
+    })
+}
+
+fn solve(g: &GlobalArgs, a: SolveArgs) -> Result<()> {
+    if a.question.trim().is_empty() {
+        bail!("the question is empty: give a task to solve");
+    }
+    let strategy = parse_strategy(&a.strategy)?;
+    let fallbacks = if a.fallback == "none" || a.fallback.is_empty() {
+        Vec::new()
+    } else {
+        a.fallback
+            .split(',')
+            .map(parse_strategy)
+            .collect::<Result<Vec<_>>>()?
+    };
+    let mut policy = policy_by_name(&a.search, a.samples).expect("clap checked the name");
+    if let SearchPolicy::Beam {
+        width, expansions, ..
+    } = &mut policy
+    {
+        *width = a.beam_width.max(1);
+        *expansions = a.beam_width.max(1);
+    }
+    let config = SolveConfig {
+        strategy,
+        fallbacks,
+        policy,
+        settings: SearchSettings {
+            temperature: a.temperature,
+            seed: a.seed,
+            max_tokens: a.max_tokens,
+            budget_tokens: a.budget_tokens,
+            ..SearchSettings::default()
+        },
+        answer_kind: parse_answer_kind(&a.answer)?,
+        max_revisions: a.revisions,
+        critique: a.critique,
+        ..SolveConfig::default()
+    };
+    let model = open_model(g)?;
+    let trace = Solver::new(model.as_ref()).solve(&a.question, &config)?;
+    let json = serde_json::to_string_pretty(&trace)?;
+    if let Some(path) = &a.trace {
+        write_atomically(path, json.as_bytes())
+            .with_context(|| format!("cannot write the trace to {}", path.display()))?;
+    }
+    if a.json {
+        println!("{json}");
+    } else {
+        print!("{}", trace.summary());
+    }
+    Ok(())
+}
+
+/// Writes a file whole or not at all (temp file in the same directory, then rename).
+fn write_atomically(path: &std::path::Path, bytes: &[u8]) -> std::io::Result<()> {
+    let dir = path
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(std::path::Path::new("."));
+    let tmp = dir.join(format!(
+        ".{}.tmp-{}",
+        path.file_name().and_then(|n| n.to_str()).unwrap_or("trace"),
+        std::process::id()
+    ));
+    std::fs::write(&tmp, bytes)?;
+    std::fs::rename(&tmp, path).inspect_err(|_| {
+        let _ = std::fs::remove_file(&tmp);
+    })
 }
 
 fn generate(g: &GlobalArgs, a: GenerateArgs) -> Result<()> {

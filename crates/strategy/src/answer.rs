@@ -259,7 +259,7 @@ fn marked_answer(text: &str) -> Option<String> {
 fn number_in(text: &str) -> Option<Rational> {
     // `\frac{a}{b}` as written in LaTeX answers.
     static FRAC: OnceLock<Regex> = OnceLock::new();
-    let frac = re(&FRAC, r"\\d?frac\{(-?\d+)\}\{(\d+)\}");
+    let frac = re(&FRAC, r"\\d?frac\{(-?\d+)\}\{(\d+)\}?");
     if let Some(c) = frac.captures(text) {
         let a: i128 = c[1].parse().ok()?;
         let b: i128 = c[2].parse().ok()?;

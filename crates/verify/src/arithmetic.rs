@@ -59,8 +59,23 @@ fn claim_regex() -> &'static Regex {
     })
 }
 
+/// Rewrites LaTeX arithmetic (`\frac{a}{b}`, `\times`, `\cdot`, `\div`)
+/// into plain operators, as models often write it.
+fn delatex(text: &str) -> String {
+    static FRAC: OnceLock<Regex> = OnceLock::new();
+    let frac = FRAC.get_or_init(|| {
+        Regex::new(r"\\d?frac\{([\d.,\s+\-*/]+)\}\{([\d.,\s+\-*/]+)\}").expect("valid regex")
+    });
+    let t = frac.replace_all(text, "(($1)/($2))");
+    t.replace("\\times", "*")
+        .replace("\\cdot", "*")
+        .replace("\\div", "/")
+}
+
 /// Every arithmetic claim in `text` that parses, in order.
 pub fn claims(text: &str) -> Vec<Claim> {
+    let text = delatex(text);
+    let text = text.as_str();
     let mut out = Vec::new();
     for c in claim_regex().captures_iter(text) {
         let expr = c["expr"].trim();
@@ -241,6 +256,14 @@ mod tests {
         assert!(c[0].correct);
         let c = claims("Each gets 10 / 3 = 3.4 pizzas.");
         assert!(!c[0].correct);
+    }
+
+    #[test]
+    fn latex_arithmetic_is_checked() {
+        let c = claims("\\text{May} = \\frac{48}{2} = 24 and 3 \\times 4 = 13");
+        assert_eq!(c.len(), 2, "{c:?}");
+        assert!(c[0].correct);
+        assert!(!c[1].correct);
     }
 
     #[test]

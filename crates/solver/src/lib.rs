@@ -1,0 +1,589 @@
+//! # metareason-solver
+//!
+//! Solving one task at the task level of the design: under a strategy F
+//! the reasoning A is searched with every step scored (monitoring), the
+//! chosen reply is checked by verifiers, which make the observation O
+//! (evaluation), and revised from its first flagged step while that raises
+//! the estimated probability of being right (regulation). When step rewards
+//! collapse, the solver switches to the next strategy. Everything is
+//! recorded in a [`Trace`] with a versioned schema (`docs/trace-schema.md`).
+//!
+//! ```no_run
+//! use metareason_scripted::{Reply, ScriptedModel, When};
+//! use metareason_solver::{SolveConfig, Solver};
+//!
+//! let model = ScriptedModel::new().on(When::Always, [Reply::text("6 * 7 = 42\nThe answer is 42.")]);
+//! let trace = Solver::new(&model).solve("What is 6 * 7?", &SolveConfig::default())?;
+//! assert_eq!(trace.answer.as_deref(), Some("42"));
+//! # Ok::<(), metareason_solver::SolveError>(())
+//! ```
+#![deny(missing_docs)]
+
+mod trace;
+
+use std::time::Instant;
+
+use metareason_core::{LanguageModel, Message, ModelError, Prompt, Usage};
+use metareason_monitor::search::score_reply;
+use metareason_monitor::{
+    Candidate, RewardWeights, SearchOutcome, SearchPolicy, SearchSettings, Searcher, StopRule,
+};
+use metareason_sandbox::{Limits, Sandbox, SandboxError};
+use metareason_strategy::answer::AnswerKind;
+use metareason_strategy::{AnswerSource, StrategyKind};
+use metareason_verify::{
+    check_arithmetic, format::check_format, program, Finding, Verdict, VerifierKind,
+};
+use serde::{Deserialize, Serialize};
+
+pub use trace::{Attempt, Revision, Switch, Trace, TRACE_SCHEMA};
+
+/// When step rewards count as collapsed.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct CollapseRule {
+    /// A step below this reward collapses the chain.
+    pub min_reward: f64,
+    /// So does a fall of the running mean by more than this in one step.
+    pub max_drop: f64,
+}
+
+impl Default for CollapseRule {
+    fn default() -> Self {
+        Self {
+            min_reward: 0.2,
+            max_drop: 0.35,
+        }
+    }
+}
+
+impl CollapseRule {
+    /// The first collapsed step and a description of the numbers, if any.
+    pub fn check(&self, rewards: &[f64]) -> Option<(usize, String)> {
+        let mut sum = 0.0;
+        for (i, &r) in rewards.iter().enumerate() {
+            let before = if i == 0 { None } else { Some(sum / i as f64) };
+            sum += r;
+            let after = sum / (i + 1) as f64;
+            if r < self.min_reward {
+                return Some((
+                    i,
+                    format!("step {i} reward {r:.3} < {:.3}", self.min_reward),
+                ));
+            }
+            if let Some(b) = before {
+                if b - after > self.max_drop {
+                    return Some((
+                        i,
+                        format!("running mean fell from {b:.3} to {after:.3} at step {i}"),
+                    ));
+                }
+            }
+        }
+        None
+    }
+}
+
+/// How to solve.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SolveConfig {
+    /// The first strategy.
+    pub strategy: StrategyKind,
+    /// Strategies to switch to, in order, when step rewards collapse or the
+    /// answer cannot be found.
+    pub fallbacks: Vec<StrategyKind>,
+    /// The search policy.
+    pub policy: SearchPolicy,
+    /// Search settings (temperature, seed, token limits and budget).
+    pub settings: SearchSettings,
+    /// The kind of answer sought.
+    pub answer_kind: AnswerKind,
+    /// Step-reward weights.
+    pub weights: RewardWeights,
+    /// When rewards count as collapsed.
+    pub collapse: CollapseRule,
+    /// Rounds of revision at most.
+    pub max_revisions: usize,
+    /// Ask the model to critique its solution.
+    pub critique: bool,
+    /// Thought templates or solved examples for the example-guided strategy.
+    pub examples: Vec<String>,
+    /// Limits of the sandbox that runs programs.
+    pub sandbox: Limits,
+}
+
+impl Default for SolveConfig {
+    fn default() -> Self {
+        Self {
+            strategy: StrategyKind::ChainOfThought,
+            fallbacks: vec![StrategyKind::ProgramAided],
+            policy: SearchPolicy::Greedy,
+            settings: SearchSettings::default(),
+            answer_kind: AnswerKind::Number,
+            weights: RewardWeights::default(),
+            collapse: CollapseRule::default(),
+            max_revisions: 1,
+            critique: false,
+            examples: Vec::new(),
+            sandbox: Limits::default(),
+        }
+    }
+}
+
+/// Named search configurations for the command line and benchmarks.
+pub fn policy_by_name(name: &str, samples: usize) -> Option<SearchPolicy> {
+    let n = samples.max(1);
+    Some(match name {
+        "greedy" => SearchPolicy::Greedy,
+        "bon" | "best_of_n" => SearchPolicy::BestOfN { n },
+        "sc" | "self_consistency" => SearchPolicy::SelfConsistency { n },
+        "adaptive" => SearchPolicy::Adaptive {
+            max_samples: n,
+            batch: 1,
+            rule: StopRule::Beta { threshold: 0.95 },
+        },
+        "adaptive_dirichlet" => SearchPolicy::Adaptive {
+            max_samples: n,
+            batch: 1,
+            rule: StopRule::Dirichlet {
+                threshold: 0.95,
+                alpha: 1.0,
+            },
+        },
+        "beam" => SearchPolicy::Beam {
+            width: 2,
+            expansions: 2,
+            max_steps: 12,
+        },
+        "mcts" => SearchPolicy::Mcts {
+            iterations: n,
+            expansions: 2,
+            exploration: 1.0,
+            max_steps: 12,
+        },
+        _ => return None,
+    })
+}
+
+/// Why solving failed.
+#[derive(Debug, thiserror::Error)]
+pub enum SolveError {
+    /// The model failed.
+    #[error(transparent)]
+    Model(#[from] ModelError),
+    /// The sandbox could not run a program.
+    #[error(transparent)]
+    Sandbox(#[from] SandboxError),
+}
+
+/// Solves tasks with one model.
+pub struct Solver<'a> {
+    model: &'a dyn LanguageModel,
+}
+
+/// Features of a finished attempt that the interim confidence uses.
+fn estimate_confidence(
+    c: &Candidate,
+    agreement: f64,
+    findings: &[Finding],
+    critique: Option<f64>,
+) -> f64 {
+    // Hand-set logistic weights: a placeholder for the calibrated model of
+    // the meta level, which is fit on outcomes.
+    let min_reward = c.steps.iter().map(|s| s.reward).fold(1.0, f64::min);
+    let mut z = -1.5 + 2.0 * c.score + 1.0 * min_reward + 2.0 * agreement;
+    if c.answer.is_none() {
+        z -= 4.0;
+    }
+    for f in findings {
+        let w = match f.verifier {
+            VerifierKind::Arithmetic | VerifierKind::Program => 2.5,
+            VerifierKind::Format => 1.5,
+            VerifierKind::Critique => 1.0,
+        };
+        match f.verdict {
+            Verdict::Fail => z -= w * f.confidence,
+            Verdict::Pass => z += 0.3 * w * f.confidence,
+        }
+    }
+    if let Some(p) = critique {
+        z += 2.0 * (p - 0.5);
+    }
+    1.0 / (1.0 + (-z).exp())
+}
+
+impl<'a> Solver<'a> {
+    /// A solver on `model`.
+    pub fn new(model: &'a dyn LanguageModel) -> Self {
+        Self { model }
+    }
+
+    /// Solves `question` and returns the whole trace.
+    pub fn solve(&self, question: &str, config: &SolveConfig) -> Result<Trace, SolveError> {
+        let started = Instant::now();
+        let mut usage = Usage::default();
+        let mut attempts: Vec<Attempt> = Vec::new();
+        let mut switches = Vec::new();
+        let mut plan = vec![config.strategy];
+        plan.extend(
+            config
+                .fallbacks
+                .iter()
+                .copied()
+                .filter(|s| *s != config.strategy),
+        );
+        let sandbox = match Sandbox::new(config.sandbox.clone()) {
+            Ok(s) => Some(s),
+            Err(e)
+                if plan
+                    .iter()
+                    .any(|k| k.strategy().answer_source == AnswerSource::Program) =>
+            {
+                if config.strategy.strategy().answer_source == AnswerSource::Program {
+                    return Err(e.into());
+                }
+                // Program-aided fallbacks are dropped when there is no sandbox.
+                plan.retain(|k| k.strategy().answer_source != AnswerSource::Program);
+                None
+            }
+            Err(_) => None,
+        };
+        for (i, &kind) in plan.iter().enumerate() {
+            let attempt = self.attempt(question, kind, config, sandbox.as_ref(), &mut usage)?;
+            let rewards: Vec<f64> = attempt
+                .outcome
+                .best()
+                .steps
+                .iter()
+                .map(|s| s.reward)
+                .collect();
+            let collapsed = config.collapse.check(&rewards);
+            let unanswered = attempt.outcome.best().answer.is_none();
+            attempts.push(attempt);
+            let Some(&next) = plan.get(i + 1) else { break };
+            let reason = match (collapsed, unanswered) {
+                (Some((step, why)), _) => format!("step rewards collapsed: {why} (step {step})"),
+                (None, true) => "no answer could be extracted".to_string(),
+                (None, false) => break,
+            };
+            switches.push(Switch {
+                from: kind,
+                to: next,
+                reason,
+                rewards,
+            });
+        }
+        // The attempt with the highest estimated confidence answers.
+        let best = (0..attempts.len())
+            .max_by(|&a, &b| attempts[a].confidence.total_cmp(&attempts[b].confidence))
+            .expect("at least one attempt");
+        let mut revisions = Vec::new();
+        let mut final_attempt = best;
+        for round in 0..config.max_revisions {
+            let Some(rev) = self.revise(
+                &attempts[final_attempt],
+                config,
+                sandbox.as_ref(),
+                round,
+                &mut usage,
+            )?
+            else {
+                break;
+            };
+            let accepted = rev.accepted;
+            if let Some(a) = rev.attempt.clone() {
+                if accepted {
+                    attempts.push(a);
+                    final_attempt = attempts.len() - 1;
+                }
+            }
+            revisions.push(rev);
+            if !accepted {
+                break;
+            }
+        }
+        let chosen = &attempts[final_attempt];
+        Ok(Trace {
+            schema: TRACE_SCHEMA.to_string(),
+            question: question.to_string(),
+            model: self.model.info(),
+            answer_kind: config.answer_kind.clone(),
+            answer: chosen
+                .outcome
+                .best()
+                .answer
+                .as_ref()
+                .map(|a| a.normalized.clone()),
+            confidence: chosen.confidence,
+            final_attempt,
+            attempts,
+            switches,
+            revisions,
+            usage: {
+                let mut u = usage;
+                u.wall_time = started.elapsed();
+                u
+            },
+        })
+    }
+
+    fn attempt(
+        &self,
+        question: &str,
+        kind: StrategyKind,
+        config: &SolveConfig,
+        sandbox: Option<&Sandbox>,
+        usage: &mut Usage,
+    ) -> Result<Attempt, SolveError> {
+        let strategy = kind.strategy();
+        let prompt = strategy.prompt(question, &config.answer_kind, &config.examples);
+        let searcher = Searcher {
+            model: self.model,
+            strategy,
+            kind: &config.answer_kind,
+            weights: &config.weights,
+            settings: &config.settings,
+        };
+        let mut outcome = searcher.run(&config.policy, &prompt)?;
+        *usage += outcome.usage;
+        let mut programs = Vec::new();
+        if strategy.answer_source == AnswerSource::Program {
+            let sandbox = sandbox.expect("program strategies run only with a sandbox");
+            for (i, c) in outcome.candidates.iter_mut().enumerate() {
+                let run = program::run_program(sandbox, &c.text)?;
+                c.answer = run.as_ref().filter(|r| r.run.succeeded()).and_then(|r| {
+                    config
+                        .answer_kind
+                        .extract(&format!("The answer is {}", r.run.stdout.trim()))
+                });
+                programs.push((i, run));
+            }
+            recount(&mut outcome);
+        }
+        let best = outcome.best().clone();
+        let mut findings = self.verify(&best, strategy.answer_source, config);
+        if let Some((_, Some(p))) = programs.iter().find(|(i, _)| *i == outcome.chosen) {
+            findings.push(p.finding.clone());
+        }
+        let critique = if config.critique {
+            let (p, u) = self.critique(question, &best, &findings)?;
+            *usage += u;
+            findings.push(Finding {
+                verifier: VerifierKind::Critique,
+                verdict: if p >= 0.5 {
+                    Verdict::Pass
+                } else {
+                    Verdict::Fail
+                },
+                step: None,
+                message: format!("the model judges its solution correct with probability {p:.2}"),
+                confidence: (p - 0.5).abs() * 2.0,
+            });
+            Some(p)
+        } else {
+            None
+        };
+        let confidence = estimate_confidence(&best, outcome.agreement, &findings, critique);
+        Ok(Attempt {
+            strategy: kind,
+            prompt,
+            outcome,
+            findings,
+            confidence,
+            program: programs
+                .into_iter()
+                .find_map(|(_, r)| r)
+                .map(|r| (r.program, r.run)),
+        })
+    }
+
+    fn verify(&self, c: &Candidate, source: AnswerSource, config: &SolveConfig) -> Vec<Finding> {
+        let steps: Vec<String> = c.steps.iter().map(|s| s.text.clone()).collect();
+        let mut findings = check_arithmetic(&steps);
+        if source == AnswerSource::Text {
+            findings.push(check_format(&config.answer_kind, &c.text));
+        }
+        findings
+    }
+
+    /// The model's own judgement of its solution: the step rewards and the
+    /// verifiers' findings are in the prompt; P(" Yes") is read from
+    /// log-probabilities.
+    fn critique(
+        &self,
+        question: &str,
+        c: &Candidate,
+        findings: &[Finding],
+    ) -> Result<(f64, Usage), ModelError> {
+        let steps = c
+            .steps
+            .iter()
+            .enumerate()
+            .map(|(i, s)| format!("{}. {} (confidence {:.2})", i + 1, s.text, s.reward))
+            .collect::<Vec<_>>()
+            .join("\n");
+        let checks = if findings.is_empty() {
+            "none".to_string()
+        } else {
+            findings
+                .iter()
+                .map(|f| format!("- {:?} check: {:?}: {}", f.verifier, f.verdict, f.message))
+                .collect::<Vec<_>>()
+                .join("\n")
+        };
+        let prompt = Prompt::user(format!(
+            "Problem: {question}\n\nProposed solution, step by step:\n{steps}\n\n\
+             Automatic checks:\n{checks}\n\n\
+             Is the proposed solution correct? Answer Yes or No."
+        ))
+        .with_system("You are a strict reviewer of solutions.");
+        let (p, u) = self.model.choice_probabilities(&prompt, &["Yes", "No"])?;
+        Ok((p[0], u))
+    }
+
+    fn revise(
+        &self,
+        attempt: &Attempt,
+        config: &SolveConfig,
+        sandbox: Option<&Sandbox>,
+        round: usize,
+        usage: &mut Usage,
+    ) -> Result<Option<Revision>, SolveError> {
+        let Some(flag) = attempt.findings.iter().find(|f| f.is_failure()) else {
+            return Ok(None);
+        };
+        let strategy = attempt.strategy.strategy();
+        let best = attempt.outcome.best();
+        let from_step = flag.step.unwrap_or(best.steps.len().saturating_sub(1));
+        let kept: String = best
+            .steps
+            .iter()
+            .take(from_step)
+            .map(|s| format!("{}{}", s.text, strategy.step_delimiter))
+            .collect();
+        let mut prompt = attempt.prompt.clone();
+        if let Some(last) = prompt
+            .messages
+            .iter_mut()
+            .rev()
+            .find(|m| m.role == metareason_core::Role::User)
+        {
+            *last = Message::user(format!(
+                "{}\n\nA check of an earlier attempt found this problem at its step {}: {}\nAvoid it.",
+                last.content,
+                from_step + 1,
+                flag.message
+            ));
+        }
+        prompt.assistant_prefix = kept.clone();
+        let settings = SearchSettings {
+            seed: config.settings.seed.wrapping_add(1 + round as u64),
+            ..config.settings.clone()
+        };
+        let searcher = Searcher {
+            model: self.model,
+            strategy,
+            kind: &config.answer_kind,
+            weights: &config.weights,
+            settings: &settings,
+        };
+        let mut outcome = searcher.run(&SearchPolicy::Greedy, &prompt)?;
+        *usage += outcome.usage;
+        // The candidate continues the kept steps: score the whole reply.
+        let full = format!("{kept}{}", outcome.candidates[0].text);
+        let mut continued = outcome.candidates[0].clone();
+        let kept_steps: Vec<_> = best.steps.iter().take(from_step).cloned().collect();
+        continued.steps = kept_steps.into_iter().chain(continued.steps).collect();
+        continued.text = full;
+        continued.answer = config.answer_kind.extract(&continued.text);
+        continued.score = if continued.steps.is_empty() {
+            0.0
+        } else {
+            continued.steps.iter().map(|s| s.reward).sum::<f64>() / continued.steps.len() as f64
+        };
+        let mut program_run = None;
+        if strategy.answer_source == AnswerSource::Program {
+            if let Some(sb) = sandbox {
+                let run = program::run_program(sb, &continued.text)?;
+                continued.answer = run.as_ref().filter(|r| r.run.succeeded()).and_then(|r| {
+                    config
+                        .answer_kind
+                        .extract(&format!("The answer is {}", r.run.stdout.trim()))
+                });
+                program_run = run;
+            }
+        }
+        outcome.candidates = vec![continued.clone()];
+        outcome.chosen = 0;
+        recount(&mut outcome);
+        let mut findings = self.verify(&continued, strategy.answer_source, config);
+        if let Some(p) = &program_run {
+            findings.push(p.finding.clone());
+        }
+        // Agreement with the attempt's other candidates still counts.
+        let agreement = continued
+            .answer
+            .as_ref()
+            .and_then(|a| attempt.outcome.votes.get(&a.normalized))
+            .map_or(0.0, |&v| v as f64 / attempt.outcome.candidates.len() as f64);
+        let confidence = estimate_confidence(&continued, agreement, &findings, None);
+        let accepted = confidence > attempt.confidence;
+        Ok(Some(Revision {
+            round,
+            from_step,
+            finding: flag.clone(),
+            confidence_before: attempt.confidence,
+            confidence_after: confidence,
+            accepted,
+            attempt: Some(Attempt {
+                strategy: attempt.strategy,
+                prompt,
+                outcome,
+                findings,
+                confidence,
+                program: program_run.map(|r| (r.program, r.run)),
+            }),
+        }))
+    }
+}
+
+/// Recomputes votes, the chosen candidate and agreement after answers changed.
+fn recount(outcome: &mut SearchOutcome) {
+    outcome.votes = metareason_monitor::search::vote(&outcome.candidates);
+    if let Some((top, _)) = outcome.votes.iter().max_by_key(|(_, &c)| c) {
+        let top = top.clone();
+        if let Some(i) = outcome
+            .candidates
+            .iter()
+            .enumerate()
+            .filter(|(_, c)| c.answer.as_ref().is_some_and(|a| a.normalized == top))
+            .max_by(|a, b| a.1.score.total_cmp(&b.1.score))
+            .map(|(i, _)| i)
+        {
+            if matches!(
+                outcome.policy,
+                SearchPolicy::Greedy | SearchPolicy::BestOfN { .. } | SearchPolicy::Beam { .. }
+            ) {
+                // Score-based policies keep their pick unless it has no answer.
+                if outcome.candidates[outcome.chosen].answer.is_none() {
+                    outcome.chosen = i;
+                }
+            } else {
+                outcome.chosen = i;
+            }
+        }
+    }
+    outcome.agreement = outcome.candidates[outcome.chosen]
+        .answer
+        .as_ref()
+        .and_then(|a| outcome.votes.get(&a.normalized))
+        .map_or(0.0, |&c| c as f64 / outcome.candidates.len() as f64);
+}
+
+/// Scores a reply as the solver would (for callers that hold a reply).
+pub fn score(
+    seq: &metareason_core::Sequence,
+    kind: StrategyKind,
+    answer: &AnswerKind,
+) -> Candidate {
+    score_reply(seq, kind.strategy(), answer, &RewardWeights::default())
+}
