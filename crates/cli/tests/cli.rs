@@ -158,3 +158,80 @@ fn generate_json_on_the_test_model() {
     assert_eq!(v["model"]["backend"], "llama.cpp");
     assert!(v["usage"]["generated_tokens"].as_u64().unwrap() >= 2);
 }
+
+#[test]
+fn solve_rejects_unknown_strategies_and_answer_kinds() {
+    let o = metareason(&[
+        "--model",
+        "/nonexistent/x.gguf",
+        "solve",
+        "2+2?",
+        "--strategy",
+        "guess",
+    ]);
+    assert_eq!(o.status.code(), Some(1));
+    let e = stderr(&o);
+    assert!(
+        e.contains("unknown strategy 'guess'") && e.contains("chain_of_thought"),
+        "{e}"
+    );
+    let o = metareason(&[
+        "--model",
+        "/nonexistent/x.gguf",
+        "solve",
+        "2+2?",
+        "--answer",
+        "colour",
+    ]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stderr(&o).contains("unknown answer kind"));
+    let o = metareason(&["solve", "2+2?", "--search", "astar"]);
+    assert_eq!(o.status.code(), Some(2));
+}
+
+#[test]
+fn solve_on_the_test_model_writes_a_versioned_trace() {
+    if skip_model_tests() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let trace_path = dir.path().join("trace.json");
+    let o = metareason(&[
+        "--model",
+        "smollm2-135m-instruct",
+        "--threads",
+        "1",
+        "solve",
+        "Tom has 2 apples and buys 3 more. How many apples does he have?",
+        "--search",
+        "adaptive",
+        "--samples",
+        "3",
+        "--max-tokens",
+        "96",
+        "--fallback",
+        "none",
+        "--json",
+        "--trace",
+        trace_path.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).expect("JSON trace on stdout");
+    assert_eq!(v["schema"], "metareason.trace/1");
+    let attempt = &v["attempts"][v["final_attempt"].as_u64().unwrap() as usize];
+    let n = attempt["outcome"]["candidates"].as_array().unwrap().len();
+    assert!((1..=3).contains(&n), "{n} candidates");
+    let steps = attempt["outcome"]["candidates"][0]["steps"]
+        .as_array()
+        .unwrap();
+    for s in steps {
+        let r = s["reward"].as_f64().unwrap();
+        assert!(r > 0.0 && r < 1.0, "{s}");
+    }
+    assert!(v["usage"]["generated_tokens"].as_u64().unwrap() > 0);
+    let c = v["confidence"].as_f64().unwrap();
+    assert!((0.0..=1.0).contains(&c));
+    let file: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&trace_path).unwrap()).unwrap();
+    assert_eq!(file, v);
+}

@@ -1,0 +1,225 @@
+//! Search policies on the scripted model: exact expectations.
+
+use metareason_core::Prompt;
+use metareason_monitor::search::vote;
+use metareason_monitor::{
+    Event, RewardWeights, SearchPolicy, SearchSettings, Searcher, StepSignals, StopRule,
+};
+use metareason_scripted::{Reply, ScriptedModel, When};
+use metareason_strategy::answer::AnswerKind;
+use metareason_strategy::StrategyKind;
+
+fn answer(n: &str) -> Reply {
+    Reply::text(&format!("Some work.\nThe answer is {n}."))
+}
+
+fn run(model: &ScriptedModel, policy: SearchPolicy) -> metareason_monitor::SearchOutcome {
+    let strategy = StrategyKind::ChainOfThought.strategy();
+    let weights = RewardWeights::default();
+    let settings = SearchSettings::default();
+    let searcher = Searcher {
+        model,
+        strategy,
+        kind: &AnswerKind::Number,
+        weights: &weights,
+        settings: &settings,
+    };
+    searcher.run(&policy, &Prompt::user("q")).unwrap()
+}
+
+fn adaptive(threshold: f64) -> SearchPolicy {
+    SearchPolicy::Adaptive {
+        max_samples: 8,
+        batch: 1,
+        rule: StopRule::Beta { threshold },
+    }
+}
+
+#[test]
+fn adaptive_consistency_stops_after_four_unanimous_samples() {
+    // Beta rule at 0.95: 1 - 2^-(a+1) passes 0.95 first at a = 4.
+    let model = ScriptedModel::new().on(When::Always, [answer("18")]);
+    let out = run(&model, adaptive(0.95));
+    assert_eq!(model.sequences_generated(), 4);
+    assert_eq!(out.candidates.len(), 4);
+    assert_eq!(out.best().answer.as_ref().unwrap().normalized, "18");
+    assert_eq!(out.agreement, 1.0);
+}
+
+#[test]
+fn adaptive_consistency_needs_seven_samples_after_one_dissent() {
+    // Votes 18,20,18,... : P(X > 1/2), X ~ Beta(a+1, 2) reaches 0.95 at a = 6.
+    let replies = ["18", "20", "18", "18", "18", "18", "18", "18"].map(answer);
+    let model = ScriptedModel::new().on(When::Always, replies);
+    let out = run(&model, adaptive(0.95));
+    assert_eq!(model.sequences_generated(), 7);
+    assert_eq!(out.votes.get("18"), Some(&6));
+    assert_eq!(out.votes.get("20"), Some(&1));
+    let confidences: Vec<f64> = out
+        .events
+        .iter()
+        .filter_map(|e| match e {
+            Event::Vote { confidence, .. } => Some(*confidence),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(confidences.len(), 7);
+    // Beta(7, 2): P(X > 1/2) = 1 - 9/256.
+    assert!((confidences[6] - (1.0 - 9.0 / 256.0)).abs() < 1e-9);
+}
+
+#[test]
+fn adaptive_consistency_respects_its_maximum() {
+    let replies = ["1", "2", "3", "4", "5", "6", "7", "8", "9"].map(answer);
+    let model = ScriptedModel::new().on(When::Always, replies);
+    let out = run(&model, adaptive(0.95));
+    assert_eq!(model.sequences_generated(), 8);
+    assert_eq!(out.candidates.len(), 8);
+}
+
+#[test]
+fn self_consistency_takes_the_majority_and_best_of_n_the_best_score() {
+    let replies = [
+        answer("5").logprob(-0.05),
+        answer("7").logprob(-1.5),
+        answer("7").logprob(-1.2),
+    ];
+    let model = ScriptedModel::new().on(When::Always, replies.clone());
+    let sc = run(&model, SearchPolicy::SelfConsistency { n: 3 });
+    assert_eq!(sc.best().answer.as_ref().unwrap().normalized, "7");
+    assert_eq!(vote(&sc.candidates).get("7"), Some(&2));
+    // Of the two "7" replies, the better-scored one is chosen.
+    assert_eq!(sc.chosen, 2);
+
+    let model = ScriptedModel::new().on(When::Always, replies);
+    let bon = run(&model, SearchPolicy::BestOfN { n: 3 });
+    assert_eq!(bon.chosen, 0);
+    assert_eq!(bon.best().answer.as_ref().unwrap().normalized, "5");
+}
+
+#[test]
+fn beam_keeps_exactly_the_top_width_nodes_by_reward() {
+    // Depth 0: three first steps of different confidence; depth 1: answers.
+    let first = [
+        Reply::text("Step good.\n").logprob(-0.05),
+        Reply::text("Step bad.\n").logprob(-3.0),
+        Reply::text("Step fine.\n").logprob(-0.4),
+    ];
+    let model = ScriptedModel::new()
+        .on(
+            When::PrefixContains("Step".into()),
+            [Reply::text("The answer is 3.").logprob(-0.1)],
+        )
+        .on(When::Always, first);
+    let out = run(
+        &model,
+        SearchPolicy::Beam {
+            width: 2,
+            expansions: 3,
+            max_steps: 4,
+        },
+    );
+    let w = RewardWeights::default();
+    // The scripted model cuts "Step good.\n" into the tokens "Step" and " good.".
+    let reward = |text: &str| {
+        let lp = if text.contains("good") {
+            -0.05
+        } else if text.contains("bad") {
+            -3.0
+        } else {
+            -0.4
+        };
+        let toks =
+            ["Step", text.trim_start_matches("Step")].map(|t| metareason_core::TokenLogprob {
+                text: t.into(),
+                bytes: t.as_bytes().to_vec(),
+                logprob: lp,
+                top: Vec::new(),
+            });
+        w.reward(&StepSignals::from_tokens(&toks))
+    };
+    let Event::BeamStep {
+        children,
+        kept_scores,
+        ..
+    } = &out.events[0]
+    else {
+        panic!("expected a beam step first: {:?}", out.events)
+    };
+    assert_eq!(*children, 3);
+    let good = reward(" good.");
+    let fine = reward(" fine.");
+    assert_eq!(kept_scores.len(), 2);
+    assert!(
+        (kept_scores[0] - good).abs() < 1e-9,
+        "{kept_scores:?} vs {good}"
+    );
+    assert!(
+        (kept_scores[1] - fine).abs() < 1e-9,
+        "{kept_scores:?} vs {fine}"
+    );
+    // Two beams survive to the end, both answered; the bad step is gone.
+    assert_eq!(out.candidates.len(), 2);
+    assert!(out.candidates.iter().all(|c| !c.text.contains("bad")));
+    assert!(out
+        .candidates
+        .iter()
+        .all(|c| c.answer.as_ref().unwrap().normalized == "3"));
+    assert!(out.best().text.starts_with("Step good."));
+}
+
+#[test]
+fn mcts_produces_rollouts_and_votes_over_them() {
+    let model = ScriptedModel::new()
+        .on(
+            When::PrefixContains("Step".into()),
+            [Reply::text("Then 2 + 2 = 4.\nThe answer is 4.")],
+        )
+        .on(
+            When::Always,
+            [Reply::text("Step one.\n"), Reply::text("Step two.\n")],
+        );
+    let out = run(
+        &model,
+        SearchPolicy::Mcts {
+            iterations: 4,
+            expansions: 2,
+            exploration: 1.0,
+            max_steps: 4,
+        },
+    );
+    assert_eq!(out.candidates.len(), 4);
+    assert_eq!(out.best().answer.as_ref().unwrap().normalized, "4");
+    let iterations = out
+        .events
+        .iter()
+        .filter(|e| matches!(e, Event::MctsIteration { .. }))
+        .count();
+    assert_eq!(iterations, 4);
+}
+
+#[test]
+fn a_token_budget_stops_adaptive_sampling() {
+    // Each reply is 6 word tokens; a budget of 10 allows two replies.
+    let replies = ["1", "2", "3", "4", "5"].map(answer);
+    let model = ScriptedModel::new().on(When::Always, replies);
+    let strategy = StrategyKind::ChainOfThought.strategy();
+    let weights = RewardWeights::default();
+    let settings = SearchSettings {
+        budget_tokens: 10,
+        ..SearchSettings::default()
+    };
+    let searcher = Searcher {
+        model: &model,
+        strategy,
+        kind: &AnswerKind::Number,
+        weights: &weights,
+        settings: &settings,
+    };
+    let out = searcher.run(&adaptive(0.95), &Prompt::user("q")).unwrap();
+    assert_eq!(model.sequences_generated(), 2);
+    assert!(out
+        .events
+        .iter()
+        .any(|e| matches!(e, Event::BudgetExhausted { .. })));
+}

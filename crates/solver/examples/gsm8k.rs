@@ -1,0 +1,203 @@
+//! Accuracy and tokens of search configurations on a fixed random subset of
+//! GSM8K problems, with the embedded engine.
+//!
+//! ```text
+//! cargo run --release -p metareason-solver --example gsm8k -- \
+//!     --data ../shared/data/gsm8k-train.jsonl --limit 50 --seed 7 \
+//!     --configs greedy_cot,pal,adaptive,sc8,bon4,beam,mcts --out bench-out/gsm8k
+//! ```
+//! Results are appended per problem to `OUT/CONFIG.jsonl`; a rerun skips
+//! problems already there, so a stopped run resumes. A summary table is
+//! printed at the end (and written to `OUT/summary.md`).
+
+use std::collections::HashSet;
+use std::io::{BufRead, Write};
+use std::path::PathBuf;
+
+use anyhow::{bail, Context, Result};
+use clap::Parser;
+use metareason_catalog::{ModelStore, NoProgress, DEFAULT_MODEL};
+use metareason_llama::{LlamaConfig, LlamaEngine};
+use metareason_monitor::{SearchPolicy, SearchSettings, StopRule};
+use metareason_solver::{SolveConfig, Solver};
+use metareason_strategy::answer::AnswerKind;
+use metareason_strategy::StrategyKind;
+use rand::seq::SliceRandom;
+use rand::SeedableRng;
+use serde_json::json;
+
+#[derive(Parser)]
+struct Args {
+    #[arg(long, default_value = "../shared/data/gsm8k-train.jsonl")]
+    data: PathBuf,
+    #[arg(long, default_value_t = 50)]
+    limit: usize,
+    #[arg(long, default_value_t = 7)]
+    seed: u64,
+    #[arg(long, default_value = "greedy_cot,pal,adaptive,sc8")]
+    configs: String,
+    #[arg(long, default_value = "bench-out/gsm8k")]
+    out: PathBuf,
+    #[arg(long, default_value = DEFAULT_MODEL)]
+    model: String,
+}
+
+fn config(name: &str) -> Result<SolveConfig> {
+    let base = SolveConfig {
+        fallbacks: Vec::new(),
+        max_revisions: 0,
+        settings: SearchSettings {
+            temperature: 0.7,
+            max_tokens: 400,
+            ..SearchSettings::default()
+        },
+        ..SolveConfig::default()
+    };
+    let with = |policy| SolveConfig {
+        policy,
+        ..base.clone()
+    };
+    Ok(match name {
+        "greedy_cot" => base.clone(),
+        "pal" => SolveConfig {
+            strategy: StrategyKind::ProgramAided,
+            ..base.clone()
+        },
+        "full" => SolveConfig {
+            fallbacks: vec![StrategyKind::ProgramAided],
+            max_revisions: 1,
+            ..base.clone()
+        },
+        "sc8" => with(SearchPolicy::SelfConsistency { n: 8 }),
+        "adaptive" => with(SearchPolicy::Adaptive {
+            max_samples: 8,
+            batch: 1,
+            rule: StopRule::Beta { threshold: 0.95 },
+        }),
+        "adaptive_dirichlet" => with(SearchPolicy::Adaptive {
+            max_samples: 8,
+            batch: 1,
+            rule: StopRule::Dirichlet {
+                threshold: 0.95,
+                alpha: 1.0,
+            },
+        }),
+        "bon4" => with(SearchPolicy::BestOfN { n: 4 }),
+        "beam" => with(SearchPolicy::Beam {
+            width: 2,
+            expansions: 2,
+            max_steps: 16,
+        }),
+        "mcts" => with(SearchPolicy::Mcts {
+            iterations: 6,
+            expansions: 2,
+            exploration: 1.0,
+            max_steps: 16,
+        }),
+        other => bail!("unknown config {other}"),
+    })
+}
+
+fn main() -> Result<()> {
+    let args = Args::parse();
+    let file = std::fs::File::open(&args.data)
+        .with_context(|| format!("cannot open {}", args.data.display()))?;
+    let mut problems = Vec::new();
+    for (i, line) in std::io::BufReader::new(file).lines().enumerate() {
+        let v: serde_json::Value = serde_json::from_str(&line?)?;
+        let q = v["question"].as_str().context("question")?.to_string();
+        let a = v["answer"].as_str().context("answer")?;
+        let reference = a
+            .rsplit("####")
+            .next()
+            .unwrap_or("")
+            .trim()
+            .replace(',', "");
+        problems.push((i, q, reference));
+    }
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(args.seed);
+    problems.shuffle(&mut rng);
+    problems.truncate(args.limit);
+
+    let path = ModelStore::from_env().resolve(&args.model, &NoProgress)?;
+    let engine = LlamaEngine::load(LlamaConfig::new(path))?;
+    std::fs::create_dir_all(&args.out)?;
+    let kind = AnswerKind::Number;
+    let mut summary = vec![
+        "| config | problems | accuracy | tokens generated / problem | prompt tokens evaluated / problem | seconds / problem |".to_string(),
+        "|---|---|---|---|---|---|".to_string(),
+    ];
+    for name in args.configs.split(',') {
+        let cfg = config(name)?;
+        let out_path = args.out.join(format!("{name}.jsonl"));
+        let mut done: HashSet<usize> = HashSet::new();
+        let mut rows = Vec::new();
+        if let Ok(f) = std::fs::File::open(&out_path) {
+            for line in std::io::BufReader::new(f).lines() {
+                // A line cut by a kill is ignored and its problem rerun.
+                if let Ok(v) = serde_json::from_str::<serde_json::Value>(&line?) {
+                    done.insert(v["index"].as_u64().unwrap_or(u64::MAX) as usize);
+                    rows.push(v);
+                }
+            }
+        }
+        let mut out = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&out_path)?;
+        for (k, (index, question, reference)) in problems.iter().enumerate() {
+            if done.contains(index) {
+                continue;
+            }
+            let trace = Solver::new(&engine).solve(question, &cfg)?;
+            let want = kind.normalize_reference(reference);
+            let correct = trace.answer.is_some() && trace.answer == want;
+            let row = json!({
+                "index": index,
+                "reference": want,
+                "answer": trace.answer,
+                "correct": correct,
+                "confidence": trace.confidence,
+                "generated_tokens": trace.usage.generated_tokens,
+                "prompt_tokens": trace.usage.prompt_tokens,
+                "cached_prompt_tokens": trace.usage.cached_prompt_tokens,
+                "seconds": trace.usage.wall_time.as_secs_f64(),
+                "candidates": trace.attempts[trace.final_attempt].outcome.candidates.len(),
+            });
+            writeln!(out, "{row}")?;
+            out.flush()?;
+            rows.push(row);
+            let acc =
+                rows.iter().filter(|r| r["correct"] == true).count() as f64 / rows.len() as f64;
+            eprintln!(
+                "{name} {}/{}: answer {:?} want {:?} {} | running accuracy {:.3}",
+                k + 1,
+                problems.len(),
+                trace.answer,
+                want,
+                if correct { "ok" } else { "WRONG" },
+                acc
+            );
+        }
+        let n = rows.len().max(1) as f64;
+        let sum = |k: &str| {
+            rows.iter()
+                .map(|r| r[k].as_f64().unwrap_or(0.0))
+                .sum::<f64>()
+        };
+        let correct = rows.iter().filter(|r| r["correct"] == true).count();
+        summary.push(format!(
+            "| {name} | {} | {:.3} ({correct}/{}) | {:.0} | {:.0} | {:.1} |",
+            rows.len(),
+            correct as f64 / n,
+            rows.len(),
+            sum("generated_tokens") / n,
+            sum("prompt_tokens") / n,
+            sum("seconds") / n
+        ));
+    }
+    let table = summary.join("\n");
+    println!("{table}");
+    std::fs::write(args.out.join("summary.md"), format!("{table}\n"))?;
+    Ok(())
+}
