@@ -6,4 +6,4 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
 cargo build --release --locked -p metareason >&2
-exec target/release/metareason "$@"
+exec "${CARGO_TARGET_DIR:-target}/release/metareason" "$@"

@@ -5,8 +5,8 @@
 //! wall-time, memory, output-size, file-size and process-count limit, and is
 //! killed (with everything it started) when it passes any of them.
 //!
-//! How: the child drops to an unprivileged user (`nobody`) when started as
-//! root, sets resource limits (`setrlimit`), and runs under
+//! How: the child drops to an unprivileged user of its own (from
+//! [`SANDBOX_UIDS`]) when started as root, sets resource limits (`setrlimit`), and runs under
 //! [bubblewrap](https://github.com/containers/bubblewrap) (`bwrap`) with a
 //! read-only view of the filesystem, its work directory mounted on `/tmp`,
 //! and new user, network, PID, IPC and UTS namespaces. Without `bwrap` the
@@ -126,7 +126,16 @@ fn which(name: &str) -> Option<PathBuf> {
         .find(|p| p.is_file())
 }
 
-const NOBODY: u32 = 65534;
+/// Sandboxed programs run as a user of their own, from this range, so that
+/// concurrent runs do not share a process quota (RLIMIT_NPROC counts per user).
+pub const SANDBOX_UIDS: std::ops::Range<u32> = 1_000_000..1_065_536;
+
+fn next_uid() -> u32 {
+    static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    let span = SANDBOX_UIDS.end - SANDBOX_UIDS.start;
+    let n = NEXT.fetch_add(1, Ordering::Relaxed);
+    SANDBOX_UIDS.start + (std::process::id().wrapping_mul(7919).wrapping_add(n)) % span
+}
 
 /// Environment variable naming the Python interpreter used in the sandbox.
 pub const PYTHON_ENV: &str = "METAREASON_SANDBOX_PYTHON";
@@ -201,7 +210,7 @@ impl Sandbox {
         let dir = tempfile::Builder::new()
             .prefix("metareason-sandbox-")
             .tempdir()?;
-        // The program runs as `nobody`: let it write its own directory.
+        // The program runs as an unprivileged user: let it write its own directory.
         set_mode(dir.path(), 0o777)?;
         Ok(dir)
     }
@@ -229,6 +238,7 @@ impl Sandbox {
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
         let l = self.limits.clone();
+        let uid = next_uid();
         // SAFETY: only async-signal-safe calls (setrlimit, setgroups, setgid,
         // setuid, setsid) between fork and exec.
         unsafe {
@@ -254,10 +264,10 @@ impl Sandbox {
                 set(libc::RLIMIT_CORE, 0)?;
                 if libc::geteuid() == 0 {
                     // Root is exempt from RLIMIT_NPROC and could write anywhere
-                    // bwrap leaves writable: run as nobody.
+                    // bwrap leaves writable: run as an unprivileged user.
                     if libc::setgroups(0, std::ptr::null()) != 0
-                        || libc::setgid(NOBODY) != 0
-                        || libc::setuid(NOBODY) != 0
+                        || libc::setgid(uid) != 0
+                        || libc::setuid(uid) != 0
                     {
                         return Err(std::io::Error::last_os_error());
                     }

@@ -3,7 +3,7 @@
 use std::net::TcpListener;
 use std::time::Duration;
 
-use metareason_sandbox::{Ending, Limits, Sandbox};
+use metareason_sandbox::{Ending, Limits, Sandbox, SANDBOX_UIDS};
 
 fn sandbox() -> Sandbox {
     Sandbox::new(Limits {
@@ -17,7 +17,7 @@ fn sandbox() -> Sandbox {
     .expect("bubblewrap is installed by scripts/setup.sh")
 }
 
-/// Processes of the sandbox user still alive on the host.
+/// Processes of sandbox users still alive on the host.
 fn sandbox_processes() -> usize {
     let mut n = 0;
     for e in std::fs::read_dir("/proc").unwrap().flatten() {
@@ -27,7 +27,9 @@ fn sandbox_processes() -> usize {
         if let Ok(status) = std::fs::read_to_string(e.path().join("status")) {
             if status
                 .lines()
-                .any(|l| l.starts_with("Uid:") && l.split_whitespace().nth(1) == Some("65534"))
+                .filter(|l| l.starts_with("Uid:"))
+                .filter_map(|l| l.split_whitespace().nth(1)?.parse::<u32>().ok())
+                .any(|uid| SANDBOX_UIDS.contains(&uid))
             {
                 n += 1;
             }
@@ -105,7 +107,7 @@ fn a_fork_loop_is_contained_and_leaves_nothing_behind() {
     assert!(forked < 16, "forked {forked}");
     // The sleeping children die with the sandbox's PID namespace.
     let mut left = sandbox_processes();
-    for _ in 0..100 {
+    for _ in 0..300 {
         if left == 0 {
             break;
         }
