@@ -160,6 +160,9 @@ struct SolveArgs {
     /// Ask the model to critique its solution (scored as P(Yes)).
     #[arg(long)]
     critique: bool,
+    /// Ask the model whether each step is correct; P(Yes) joins the step reward.
+    #[arg(long)]
+    judge_steps: bool,
     /// Print the whole trace as JSON instead of the summary.
     #[arg(long)]
     json: bool,
@@ -319,6 +322,7 @@ fn solve(g: &GlobalArgs, a: SolveArgs) -> Result<()> {
         answer_kind: parse_answer_kind(&a.answer)?,
         max_revisions: a.revisions,
         critique: a.critique,
+        judge_steps: a.judge_steps,
         ..SolveConfig::default()
     };
     let model = open_model(g)?;

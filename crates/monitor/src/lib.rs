@@ -7,6 +7,7 @@
 //! `LanguageModel` trait: this crate never names a backend.
 #![deny(missing_docs)]
 
+pub mod judge;
 mod mcts;
 pub mod reward;
 pub mod search;
@@ -16,6 +17,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
+pub use judge::{ModelJudge, StepJudge};
 pub use reward::{RewardWeights, StepSignals};
 pub use search::{Candidate, ScoredStep, SearchOutcome, SearchPolicy, SearchSettings, Searcher};
 pub use stopping::StopRule;

@@ -51,7 +51,6 @@ pub(crate) fn run(
     limit: u64,
     events: &mut Vec<Event>,
 ) -> Result<Vec<Candidate>, ModelError> {
-    let delimiter = s.strategy.step_delimiter.clone();
     let mut nodes = vec![Node {
         parent: None,
         step: None,
@@ -93,13 +92,10 @@ pub(crate) fn run(
         // Expansion.
         let expandable = i == 0 || nodes[i].visits > 0;
         if !nodes[i].ended && nodes[i].depth < cfg.max_steps && expandable {
-            let prefix: String = path(&nodes, i)
-                .iter()
-                .map(|st| format!("{}{delimiter}", st.text))
-                .collect();
+            let earlier = path(&nodes, i);
             let drafts = s.steps_from(
                 prompt,
-                &prefix,
+                &earlier,
                 cfg.expansions.max(1),
                 s.settings.seed ^ ((it as u64 + 1) * 7919),
                 used,
@@ -132,10 +128,7 @@ pub(crate) fn run(
         let candidate = if nodes[i].ended || exhausted(used) {
             s.assemble(steps, nodes[i].ended, 0, 0.0)
         } else {
-            let prefix: String = steps
-                .iter()
-                .map(|st| format!("{}{delimiter}", st.text))
-                .collect();
+            let prefix = s.prefix_of(&steps);
             let left = if limit == 0 {
                 u64::MAX
             } else {
@@ -149,7 +142,8 @@ pub(crate) fn run(
             ))?;
             *used += g.usage;
             let seq = &g.sequences[0];
-            let rollout = score_reply(seq, s.strategy, s.kind, s.weights);
+            let mut rollout = score_reply(seq, s.strategy, s.kind, s.weights);
+            s.judge_steps(prompt, &steps, &mut rollout.steps, used)?;
             let mut all = steps;
             all.extend(rollout.steps);
             let mut c = s.assemble(all, rollout.complete, rollout.tokens, seq.total_logprob());

@@ -19,6 +19,7 @@ use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
+use crate::judge::StepJudge;
 use crate::reward::{tokens_per_step, RewardWeights, StepSignals};
 use crate::stopping::StopRule;
 use crate::Event;
@@ -193,12 +194,22 @@ pub fn score_reply(
     candidate(seq.text.clone(), steps, seq, kind)
 }
 
-fn candidate(text: String, steps: Vec<ScoredStep>, seq: &Sequence, kind: &AnswerKind) -> Candidate {
-    let score = if steps.is_empty() {
+/// Mean reward of the non-empty steps (0 without any).
+pub fn mean_reward(steps: &[ScoredStep]) -> f64 {
+    let r: Vec<f64> = steps
+        .iter()
+        .filter(|s| !s.text.trim().is_empty())
+        .map(|s| s.reward)
+        .collect();
+    if r.is_empty() {
         0.0
     } else {
-        steps.iter().map(|s| s.reward).sum::<f64>() / steps.len() as f64
-    };
+        r.iter().sum::<f64>() / r.len() as f64
+    }
+}
+
+fn candidate(text: String, steps: Vec<ScoredStep>, seq: &Sequence, kind: &AnswerKind) -> Candidate {
+    let score = mean_reward(&steps);
     Candidate {
         answer: kind.extract(&text),
         text,
@@ -222,6 +233,8 @@ pub struct Searcher<'a> {
     pub weights: &'a RewardWeights,
     /// Shared settings.
     pub settings: &'a SearchSettings,
+    /// An optional judge whose P(correct) joins each step's reward.
+    pub judge: Option<&'a dyn StepJudge>,
 }
 
 struct Budget {
@@ -384,10 +397,44 @@ impl Searcher<'_> {
         .with_n(n);
         let g = self.model.generate(&req)?;
         budget.used += g.usage;
-        Ok(g.sequences
+        g.sequences
             .iter()
-            .map(|s| score_reply(s, self.strategy, self.kind, self.weights))
-            .collect())
+            .map(|s| {
+                let mut c = score_reply(s, self.strategy, self.kind, self.weights);
+                self.judge_steps(prompt, &[], &mut c.steps, &mut budget.used)?;
+                c.score = mean_reward(&c.steps);
+                Ok(c)
+            })
+            .collect()
+    }
+
+    /// Asks the judge about each of `steps` (after `earlier`) and folds its
+    /// answer into the step rewards. Does nothing without a judge.
+    pub(crate) fn judge_steps(
+        &self,
+        prompt: &Prompt,
+        earlier: &[ScoredStep],
+        steps: &mut [ScoredStep],
+        used: &mut Usage,
+    ) -> Result<(), ModelError> {
+        let Some(judge) = self.judge else {
+            return Ok(());
+        };
+        let mut before: Vec<String> = earlier.iter().map(|s| s.text.clone()).collect();
+        for step in steps.iter_mut() {
+            if step.text.trim().is_empty() {
+                continue;
+            }
+            let (p, u) = judge.judge(prompt, &before, &step.text)?;
+            // Judging is prompt work, not generation: it does not count
+            // against the generation budget.
+            used.prompt_tokens += u.prompt_tokens;
+            used.cached_prompt_tokens += u.cached_prompt_tokens;
+            step.signals.judge = Some(p);
+            step.reward = self.weights.reward(&step.signals);
+            before.push(step.text.clone());
+        }
+        Ok(())
     }
 
     fn adaptive(
@@ -434,7 +481,7 @@ impl Searcher<'_> {
     pub(crate) fn steps_from(
         &self,
         prompt: &Prompt,
-        prefix: &str,
+        earlier: &[ScoredStep],
         n: usize,
         seed: u64,
         used: &mut Usage,
@@ -447,7 +494,9 @@ impl Searcher<'_> {
         };
         let max = (u64::from(self.settings.max_step_tokens)).min(left.max(1)) as u32;
         let req = GenerateRequest::new(
-            prompt.clone().with_assistant_prefix(prefix.to_string()),
+            prompt
+                .clone()
+                .with_assistant_prefix(self.prefix_of(earlier)),
             self.params(
                 self.settings.temperature,
                 max,
@@ -458,7 +507,8 @@ impl Searcher<'_> {
         .with_n(n);
         let g = self.model.generate(&req)?;
         *used += g.usage;
-        Ok(g.sequences
+        let mut drafts: Vec<StepDraft> = g
+            .sequences
             .into_iter()
             .map(|s| {
                 let signals = StepSignals::from_tokens(&s.tokens);
@@ -475,7 +525,17 @@ impl Searcher<'_> {
                     logprob_sum: s.total_logprob(),
                 }
             })
-            .collect())
+            .collect();
+        for d in &mut drafts {
+            self.judge_steps(prompt, earlier, std::slice::from_mut(&mut d.step), used)?;
+        }
+        Ok(drafts)
+    }
+
+    /// The partial reply that a path of steps spells.
+    pub(crate) fn prefix_of(&self, steps: &[ScoredStep]) -> String {
+        let d = &self.strategy.step_delimiter;
+        steps.iter().map(|s| format!("{}{d}", s.text)).collect()
     }
 
     /// Assembles a candidate from steps built one at a time.
@@ -496,11 +556,7 @@ impl Searcher<'_> {
             .into_iter()
             .filter(|s| !s.text.trim().is_empty())
             .collect();
-        let score = if steps.is_empty() {
-            0.0
-        } else {
-            steps.iter().map(|s| s.reward).sum::<f64>() / steps.len() as f64
-        };
+        let score = mean_reward(&steps);
         Candidate {
             answer: self.kind.extract(&text),
             text,
@@ -532,20 +588,7 @@ impl Searcher<'_> {
             tokens: u64,
             logprob_sum: f64,
         }
-        let mean = |n: &Node| {
-            let real: Vec<f64> = n
-                .steps
-                .iter()
-                .filter(|s| !s.text.trim().is_empty())
-                .map(|s| s.reward)
-                .collect();
-            if real.is_empty() {
-                0.0
-            } else {
-                real.iter().sum::<f64>() / real.len() as f64
-            }
-        };
-        let delimiter = self.strategy.step_delimiter.clone();
+        let mean = |n: &Node| mean_reward(&n.steps);
         let mut beam = vec![Node {
             steps: Vec::new(),
             done: false,
@@ -569,15 +612,10 @@ impl Searcher<'_> {
                     children.push(node.clone());
                     continue;
                 }
-                let prefix: String = node
-                    .steps
-                    .iter()
-                    .map(|s| format!("{}{delimiter}", s.text))
-                    .collect();
                 let seed = rand::Rng::gen::<u64>(&mut rng_seed);
                 let drafts = self.steps_from(
                     prompt,
-                    &prefix,
+                    &node.steps,
                     expansions.max(1),
                     seed,
                     &mut budget.used,

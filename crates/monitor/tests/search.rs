@@ -23,6 +23,7 @@ fn run(model: &ScriptedModel, policy: SearchPolicy) -> metareason_monitor::Searc
         kind: &AnswerKind::Number,
         weights: &weights,
         settings: &settings,
+        judge: None,
     };
     searcher.run(&policy, &Prompt::user("q")).unwrap()
 }
@@ -215,6 +216,7 @@ fn a_token_budget_stops_adaptive_sampling() {
         kind: &AnswerKind::Number,
         weights: &weights,
         settings: &settings,
+        judge: None,
     };
     let out = searcher.run(&adaptive(0.95), &Prompt::user("q")).unwrap();
     assert_eq!(model.sequences_generated(), 2);
@@ -222,4 +224,49 @@ fn a_token_budget_stops_adaptive_sampling() {
         .events
         .iter()
         .any(|e| matches!(e, Event::BudgetExhausted { .. })));
+}
+
+/// A judge that distrusts any step claiming 3 * 4 = 13.
+struct Distrust;
+impl metareason_monitor::StepJudge for Distrust {
+    fn judge(
+        &self,
+        _q: &Prompt,
+        _earlier: &[String],
+        step: &str,
+    ) -> Result<(f64, metareason_core::Usage), metareason_core::ModelError> {
+        Ok((
+            if step.contains("13") { 0.02 } else { 0.98 },
+            Default::default(),
+        ))
+    }
+}
+
+#[test]
+fn a_step_judge_overrides_token_confidence() {
+    let replies = [
+        Reply::text("3 * 4 = 13\nThe answer is 13.").logprob(-0.05),
+        Reply::text("3 * 4 = 12\nThe answer is 12.").logprob(-0.6),
+    ];
+    let strategy = StrategyKind::ChainOfThought.strategy();
+    let weights = RewardWeights::default();
+    let settings = SearchSettings::default();
+    let pick = |judge: Option<&dyn metareason_monitor::StepJudge>| {
+        let model = ScriptedModel::new().on(When::Always, replies.clone());
+        let searcher = Searcher {
+            model: &model,
+            strategy,
+            kind: &AnswerKind::Number,
+            weights: &weights,
+            settings: &settings,
+            judge,
+        };
+        let out = searcher
+            .run(&SearchPolicy::BestOfN { n: 2 }, &Prompt::user("q"))
+            .unwrap();
+        out.best().answer.as_ref().unwrap().normalized.clone()
+    };
+    // Without a judge the more confident, wrong reply wins; with it, the right one.
+    assert_eq!(pick(None), "13");
+    assert_eq!(pick(Some(&Distrust)), "12");
 }

@@ -24,9 +24,10 @@ mod trace;
 use std::time::Instant;
 
 use metareason_core::{LanguageModel, Message, ModelError, Prompt, Usage};
-use metareason_monitor::search::score_reply;
+use metareason_monitor::search::mean_reward;
 use metareason_monitor::{
-    Candidate, RewardWeights, SearchOutcome, SearchPolicy, SearchSettings, Searcher, StopRule,
+    Candidate, ModelJudge, RewardWeights, SearchOutcome, SearchPolicy, SearchSettings, Searcher,
+    StepJudge, StopRule,
 };
 use metareason_sandbox::{Limits, Sandbox, SandboxError};
 use metareason_strategy::answer::AnswerKind;
@@ -105,6 +106,9 @@ pub struct SolveConfig {
     pub max_revisions: usize,
     /// Ask the model to critique its solution.
     pub critique: bool,
+    /// Ask the model whether each step is correct; P(Yes) joins the step
+    /// reward (one scoring call per step and answer).
+    pub judge_steps: bool,
     /// Thought templates or solved examples for the example-guided strategy.
     pub examples: Vec<String>,
     /// Limits of the sandbox that runs programs.
@@ -123,6 +127,7 @@ impl Default for SolveConfig {
             collapse: CollapseRule::default(),
             max_revisions: 1,
             critique: false,
+            judge_steps: false,
             examples: Vec::new(),
             sandbox: Limits::default(),
         }
@@ -231,21 +236,19 @@ impl<'a> Solver<'a> {
                 .copied()
                 .filter(|s| *s != config.strategy),
         );
-        let sandbox = match Sandbox::new(config.sandbox.clone()) {
-            Ok(s) => Some(s),
-            Err(e)
-                if plan
-                    .iter()
-                    .any(|k| k.strategy().answer_source == AnswerSource::Program) =>
-            {
-                if config.strategy.strategy().answer_source == AnswerSource::Program {
-                    return Err(e.into());
+        let is_program = |k: &StrategyKind| k.strategy().answer_source == AnswerSource::Program;
+        let sandbox = if plan.iter().any(is_program) {
+            match Sandbox::new(config.sandbox.clone()) {
+                Ok(s) => Some(s),
+                Err(e) if is_program(&config.strategy) => return Err(e.into()),
+                Err(_) => {
+                    // Without a sandbox, program-aided fallbacks are dropped.
+                    plan.retain(|k| !is_program(k));
+                    None
                 }
-                // Program-aided fallbacks are dropped when there is no sandbox.
-                plan.retain(|k| k.strategy().answer_source != AnswerSource::Program);
-                None
             }
-            Err(_) => None,
+        } else {
+            None
         };
         for (i, &kind) in plan.iter().enumerate() {
             let attempt = self.attempt(question, kind, config, sandbox.as_ref(), &mut usage)?;
@@ -336,12 +339,14 @@ impl<'a> Solver<'a> {
     ) -> Result<Attempt, SolveError> {
         let strategy = kind.strategy();
         let prompt = strategy.prompt(question, &config.answer_kind, &config.examples);
+        let judge = ModelJudge { model: self.model };
         let searcher = Searcher {
             model: self.model,
             strategy,
             kind: &config.answer_kind,
             weights: &config.weights,
             settings: &config.settings,
+            judge: config.judge_steps.then_some(&judge as &dyn StepJudge),
         };
         let mut outcome = searcher.run(&config.policy, &prompt)?;
         *usage += outcome.usage;
@@ -485,6 +490,7 @@ impl<'a> Solver<'a> {
             kind: &config.answer_kind,
             weights: &config.weights,
             settings: &settings,
+            judge: None,
         };
         let mut outcome = searcher.run(&SearchPolicy::Greedy, &prompt)?;
         *usage += outcome.usage;
@@ -495,11 +501,7 @@ impl<'a> Solver<'a> {
         continued.steps = kept_steps.into_iter().chain(continued.steps).collect();
         continued.text = full;
         continued.answer = config.answer_kind.extract(&continued.text);
-        continued.score = if continued.steps.is_empty() {
-            0.0
-        } else {
-            continued.steps.iter().map(|s| s.reward).sum::<f64>() / continued.steps.len() as f64
-        };
+        continued.score = mean_reward(&continued.steps);
         let mut program_run = None;
         if strategy.answer_source == AnswerSource::Program {
             if let Some(sb) = sandbox {
@@ -577,13 +579,4 @@ fn recount(outcome: &mut SearchOutcome) {
         .as_ref()
         .and_then(|a| outcome.votes.get(&a.normalized))
         .map_or(0.0, |&c| c as f64 / outcome.candidates.len() as f64);
-}
-
-/// Scores a reply as the solver would (for callers that hold a reply).
-pub fn score(
-    seq: &metareason_core::Sequence,
-    kind: StrategyKind,
-    answer: &AnswerKind,
-) -> Candidate {
-    score_reply(seq, kind.strategy(), answer, &RewardWeights::default())
 }

@@ -1,0 +1,53 @@
+//! External judgement of a step, the optional part of the step reward: a
+//! judge returns the probability that a step is correct given the question
+//! and the steps before it.
+
+use metareason_core::{LanguageModel, ModelError, Prompt, Usage};
+
+/// Judges single reasoning steps.
+pub trait StepJudge: Send + Sync {
+    /// P(the last step is correct | question, earlier steps), with what it cost.
+    fn judge(
+        &self,
+        question: &Prompt,
+        earlier: &[String],
+        step: &str,
+    ) -> Result<(f64, Usage), ModelError>;
+}
+
+/// The language model as its own judge: asked whether the step is correct,
+/// its answer read as P("Yes") from log-probabilities (renormalised over
+/// "Yes" and "No").
+pub struct ModelJudge<'a> {
+    /// The judging model (often the same one that reasons).
+    pub model: &'a dyn LanguageModel,
+}
+
+impl StepJudge for ModelJudge<'_> {
+    fn judge(
+        &self,
+        question: &Prompt,
+        earlier: &[String],
+        step: &str,
+    ) -> Result<(f64, Usage), ModelError> {
+        let task = question
+            .messages
+            .iter()
+            .rev()
+            .find(|m| m.role == metareason_core::Role::User)
+            .map(|m| m.content.as_str())
+            .unwrap_or("");
+        let before = if earlier.is_empty() {
+            "(none)".to_string()
+        } else {
+            earlier.join("\n")
+        };
+        let prompt = Prompt::user(format!(
+            "Task:\n{task}\n\nSteps so far:\n{before}\n\nNext step:\n{step}\n\n\
+             Is the next step correct? Answer Yes or No."
+        ))
+        .with_system("You check one step of a solution at a time.");
+        let (p, usage) = self.model.choice_probabilities(&prompt, &["Yes", "No"])?;
+        Ok((p[0], usage))
+    }
+}
