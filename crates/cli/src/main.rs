@@ -157,6 +157,9 @@ struct SolveArgs {
     /// Rounds of revision at most.
     #[arg(long, default_value_t = 1)]
     revisions: usize,
+    /// Continuations resampled when step rewards collapse (0: switch strategy at once).
+    #[arg(long, default_value_t = 3)]
+    backtrack: usize,
     /// Ask the model to critique its solution (scored as P(Yes)).
     #[arg(long)]
     critique: bool,
@@ -321,6 +324,7 @@ fn solve(g: &GlobalArgs, a: SolveArgs) -> Result<()> {
         },
         answer_kind: parse_answer_kind(&a.answer)?,
         max_revisions: a.revisions,
+        backtrack_samples: a.backtrack,
         critique: a.critique,
         judge_steps: a.judge_steps,
         ..SolveConfig::default()

@@ -46,6 +46,7 @@ fn config(name: &str) -> Result<SolveConfig> {
     let base = SolveConfig {
         fallbacks: Vec::new(),
         max_revisions: 0,
+        backtrack_samples: 0,
         settings: SearchSettings {
             temperature: 0.7,
             max_tokens: 400,
@@ -66,6 +67,7 @@ fn config(name: &str) -> Result<SolveConfig> {
         "full" => SolveConfig {
             fallbacks: vec![StrategyKind::ProgramAided],
             max_revisions: 1,
+            backtrack_samples: 3,
             ..base.clone()
         },
         "sc8" => with(SearchPolicy::SelfConsistency { n: 8 }),

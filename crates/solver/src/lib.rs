@@ -37,7 +37,7 @@ use metareason_verify::{
 };
 use serde::{Deserialize, Serialize};
 
-pub use trace::{Attempt, Revision, Switch, Trace, TRACE_SCHEMA};
+pub use trace::{Attempt, Backtrack, Revision, Switch, Trace, TRACE_SCHEMA};
 
 /// When step rewards count as collapsed.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
@@ -104,6 +104,9 @@ pub struct SolveConfig {
     pub collapse: CollapseRule,
     /// Rounds of revision at most.
     pub max_revisions: usize,
+    /// On collapse, continuations resampled from the step before it (0: do
+    /// not backtrack, switch strategy at once).
+    pub backtrack_samples: usize,
     /// Ask the model to critique its solution.
     pub critique: bool,
     /// Ask the model whether each step is correct; P(Yes) joins the step
@@ -126,6 +129,7 @@ impl Default for SolveConfig {
             weights: RewardWeights::default(),
             collapse: CollapseRule::default(),
             max_revisions: 1,
+            backtrack_samples: 3,
             critique: false,
             judge_steps: false,
             examples: Vec::new(),
@@ -228,6 +232,7 @@ impl<'a> Solver<'a> {
         let mut usage = Usage::default();
         let mut attempts: Vec<Attempt> = Vec::new();
         let mut switches = Vec::new();
+        let mut backtracks = Vec::new();
         let mut plan = vec![config.strategy];
         plan.extend(
             config
@@ -250,16 +255,33 @@ impl<'a> Solver<'a> {
         } else {
             None
         };
+        let rewards_of =
+            |a: &Attempt| -> Vec<f64> { a.outcome.best().steps.iter().map(|s| s.reward).collect() };
         for (i, &kind) in plan.iter().enumerate() {
-            let attempt = self.attempt(question, kind, config, sandbox.as_ref(), &mut usage)?;
-            let rewards: Vec<f64> = attempt
-                .outcome
-                .best()
-                .steps
-                .iter()
-                .map(|s| s.reward)
-                .collect();
-            let collapsed = config.collapse.check(&rewards);
+            let mut attempt = self.attempt(question, kind, config, sandbox.as_ref(), &mut usage)?;
+            let mut rewards = rewards_of(&attempt);
+            let mut collapsed = config.collapse.check(&rewards);
+            if let Some((at, why)) = collapsed.clone() {
+                if let Some(bt) =
+                    self.backtrack(&attempt, at, config, sandbox.as_ref(), &mut usage)?
+                {
+                    let after = rewards_of(&bt);
+                    let recovered = config.collapse.check(&after).is_none();
+                    backtracks.push(Backtrack {
+                        strategy: kind,
+                        at_step: at,
+                        reason: why,
+                        rewards_before: rewards.clone(),
+                        rewards_after: after.clone(),
+                        accepted: recovered,
+                    });
+                    if recovered {
+                        attempt = bt;
+                        rewards = after;
+                        collapsed = None;
+                    }
+                }
+            }
             let unanswered = attempt.outcome.best().answer.is_none();
             attempts.push(attempt);
             let Some(&next) = plan.get(i + 1) else { break };
@@ -320,6 +342,7 @@ impl<'a> Solver<'a> {
             final_attempt,
             attempts,
             switches,
+            backtracks,
             revisions,
             usage: {
                 let mut u = usage;
@@ -479,48 +502,21 @@ impl<'a> Solver<'a> {
                 flag.message
             ));
         }
-        prompt.assistant_prefix = kept.clone();
-        let settings = SearchSettings {
-            seed: config.settings.seed.wrapping_add(1 + round as u64),
-            ..config.settings.clone()
+        let (outcome, findings, program_run) = self.continue_from(
+            &prompt,
+            &best.steps[..from_step],
+            &SearchPolicy::Greedy,
+            config.settings.seed.wrapping_add(1 + round as u64),
+            attempt.strategy,
+            config,
+            sandbox,
+            usage,
+        )?;
+        let continued = outcome.best().clone();
+        let prompt = Prompt {
+            assistant_prefix: kept,
+            ..prompt
         };
-        let searcher = Searcher {
-            model: self.model,
-            strategy,
-            kind: &config.answer_kind,
-            weights: &config.weights,
-            settings: &settings,
-            judge: None,
-        };
-        let mut outcome = searcher.run(&SearchPolicy::Greedy, &prompt)?;
-        *usage += outcome.usage;
-        // The candidate continues the kept steps: score the whole reply.
-        let full = format!("{kept}{}", outcome.candidates[0].text);
-        let mut continued = outcome.candidates[0].clone();
-        let kept_steps: Vec<_> = best.steps.iter().take(from_step).cloned().collect();
-        continued.steps = kept_steps.into_iter().chain(continued.steps).collect();
-        continued.text = full;
-        continued.answer = config.answer_kind.extract(&continued.text);
-        continued.score = mean_reward(&continued.steps);
-        let mut program_run = None;
-        if strategy.answer_source == AnswerSource::Program {
-            if let Some(sb) = sandbox {
-                let run = program::run_program(sb, &continued.text)?;
-                continued.answer = run.as_ref().filter(|r| r.run.succeeded()).and_then(|r| {
-                    config
-                        .answer_kind
-                        .extract(&format!("The answer is {}", r.run.stdout.trim()))
-                });
-                program_run = run;
-            }
-        }
-        outcome.candidates = vec![continued.clone()];
-        outcome.chosen = 0;
-        recount(&mut outcome);
-        let mut findings = self.verify(&continued, strategy.answer_source, config);
-        if let Some(p) = &program_run {
-            findings.push(p.finding.clone());
-        }
         // Agreement with the attempt's other candidates still counts.
         let agreement = continued
             .answer
@@ -544,6 +540,128 @@ impl<'a> Solver<'a> {
                 confidence,
                 program: program_run.map(|r| (r.program, r.run)),
             }),
+        }))
+    }
+
+    /// Continues a reply after `kept` steps under `policy`, and scores,
+    /// runs (program strategies) and verifies the continued replies as whole
+    /// replies. Used by revision and by backtracking.
+    #[allow(clippy::too_many_arguments)]
+    fn continue_from(
+        &self,
+        prompt: &Prompt,
+        kept: &[metareason_monitor::ScoredStep],
+        policy: &SearchPolicy,
+        seed: u64,
+        kind: StrategyKind,
+        config: &SolveConfig,
+        sandbox: Option<&Sandbox>,
+        usage: &mut Usage,
+    ) -> Result<(SearchOutcome, Vec<Finding>, Option<program::ProgramOutcome>), SolveError> {
+        let strategy = kind.strategy();
+        let prefix: String = kept
+            .iter()
+            .map(|s| format!("{}{}", s.text, strategy.step_delimiter))
+            .collect();
+        let prompt = Prompt {
+            assistant_prefix: prefix.clone(),
+            ..prompt.clone()
+        };
+        let settings = SearchSettings {
+            seed,
+            ..config.settings.clone()
+        };
+        let searcher = Searcher {
+            model: self.model,
+            strategy,
+            kind: &config.answer_kind,
+            weights: &config.weights,
+            settings: &settings,
+            judge: None,
+        };
+        let mut outcome = searcher.run(policy, &prompt)?;
+        *usage += outcome.usage;
+        let mut runs = Vec::new();
+        for c in &mut outcome.candidates {
+            // Each candidate continues the kept steps: it is scored whole.
+            c.steps = kept.iter().cloned().chain(c.steps.drain(..)).collect();
+            c.text = format!("{prefix}{}", c.text);
+            c.answer = config.answer_kind.extract(&c.text);
+            c.score = mean_reward(&c.steps);
+            if strategy.answer_source == AnswerSource::Program {
+                if let Some(sb) = sandbox {
+                    let run = program::run_program(sb, &c.text)?;
+                    c.answer = run.as_ref().filter(|r| r.run.succeeded()).and_then(|r| {
+                        config
+                            .answer_kind
+                            .extract(&format!("The answer is {}", r.run.stdout.trim()))
+                    });
+                    runs.push(run);
+                }
+            }
+        }
+        // Re-rank on whole-reply scores.
+        outcome.chosen = (0..outcome.candidates.len())
+            .max_by(|&a, &b| {
+                let key = |i: usize| {
+                    (
+                        outcome.candidates[i].answer.is_some(),
+                        outcome.candidates[i].score,
+                    )
+                };
+                let (ha, sa) = key(a);
+                let (hb, sb) = key(b);
+                ha.cmp(&hb).then(sa.total_cmp(&sb)).then(b.cmp(&a))
+            })
+            .unwrap_or(0);
+        recount(&mut outcome);
+        let best = outcome.best().clone();
+        let program_run = runs.into_iter().nth(outcome.chosen).flatten();
+        let mut findings = self.verify(&best, strategy.answer_source, config);
+        if let Some(p) = &program_run {
+            findings.push(p.finding.clone());
+        }
+        Ok((outcome, findings, program_run))
+    }
+
+    /// On collapse at step `at`: resample from the steps before it and keep
+    /// the best continuation when its rewards no longer collapse.
+    fn backtrack(
+        &self,
+        attempt: &Attempt,
+        at: usize,
+        config: &SolveConfig,
+        sandbox: Option<&Sandbox>,
+        usage: &mut Usage,
+    ) -> Result<Option<Attempt>, SolveError> {
+        if config.backtrack_samples == 0 {
+            return Ok(None);
+        }
+        let best = attempt.outcome.best();
+        let (outcome, findings, program_run) = self.continue_from(
+            &attempt.prompt,
+            &best.steps[..at.min(best.steps.len())],
+            &SearchPolicy::BestOfN {
+                n: config.backtrack_samples,
+            },
+            config.settings.seed.wrapping_add(7_777),
+            attempt.strategy,
+            config,
+            sandbox,
+            usage,
+        )?;
+        let c = outcome.best().clone();
+        let confidence = estimate_confidence(&c, outcome.agreement, &findings, None);
+        Ok(Some(Attempt {
+            strategy: attempt.strategy,
+            prompt: Prompt {
+                assistant_prefix: String::new(),
+                ..attempt.prompt.clone()
+            },
+            outcome,
+            findings,
+            confidence,
+            program: program_run.map(|r| (r.program, r.run)),
         }))
     }
 }

@@ -43,6 +43,24 @@ pub struct Switch {
     pub rewards: Vec<f64>,
 }
 
+/// A backtrack after collapsing step rewards: the steps before the collapse
+/// were kept and the rest resampled.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Backtrack {
+    /// The strategy it happened under.
+    pub strategy: StrategyKind,
+    /// The collapsed step (0-based); steps before it were kept.
+    pub at_step: usize,
+    /// The numbers behind the collapse.
+    pub reason: String,
+    /// Step rewards before.
+    pub rewards_before: Vec<f64>,
+    /// Step rewards of the best resampled continuation (kept steps included).
+    pub rewards_after: Vec<f64>,
+    /// Whether the continuation replaced the collapsed one (it no longer collapses).
+    pub accepted: bool,
+}
+
 /// One round of regulation.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Revision {
@@ -84,6 +102,9 @@ pub struct Trace {
     pub attempts: Vec<Attempt>,
     /// Strategy switches.
     pub switches: Vec<Switch>,
+    /// Backtracks after collapses.
+    #[serde(default)]
+    pub backtracks: Vec<Backtrack>,
     /// Revision rounds.
     pub revisions: Vec<Revision>,
     /// Total cost.
@@ -125,6 +146,19 @@ impl Trace {
                     f.verifier, f.verdict, f.message
                 ));
             }
+        }
+        for b in &self.backtracks {
+            out.push_str(&format!(
+                "backtrack ({}): at step {}: {}; {}\n",
+                b.strategy,
+                b.at_step + 1,
+                b.reason,
+                if b.accepted {
+                    "recovered"
+                } else {
+                    "still collapsed"
+                }
+            ));
         }
         for s in &self.switches {
             out.push_str(&format!("switch: {} -> {}: {}\n", s.from, s.to, s.reason));

@@ -175,3 +175,40 @@ fn the_summary_names_strategy_steps_and_cost() {
     assert!(s.contains("1 + 1 = 2"), "{s}");
     assert!(s.contains("tokens:"), "{s}");
 }
+
+#[test]
+fn a_collapsed_step_is_backtracked_and_resampled_before_switching() {
+    // The first reply collapses at its second step; resampled from the first
+    // step, the continuation is confident, so no strategy switch is needed.
+    let model = ScriptedModel::new()
+        .on(
+            When::PrefixEndsWith("3 * 4 = 12\n".into()),
+            [Reply::text("12 + 5 = 17\nThe answer is 17.")],
+        )
+        .on(
+            When::Always,
+            [Reply::tokens([
+                ("3 * 4 = 12", -0.05),
+                ("\n", -0.05),
+                ("12 + 5 = 71", -6.0),
+                ("\n", -0.05),
+                ("The answer is 71.", -0.05),
+            ])],
+        );
+    let cfg = SolveConfig {
+        fallbacks: vec![StrategyKind::ProgramAided],
+        max_revisions: 0,
+        ..SolveConfig::default()
+    };
+    let t = Solver::new(&model).solve("q", &cfg).unwrap();
+    assert_eq!(t.backtracks.len(), 1, "{}", t.summary());
+    let b = &t.backtracks[0];
+    assert_eq!(b.at_step, 1);
+    assert!(b.accepted);
+    assert!(
+        b.rewards_before[1] < 0.2 && b.rewards_after.iter().all(|&r| r > 0.5),
+        "{b:?}"
+    );
+    assert!(t.switches.is_empty());
+    assert_eq!(t.answer.as_deref(), Some("17"));
+}
