@@ -142,6 +142,8 @@ struct Engine<'m> {
     clock: u64,
     ctx_per_seq: usize,
     batch_size: usize,
+    /// Threads the engine may use (for per-token work between decodes).
+    cpu_threads: usize,
 }
 
 /// Small helpers on the model that the engine needs in several places.
@@ -238,6 +240,7 @@ impl<'m> Engine<'m> {
             clock: 0,
             ctx_per_seq: per_seq,
             batch_size: batch as usize,
+            cpu_threads: threads as usize,
         })
     }
 
@@ -515,9 +518,11 @@ impl<'m> Engine<'m> {
                 let a = &active[j];
                 self.slots[a.slot].tokens.push(a.pending);
             }
-            for (bi, &j) in live.iter().enumerate() {
-                let logits = self.ctx.get_logits_ith(bi as i32);
-                let dist = Distribution::new(logits, k_cand);
+            let rows: Vec<&[f32]> = (0..live.len())
+                .map(|bi| self.ctx.get_logits_ith(bi as i32))
+                .collect();
+            let dists = distributions(&rows, k_cand, self.cpu_threads);
+            for ((&j, logits), dist) in live.iter().zip(rows).zip(dists) {
                 let a = &mut active[j];
                 let tok = pick(&dist, settings, &mut a.rng);
                 a.pending = LlamaToken(tok as i32);
@@ -629,6 +634,33 @@ impl<'m> Engine<'m> {
             },
         })
     }
+}
+
+/// The distributions of several logits rows. Between two decodes the CPU is
+/// otherwise idle, so with several sequences the rows are split across
+/// threads (each row is a few passes over the whole vocabulary).
+fn distributions(rows: &[&[f32]], k: usize, threads: usize) -> Vec<Distribution> {
+    if rows.len() < 2 || threads < 2 {
+        return rows.iter().map(|r| Distribution::new(r, k)).collect();
+    }
+    let per = rows.len().div_ceil(threads);
+    std::thread::scope(|scope| {
+        let handles: Vec<_> = rows
+            .chunks(per)
+            .map(|chunk| {
+                scope.spawn(move || {
+                    chunk
+                        .iter()
+                        .map(|r| Distribution::new(r, k))
+                        .collect::<Vec<_>>()
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .flat_map(|h| h.join().expect("a distribution thread panicked"))
+            .collect()
+    })
 }
 
 fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {

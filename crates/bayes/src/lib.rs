@@ -1,0 +1,533 @@
+//! # metareason-bayes
+//!
+//! The Bayesian building blocks of the meta level, all conjugate or closed
+//! form so that every update is cheap, exact enough, and explainable:
+//!
+//! - [`Beta`]: success probabilities (a strategy's success rate in a task
+//!   region), with quantiles and Thompson draws;
+//! - [`Dirichlet`]: distributions over several outcomes;
+//! - [`BetaBinomial`]: the predictive distribution of successes;
+//! - [`LogisticRegression`]: a Gaussian-prior logistic regression updated
+//!   online, one observation at a time, by an exact one-point Laplace step
+//!   (used for calibration and for step-reward weights).
+//!
+//! Every random draw takes an explicit RNG, so results are reproducible from
+//! a seed ([`seeded`]).
+//!
+//! ```
+//! use metareason_bayes::{seeded, Beta};
+//!
+//! let mut b = Beta::uniform();
+//! b.observe(7, 3);
+//! assert!((b.mean() - 8.0 / 12.0).abs() < 1e-12);
+//! let (lo, hi) = b.interval(0.9);
+//! assert!(lo < b.mean() && b.mean() < hi);
+//! let draw = b.sample(&mut seeded(1));
+//! assert!((0.0..=1.0).contains(&draw));
+//! ```
+#![deny(missing_docs)]
+
+use rand::Rng;
+use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
+use rand_distr::{Distribution, Gamma, StandardNormal};
+use serde::{Deserialize, Serialize};
+use statrs::function::beta::ln_beta;
+
+/// A reproducible RNG from a seed.
+pub fn seeded(seed: u64) -> ChaCha8Rng {
+    ChaCha8Rng::seed_from_u64(seed)
+}
+
+/// Parameters outside their domain.
+#[derive(Debug, thiserror::Error, PartialEq)]
+#[error("{0}")]
+pub struct DomainError(String);
+
+/// Beta(a, b) over a probability.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct Beta {
+    /// Pseudo-count of successes (> 0).
+    pub a: f64,
+    /// Pseudo-count of failures (> 0).
+    pub b: f64,
+}
+
+impl Beta {
+    /// Beta(a, b); both must be positive and finite.
+    pub fn new(a: f64, b: f64) -> Result<Self, DomainError> {
+        if !(a > 0.0 && b > 0.0 && a.is_finite() && b.is_finite()) {
+            return Err(DomainError(format!("Beta needs a, b > 0, got ({a}, {b})")));
+        }
+        Ok(Self { a, b })
+    }
+
+    /// Beta(1, 1).
+    pub fn uniform() -> Self {
+        Self { a: 1.0, b: 1.0 }
+    }
+
+    /// Adds observed successes and failures.
+    pub fn observe(&mut self, successes: u64, failures: u64) {
+        self.a += successes as f64;
+        self.b += failures as f64;
+    }
+
+    /// Adds fractional evidence (similarity-weighted outcomes).
+    pub fn observe_weighted(&mut self, success_weight: f64, failure_weight: f64) {
+        self.a += success_weight.max(0.0);
+        self.b += failure_weight.max(0.0);
+    }
+
+    /// Posterior mean a / (a + b).
+    pub fn mean(&self) -> f64 {
+        self.a / (self.a + self.b)
+    }
+
+    /// Variance ab / ((a+b)^2 (a+b+1)).
+    pub fn variance(&self) -> f64 {
+        let s = self.a + self.b;
+        self.a * self.b / (s * s * (s + 1.0))
+    }
+
+    /// The total pseudo-count a + b (how much evidence there is).
+    pub fn strength(&self) -> f64 {
+        self.a + self.b
+    }
+
+    /// The q-quantile (inverse CDF), by bisection on the exact CDF to 1e-13.
+    pub fn quantile(&self, q: f64) -> f64 {
+        let q = q.clamp(0.0, 1.0);
+        let (mut lo, mut hi) = (0.0f64, 1.0f64);
+        for _ in 0..100 {
+            let mid = 0.5 * (lo + hi);
+            if self.cdf(mid) < q {
+                lo = mid;
+            } else {
+                hi = mid;
+            }
+            if hi - lo < 1e-13 {
+                break;
+            }
+        }
+        0.5 * (lo + hi)
+    }
+
+    /// P(X ≤ x).
+    pub fn cdf(&self, x: f64) -> f64 {
+        use statrs::distribution::ContinuousCDF;
+        let d = statrs::distribution::Beta::new(self.a, self.b).expect("valid parameters");
+        d.cdf(x.clamp(0.0, 1.0))
+    }
+
+    /// The central interval holding `mass` of the probability.
+    pub fn interval(&self, mass: f64) -> (f64, f64) {
+        let tail = (1.0 - mass.clamp(0.0, 1.0)) / 2.0;
+        (self.quantile(tail), self.quantile(1.0 - tail))
+    }
+
+    /// A draw (for Thompson sampling).
+    pub fn sample<R: Rng + ?Sized>(&self, rng: &mut R) -> f64 {
+        let x = Gamma::new(self.a, 1.0).expect("a > 0").sample(rng);
+        let y = Gamma::new(self.b, 1.0).expect("b > 0").sample(rng);
+        if x + y == 0.0 {
+            self.mean()
+        } else {
+            x / (x + y)
+        }
+    }
+
+    /// Shrinks toward `prior` mean with `strength` pseudo-observations:
+    /// partial pooling of a sparse local estimate toward a global one.
+    pub fn pooled_with(&self, prior: &Beta, strength: f64) -> Beta {
+        let m = prior.mean();
+        Beta {
+            a: self.a + strength * m,
+            b: self.b + strength * (1.0 - m),
+        }
+    }
+}
+
+/// Dirichlet(alpha) over a distribution on K outcomes.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Dirichlet {
+    /// Concentrations (> 0), one per outcome.
+    pub alpha: Vec<f64>,
+}
+
+impl Dirichlet {
+    /// Dirichlet(alpha); every entry positive.
+    pub fn new(alpha: Vec<f64>) -> Result<Self, DomainError> {
+        if alpha.is_empty() || alpha.iter().any(|&a| !(a > 0.0 && a.is_finite())) {
+            return Err(DomainError(format!(
+                "Dirichlet needs positive concentrations, got {alpha:?}"
+            )));
+        }
+        Ok(Self { alpha })
+    }
+
+    /// Symmetric Dirichlet(c, ..., c) over k outcomes.
+    pub fn symmetric(k: usize, c: f64) -> Self {
+        Self {
+            alpha: vec![c; k.max(1)],
+        }
+    }
+
+    /// Adds observed counts (one per outcome).
+    pub fn observe(&mut self, counts: &[u64]) {
+        for (a, &c) in self.alpha.iter_mut().zip(counts) {
+            *a += c as f64;
+        }
+    }
+
+    /// Posterior mean of each probability.
+    pub fn mean(&self) -> Vec<f64> {
+        let s: f64 = self.alpha.iter().sum();
+        self.alpha.iter().map(|a| a / s).collect()
+    }
+
+    /// Variance of each probability.
+    pub fn variance(&self) -> Vec<f64> {
+        let s: f64 = self.alpha.iter().sum();
+        self.alpha
+            .iter()
+            .map(|a| a * (s - a) / (s * s * (s + 1.0)))
+            .collect()
+    }
+
+    /// A draw.
+    pub fn sample<R: Rng + ?Sized>(&self, rng: &mut R) -> Vec<f64> {
+        let g: Vec<f64> = self
+            .alpha
+            .iter()
+            .map(|&a| Gamma::new(a, 1.0).expect("a > 0").sample(rng))
+            .collect();
+        let s: f64 = g.iter().sum();
+        if s == 0.0 {
+            return self.mean();
+        }
+        g.into_iter().map(|x| x / s).collect()
+    }
+
+    /// P(outcome `i` has the largest probability), from `draws` draws.
+    pub fn prob_largest<R: Rng + ?Sized>(&self, i: usize, draws: usize, rng: &mut R) -> f64 {
+        let mut wins = 0;
+        for _ in 0..draws {
+            let x = self.sample(rng);
+            if x.iter().enumerate().all(|(j, &v)| j == i || x[i] > v) {
+                wins += 1;
+            }
+        }
+        wins as f64 / draws.max(1) as f64
+    }
+}
+
+/// Beta-Binomial(n, a, b): successes in n trials when the success rate is Beta(a, b).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct BetaBinomial {
+    /// Trials.
+    pub n: u64,
+    /// The rate's prior.
+    pub rate: Beta,
+}
+
+impl BetaBinomial {
+    /// P(K = k) = C(n, k) B(k + a, n - k + b) / B(a, b).
+    pub fn pmf(&self, k: u64) -> f64 {
+        if k > self.n {
+            return 0.0;
+        }
+        let (n, a, b) = (self.n as f64, self.rate.a, self.rate.b);
+        let k = k as f64;
+        let ln_choose = ln_gamma(n + 1.0) - ln_gamma(k + 1.0) - ln_gamma(n - k + 1.0);
+        (ln_choose + ln_beta(k + a, n - k + b) - ln_beta(a, b)).exp()
+    }
+
+    /// Mean n a / (a + b).
+    pub fn mean(&self) -> f64 {
+        self.n as f64 * self.rate.mean()
+    }
+
+    /// Variance n a b (a + b + n) / ((a + b)^2 (a + b + 1)).
+    pub fn variance(&self) -> f64 {
+        let (n, a, b) = (self.n as f64, self.rate.a, self.rate.b);
+        n * a * b * (a + b + n) / ((a + b).powi(2) * (a + b + 1.0))
+    }
+}
+
+fn ln_gamma(x: f64) -> f64 {
+    statrs::function::gamma::ln_gamma(x)
+}
+
+/// The logistic function.
+pub fn sigmoid(z: f64) -> f64 {
+    if z >= 0.0 {
+        1.0 / (1.0 + (-z).exp())
+    } else {
+        let e = z.exp();
+        e / (1.0 + e)
+    }
+}
+
+/// Logistic regression with a Gaussian posterior N(mean, cov) over its
+/// weights, updated online by an exact Laplace step per observation.
+///
+/// For one observation the likelihood depends on the weights only through
+/// x·w, so the new mode lies on the line mean + t·cov·x; a scalar Newton
+/// solve finds t, and the covariance is updated by Sherman–Morrison with the
+/// curvature at the new mode.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LogisticRegression {
+    /// Posterior mean of the weights (the first feature is usually a constant 1).
+    pub mean: Vec<f64>,
+    /// Posterior covariance, row-major d × d.
+    pub cov: Vec<f64>,
+}
+
+impl LogisticRegression {
+    /// Prior N(mean, variance · I).
+    pub fn new(mean: Vec<f64>, variance: f64) -> Self {
+        let d = mean.len();
+        let mut cov = vec![0.0; d * d];
+        for i in 0..d {
+            cov[i * d + i] = variance;
+        }
+        Self { mean, cov }
+    }
+
+    /// Number of features.
+    pub fn dim(&self) -> usize {
+        self.mean.len()
+    }
+
+    fn cov_times(&self, x: &[f64]) -> Vec<f64> {
+        let d = self.dim();
+        (0..d)
+            .map(|i| (0..d).map(|j| self.cov[i * d + j] * x[j]).sum())
+            .collect()
+    }
+
+    fn dot(a: &[f64], b: &[f64]) -> f64 {
+        a.iter().zip(b).map(|(x, y)| x * y).sum()
+    }
+
+    /// Mean and variance of the logit x·w under the posterior.
+    pub fn logit(&self, x: &[f64]) -> (f64, f64) {
+        let sx = self.cov_times(x);
+        (Self::dot(&self.mean, x), Self::dot(x, &sx).max(0.0))
+    }
+
+    /// P(y = 1 | x) integrated over the posterior (probit approximation:
+    /// σ(μ / sqrt(1 + π s² / 8))).
+    pub fn predict(&self, x: &[f64]) -> f64 {
+        let (mu, s2) = self.logit(x);
+        sigmoid(mu / (1.0 + std::f64::consts::PI * s2 / 8.0).sqrt())
+    }
+
+    /// P(y = 1 | x) at the posterior mean (no uncertainty).
+    pub fn predict_at_mean(&self, x: &[f64]) -> f64 {
+        sigmoid(Self::dot(&self.mean, x))
+    }
+
+    /// Updates on one observation `y` (true for 1) at features `x`, with
+    /// weight `w` (1 for an ordinary observation).
+    pub fn observe(&mut self, x: &[f64], y: bool, w: f64) {
+        assert_eq!(x.len(), self.dim(), "feature length");
+        let target = if y { 1.0 } else { 0.0 };
+        let sx = self.cov_times(x);
+        let v = Self::dot(x, &sx).max(1e-12);
+        let z0 = Self::dot(&self.mean, x);
+        // Mode along mean + t·S·x: solve t = w (y - σ(z0 + t v)) by Newton.
+        let mut t = 0.0;
+        for _ in 0..50 {
+            let p = sigmoid(z0 + t * v);
+            let g = t - w * (target - p);
+            let h = 1.0 + w * p * (1.0 - p) * v;
+            let step = g / h;
+            t -= step;
+            if step.abs() < 1e-12 {
+                break;
+            }
+        }
+        for (m, s) in self.mean.iter_mut().zip(&sx) {
+            *m += t * s;
+        }
+        let p = sigmoid(z0 + t * v);
+        let c = w * p * (1.0 - p);
+        let d = self.dim();
+        let k = c / (1.0 + c * v);
+        for i in 0..d {
+            for j in 0..d {
+                self.cov[i * d + j] -= k * sx[i] * sx[j];
+            }
+        }
+    }
+
+    /// A draw of the weights (for Thompson sampling), by Cholesky of the covariance.
+    pub fn sample<R: Rng + ?Sized>(&self, rng: &mut R) -> Vec<f64> {
+        let d = self.dim();
+        let l = cholesky(&self.cov, d);
+        let z: Vec<f64> = (0..d).map(|_| rng.sample(StandardNormal)).collect();
+        (0..d)
+            .map(|i| self.mean[i] + (0..=i).map(|j| l[i * d + j] * z[j]).sum::<f64>())
+            .collect()
+    }
+}
+
+/// Lower Cholesky factor of a symmetric positive semi-definite matrix
+/// (tiny negative pivots from rounding are clamped to zero).
+fn cholesky(a: &[f64], d: usize) -> Vec<f64> {
+    let mut l = vec![0.0; d * d];
+    for i in 0..d {
+        for j in 0..=i {
+            let s: f64 = (0..j).map(|k| l[i * d + k] * l[j * d + k]).sum();
+            if i == j {
+                l[i * d + i] = (a[i * d + i] - s).max(0.0).sqrt();
+            } else if l[j * d + j] > 0.0 {
+                l[i * d + j] = (a[i * d + j] - s) / l[j * d + j];
+            }
+        }
+    }
+    l
+}
+
+/// Thompson sampling: one draw per arm, the arm with the largest draw.
+pub fn thompson<R: Rng + ?Sized>(arms: &[Beta], rng: &mut R) -> Option<usize> {
+    arms.iter()
+        .map(|b| b.sample(rng))
+        .enumerate()
+        .max_by(|a, b| a.1.total_cmp(&b.1))
+        .map(|(i, _)| i)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn beta_moments_and_quantiles_match_known_values() {
+        let b = Beta::new(2.0, 3.0).unwrap();
+        assert!((b.mean() - 0.4).abs() < 1e-12);
+        assert!((b.variance() - 0.04).abs() < 1e-12);
+        assert!((Beta::new(2.0, 2.0).unwrap().quantile(0.5) - 0.5).abs() < 1e-9);
+        // Beta(1, 1) is uniform: the 0.9-quantile is 0.9.
+        assert!((Beta::uniform().quantile(0.9) - 0.9).abs() < 1e-9);
+        // Beta(2, 1) has CDF x^2: the median is sqrt(1/2).
+        assert!((Beta::new(2.0, 1.0).unwrap().quantile(0.5) - 0.5f64.sqrt()).abs() < 1e-9);
+        assert!(Beta::new(0.0, 1.0).is_err());
+    }
+
+    #[test]
+    fn beta_draws_are_seeded_and_centred() {
+        let b = Beta::new(30.0, 10.0).unwrap();
+        let draw = |seed| {
+            let mut r = seeded(seed);
+            (0..2000).map(|_| b.sample(&mut r)).collect::<Vec<_>>()
+        };
+        assert_eq!(draw(4), draw(4));
+        let mean = draw(4).iter().sum::<f64>() / 2000.0;
+        assert!((mean - 0.75).abs() < 0.01, "{mean}");
+    }
+
+    #[test]
+    fn pooling_shrinks_sparse_estimates_toward_the_prior() {
+        let mut local = Beta::uniform();
+        local.observe(2, 0);
+        let global = Beta::new(30.0, 70.0).unwrap();
+        let pooled = local.pooled_with(&global, 10.0);
+        assert!(pooled.mean() < local.mean() && pooled.mean() > global.mean());
+        assert!((pooled.a - (3.0 + 3.0)).abs() < 1e-12);
+    }
+
+    #[test]
+    fn dirichlet_moments_and_updates() {
+        let mut d = Dirichlet::symmetric(3, 1.0);
+        d.observe(&[2, 0, 1]);
+        let m = d.mean();
+        assert!((m[0] - 0.5).abs() < 1e-12 && (m[1] - 1.0 / 6.0).abs() < 1e-12);
+        let v = d.variance();
+        // alpha = (3, 1, 2), s = 6: var_0 = 3 * 3 / (36 * 7)
+        assert!((v[0] - 9.0 / 252.0).abs() < 1e-12);
+        let x = d.sample(&mut seeded(2));
+        assert!((x.iter().sum::<f64>() - 1.0).abs() < 1e-9);
+        assert!(Dirichlet::new(vec![1.0, 0.0]).is_err());
+        let p = d.prob_largest(0, 4000, &mut seeded(3));
+        assert!(p > 0.5 && p < 0.95, "{p}");
+    }
+
+    #[test]
+    fn beta_binomial_matches_closed_forms() {
+        // Beta(1,1) prior: every count in 0..=n equally likely.
+        let bb = BetaBinomial {
+            n: 2,
+            rate: Beta::uniform(),
+        };
+        for k in 0..=2 {
+            assert!((bb.pmf(k) - 1.0 / 3.0).abs() < 1e-12);
+        }
+        let bb = BetaBinomial {
+            n: 10,
+            rate: Beta::new(2.0, 3.0).unwrap(),
+        };
+        let total: f64 = (0..=10).map(|k| bb.pmf(k)).sum();
+        assert!((total - 1.0).abs() < 1e-10);
+        let mean: f64 = (0..=10).map(|k| k as f64 * bb.pmf(k)).sum();
+        assert!((mean - bb.mean()).abs() < 1e-10);
+        let var: f64 = (0..=10)
+            .map(|k| (k as f64 - mean).powi(2) * bb.pmf(k))
+            .sum();
+        assert!((var - bb.variance()).abs() < 1e-9);
+        assert_eq!(bb.pmf(11), 0.0);
+    }
+
+    #[test]
+    fn one_logistic_update_is_the_exact_one_point_laplace_step() {
+        // d = 1, prior N(0, 1), observe y = 1 at x = 1: the mode solves
+        // w = 1 - σ(w), and the posterior variance is 1 / (1 + σ(w)(1 - σ(w))).
+        let mut m = LogisticRegression::new(vec![0.0], 1.0);
+        m.observe(&[1.0], true, 1.0);
+        let w = m.mean[0];
+        assert!((w - (1.0 - sigmoid(w))).abs() < 1e-10, "{w}");
+        let p = sigmoid(w);
+        assert!((m.cov[0] - 1.0 / (1.0 + p * (1.0 - p))).abs() < 1e-10);
+    }
+
+    #[test]
+    fn online_logistic_regression_recovers_the_generating_weights() {
+        let truth = [-0.5, 2.0];
+        let mut rng = seeded(11);
+        let mut m = LogisticRegression::new(vec![0.0, 0.0], 10.0);
+        for _ in 0..4000 {
+            let x = [1.0, rng.gen::<f64>() * 4.0 - 2.0];
+            let p = sigmoid(truth[0] * x[0] + truth[1] * x[1]);
+            m.observe(&x, rng.gen::<f64>() < p, 1.0);
+        }
+        assert!((m.mean[0] - truth[0]).abs() < 0.2, "{:?}", m.mean);
+        assert!((m.mean[1] - truth[1]).abs() < 0.25, "{:?}", m.mean);
+        // Uncertainty shrank and the covariance stays symmetric.
+        assert!(m.cov[0] < 0.05 && (m.cov[1] - m.cov[2]).abs() < 1e-12);
+        // Predictions with uncertainty are pulled toward 1/2, never past it.
+        let wide = LogisticRegression::new(vec![0.0, 2.0], 25.0);
+        let x = [1.0, 1.0];
+        assert!(wide.predict(&x) < wide.predict_at_mean(&x));
+        assert!(wide.predict(&x) > 0.5);
+        let draw = m.sample(&mut seeded(5));
+        assert_eq!(draw.len(), 2);
+    }
+
+    #[test]
+    fn thompson_sampling_prefers_the_better_arm_and_is_reproducible() {
+        let arms = [
+            Beta::new(80.0, 20.0).unwrap(),
+            Beta::new(30.0, 70.0).unwrap(),
+        ];
+        let mut r = seeded(9);
+        let picks: Vec<usize> = (0..200).map(|_| thompson(&arms, &mut r).unwrap()).collect();
+        assert!(picks.iter().filter(|&&p| p == 0).count() > 195);
+        let mut r2 = seeded(9);
+        let again: Vec<usize> = (0..200)
+            .map(|_| thompson(&arms, &mut r2).unwrap())
+            .collect();
+        assert_eq!(picks, again);
+    }
+}
