@@ -14,16 +14,23 @@ fn answer(n: &str) -> Reply {
 }
 
 fn run(model: &ScriptedModel, policy: SearchPolicy) -> metareason_monitor::SearchOutcome {
-    let strategy = StrategyKind::ChainOfThought.strategy();
+    run_with(model, policy, &SearchSettings::default(), None)
+}
+
+fn run_with(
+    model: &ScriptedModel,
+    policy: SearchPolicy,
+    settings: &SearchSettings,
+    judge: Option<&dyn metareason_monitor::StepJudge>,
+) -> metareason_monitor::SearchOutcome {
     let weights = RewardWeights::default();
-    let settings = SearchSettings::default();
     let searcher = Searcher {
         model,
-        strategy,
+        strategy: StrategyKind::ChainOfThought.strategy(),
         kind: &AnswerKind::Number,
         weights: &weights,
-        settings: &settings,
-        judge: None,
+        settings,
+        judge,
     };
     searcher.run(&policy, &Prompt::user("q")).unwrap()
 }
@@ -204,21 +211,11 @@ fn a_token_budget_stops_adaptive_sampling() {
     // Each reply is 6 word tokens; a budget of 10 allows two replies.
     let replies = ["1", "2", "3", "4", "5"].map(answer);
     let model = ScriptedModel::new().on(When::Always, replies);
-    let strategy = StrategyKind::ChainOfThought.strategy();
-    let weights = RewardWeights::default();
     let settings = SearchSettings {
         budget_tokens: 10,
         ..SearchSettings::default()
     };
-    let searcher = Searcher {
-        model: &model,
-        strategy,
-        kind: &AnswerKind::Number,
-        weights: &weights,
-        settings: &settings,
-        judge: None,
-    };
-    let out = searcher.run(&adaptive(0.95), &Prompt::user("q")).unwrap();
+    let out = run_with(&model, adaptive(0.95), &settings, None);
     assert_eq!(model.sequences_generated(), 2);
     assert!(out
         .events
@@ -248,22 +245,14 @@ fn a_step_judge_overrides_token_confidence() {
         Reply::text("3 * 4 = 13\nThe answer is 13.").logprob(-0.05),
         Reply::text("3 * 4 = 12\nThe answer is 12.").logprob(-0.6),
     ];
-    let strategy = StrategyKind::ChainOfThought.strategy();
-    let weights = RewardWeights::default();
-    let settings = SearchSettings::default();
     let pick = |judge: Option<&dyn metareason_monitor::StepJudge>| {
         let model = ScriptedModel::new().on(When::Always, replies.clone());
-        let searcher = Searcher {
-            model: &model,
-            strategy,
-            kind: &AnswerKind::Number,
-            weights: &weights,
-            settings: &settings,
+        let out = run_with(
+            &model,
+            SearchPolicy::BestOfN { n: 2 },
+            &SearchSettings::default(),
             judge,
-        };
-        let out = searcher
-            .run(&SearchPolicy::BestOfN { n: 2 }, &Prompt::user("q"))
-            .unwrap();
+        );
         out.best().answer.as_ref().unwrap().normalized.clone()
     };
     // Without a judge the more confident, wrong reply wins; with it, the right one.

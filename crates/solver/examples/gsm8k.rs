@@ -40,6 +40,94 @@ struct Args {
     out: PathBuf,
     #[arg(long, default_value = DEFAULT_MODEL)]
     model: String,
+    /// Instead of solving, replay stopping rules on the sample streams that
+    /// a self-consistency run recorded (e.g. `--replay sc8`).
+    #[arg(long)]
+    replay: Option<String>,
+}
+
+/// Replays adaptive stopping rules on recorded sample streams: for each
+/// problem the rule sees the samples in the order they were drawn and stops
+/// where the library's `StopRule` says so; the answer is the majority of
+/// the samples seen (ties to the best-scored). Returns a markdown table.
+fn replay(path: &std::path::Path) -> Result<String> {
+    use std::collections::BTreeMap;
+    let rows: Vec<serde_json::Value> = std::io::BufReader::new(std::fs::File::open(path)?)
+        .lines()
+        .map_while(Result::ok)
+        .filter_map(|l| serde_json::from_str(&l).ok())
+        .filter(|v: &serde_json::Value| v["samples"].is_array())
+        .collect();
+    let rules: Vec<(String, StopRule)> = vec![
+        (
+            "never stop (self-consistency@8)".into(),
+            StopRule::Beta { threshold: 2.0 },
+        ),
+        ("Beta 0.95".into(), StopRule::Beta { threshold: 0.95 }),
+        ("Beta 0.90".into(), StopRule::Beta { threshold: 0.90 }),
+        ("Beta 0.80".into(), StopRule::Beta { threshold: 0.80 }),
+        (
+            "Dirichlet 0.95 (alpha 1)".into(),
+            StopRule::Dirichlet {
+                threshold: 0.95,
+                alpha: 1.0,
+            },
+        ),
+        (
+            "Dirichlet 0.80 (alpha 1)".into(),
+            StopRule::Dirichlet {
+                threshold: 0.80,
+                alpha: 1.0,
+            },
+        ),
+    ];
+    let mut out = vec![
+        format!("Replayed on {} recorded streams of 8 samples:", rows.len()),
+        String::new(),
+        "| stopping rule | accuracy | samples / problem | tokens generated / problem |".into(),
+        "|---|---|---|---|".into(),
+    ];
+    for (name, rule) in rules {
+        let (mut correct, mut samples, mut tokens) = (0usize, 0usize, 0u64);
+        for r in &rows {
+            let stream = r["samples"].as_array().expect("checked");
+            let mut votes: BTreeMap<String, usize> = BTreeMap::new();
+            let mut best_score: BTreeMap<String, f64> = BTreeMap::new();
+            let mut k = 0;
+            for s in stream {
+                k += 1;
+                tokens += s["tokens"].as_u64().unwrap_or(0);
+                if let Some(a) = s["answer"].as_str() {
+                    *votes.entry(a.to_string()).or_insert(0) += 1;
+                    let sc = s["score"].as_f64().unwrap_or(0.0);
+                    let e = best_score.entry(a.to_string()).or_insert(sc);
+                    *e = e.max(sc);
+                }
+                if rule.should_stop(&votes) {
+                    break;
+                }
+            }
+            samples += k;
+            let top = votes.values().copied().max().unwrap_or(0);
+            let answer = votes
+                .iter()
+                .filter(|(_, &c)| c == top)
+                .max_by(|a, b| best_score[a.0].total_cmp(&best_score[b.0]))
+                .map(|(a, _)| a.clone());
+            if answer.is_some() && answer.as_deref() == r["reference"].as_str() {
+                correct += 1;
+            }
+        }
+        let n = rows.len().max(1) as f64;
+        out.push(format!(
+            "| {name} | {:.3} ({correct}/{}) | {:.2} | {:.0} |",
+            correct as f64 / n,
+            rows.len(),
+            samples as f64 / n,
+            tokens as f64 / n
+        ));
+    }
+    Ok(out.join("\n"))
 }
 
 fn config(name: &str) -> Result<SolveConfig> {
@@ -102,6 +190,15 @@ fn config(name: &str) -> Result<SolveConfig> {
 
 fn main() -> Result<()> {
     let args = Args::parse();
+    if let Some(name) = &args.replay {
+        let table = replay(&args.out.join(format!("{name}.jsonl")))?;
+        println!("{table}");
+        std::fs::write(
+            args.out.join(format!("replay-{name}.md")),
+            format!("{table}\n"),
+        )?;
+        return Ok(());
+    }
     let file = std::fs::File::open(&args.data)
         .with_context(|| format!("cannot open {}", args.data.display()))?;
     let mut problems = Vec::new();
@@ -165,6 +262,13 @@ fn main() -> Result<()> {
                 "cached_prompt_tokens": trace.usage.cached_prompt_tokens,
                 "seconds": trace.usage.wall_time.as_secs_f64(),
                 "candidates": trace.attempts[trace.final_attempt].outcome.candidates.len(),
+                // Every sample in the order drawn: stopping rules can be
+                // replayed on this stream offline.
+                "samples": trace.attempts[trace.final_attempt].outcome.candidates.iter().map(|c| json!({
+                    "answer": c.answer.as_ref().map(|a| a.normalized.clone()),
+                    "tokens": c.tokens,
+                    "score": c.score,
+                })).collect::<Vec<_>>(),
             });
             writeln!(out, "{row}")?;
             out.flush()?;
