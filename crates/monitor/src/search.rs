@@ -671,7 +671,8 @@ pub fn vote(candidates: &[Candidate]) -> BTreeMap<String, usize> {
     votes
 }
 
-fn best_by_score(c: &[Candidate]) -> usize {
+/// The candidate with an answer and the best mean step reward.
+pub fn best_by_score(c: &[Candidate]) -> usize {
     // Candidates with an answer first, then by score; ties to the earliest.
     let mut best = 0;
     for i in 1..c.len() {
@@ -685,7 +686,8 @@ fn best_by_score(c: &[Candidate]) -> usize {
     best
 }
 
-fn majority(c: &[Candidate], votes: &BTreeMap<String, usize>) -> usize {
+/// The best-scored candidate among those giving the most-voted answer.
+pub fn majority(c: &[Candidate], votes: &BTreeMap<String, usize>) -> usize {
     let Some(top) = votes.values().copied().max() else {
         return best_by_score(c);
     };

@@ -314,17 +314,15 @@ impl LanguageModel for OpenAiModel {
             });
         }
         let generated: u64 = sequences.iter().map(|s| s.tokens.len() as u64).sum();
-        Ok(Generation {
-            sequences,
-            usage: answer.usage.map_or(
-                Usage {
-                    generated_tokens: generated,
-                    ..Usage::default()
-                },
-                |u| u.into_usage(),
-            ),
-        }
-        .with_wall_time(started.elapsed()))
+        let mut usage = answer.usage.map_or(
+            Usage {
+                generated_tokens: generated,
+                ..Usage::default()
+            },
+            |u| u.into_usage(),
+        );
+        usage.wall_time = started.elapsed();
+        Ok(Generation { sequences, usage })
     }
 
     fn score(&self, req: &ScoreRequest) -> Result<Scored, ModelError> {
@@ -361,15 +359,5 @@ impl LanguageModel for OpenAiModel {
         usage.generated_tokens = 0;
         usage.wall_time = started.elapsed();
         Ok(Scored { tokens, usage })
-    }
-}
-
-trait WithWallTime {
-    fn with_wall_time(self, d: Duration) -> Self;
-}
-impl WithWallTime for Generation {
-    fn with_wall_time(mut self, d: Duration) -> Self {
-        self.usage.wall_time = d;
-        self
     }
 }

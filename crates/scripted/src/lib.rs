@@ -274,7 +274,7 @@ fn render(reply: &Reply, req: &GenerateRequest) -> Sequence {
                 .params
                 .stop
                 .iter()
-                .find(|s| text_full_contains(reply, s))
+                .find(|s| reply.full_text().contains(s.as_str()))
                 .cloned();
             return Sequence {
                 text,
@@ -296,10 +296,6 @@ fn render(reply: &Reply, req: &GenerateRequest) -> Sequence {
         finish_reason: finish,
         stop_sequence: None,
     }
-}
-
-fn text_full_contains(reply: &Reply, s: &str) -> bool {
-    reply.full_text().contains(s)
 }
 
 impl LanguageModel for ScriptedModel {

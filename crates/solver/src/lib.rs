@@ -24,13 +24,13 @@ mod trace;
 use std::time::Instant;
 
 use metareason_core::{LanguageModel, Message, ModelError, Prompt, Usage};
-use metareason_monitor::search::mean_reward;
+use metareason_monitor::search::{best_by_score, majority, mean_reward, vote};
 use metareason_monitor::{
     Candidate, ModelJudge, RewardWeights, SearchOutcome, SearchPolicy, SearchSettings, Searcher,
     StepJudge, StopRule,
 };
 use metareason_sandbox::{Limits, Sandbox, SandboxError};
-use metareason_strategy::answer::AnswerKind;
+use metareason_strategy::answer::{Answer, AnswerKind};
 use metareason_strategy::{AnswerSource, StrategyKind};
 use metareason_verify::{
     check_arithmetic, format::check_format, program, Finding, Verdict, VerifierKind,
@@ -378,11 +378,7 @@ impl<'a> Solver<'a> {
             let sandbox = sandbox.expect("program strategies run only with a sandbox");
             for (i, c) in outcome.candidates.iter_mut().enumerate() {
                 let run = program::run_program(sandbox, &c.text)?;
-                c.answer = run.as_ref().filter(|r| r.run.succeeded()).and_then(|r| {
-                    config
-                        .answer_kind
-                        .extract(&format!("The answer is {}", r.run.stdout.trim()))
-                });
+                c.answer = program_answer(run.as_ref(), &config.answer_kind);
                 programs.push((i, run));
             }
             recount(&mut outcome);
@@ -591,29 +587,13 @@ impl<'a> Solver<'a> {
             if strategy.answer_source == AnswerSource::Program {
                 if let Some(sb) = sandbox {
                     let run = program::run_program(sb, &c.text)?;
-                    c.answer = run.as_ref().filter(|r| r.run.succeeded()).and_then(|r| {
-                        config
-                            .answer_kind
-                            .extract(&format!("The answer is {}", r.run.stdout.trim()))
-                    });
+                    c.answer = program_answer(run.as_ref(), &config.answer_kind);
                     runs.push(run);
                 }
             }
         }
         // Re-rank on whole-reply scores.
-        outcome.chosen = (0..outcome.candidates.len())
-            .max_by(|&a, &b| {
-                let key = |i: usize| {
-                    (
-                        outcome.candidates[i].answer.is_some(),
-                        outcome.candidates[i].score,
-                    )
-                };
-                let (ha, sa) = key(a);
-                let (hb, sb) = key(b);
-                ha.cmp(&hb).then(sa.total_cmp(&sb)).then(b.cmp(&a))
-            })
-            .unwrap_or(0);
+        outcome.chosen = best_by_score(&outcome.candidates);
         recount(&mut outcome);
         let best = outcome.best().clone();
         let program_run = runs.into_iter().nth(outcome.chosen).flatten();
@@ -666,30 +646,24 @@ impl<'a> Solver<'a> {
     }
 }
 
+/// The answer a generated program printed, when it ran to a clean exit.
+fn program_answer(run: Option<&program::ProgramOutcome>, kind: &AnswerKind) -> Option<Answer> {
+    let run = run.filter(|r| r.run.succeeded())?;
+    kind.extract(&format!("The answer is {}", run.run.stdout.trim()))
+}
+
 /// Recomputes votes, the chosen candidate and agreement after answers changed.
 fn recount(outcome: &mut SearchOutcome) {
-    outcome.votes = metareason_monitor::search::vote(&outcome.candidates);
-    if let Some((top, _)) = outcome.votes.iter().max_by_key(|(_, &c)| c) {
-        let top = top.clone();
-        if let Some(i) = outcome
-            .candidates
-            .iter()
-            .enumerate()
-            .filter(|(_, c)| c.answer.as_ref().is_some_and(|a| a.normalized == top))
-            .max_by(|a, b| a.1.score.total_cmp(&b.1.score))
-            .map(|(i, _)| i)
-        {
-            if matches!(
-                outcome.policy,
-                SearchPolicy::Greedy | SearchPolicy::BestOfN { .. } | SearchPolicy::Beam { .. }
-            ) {
-                // Score-based policies keep their pick unless it has no answer.
-                if outcome.candidates[outcome.chosen].answer.is_none() {
-                    outcome.chosen = i;
-                }
-            } else {
-                outcome.chosen = i;
-            }
+    outcome.votes = vote(&outcome.candidates);
+    if !outcome.votes.is_empty() {
+        let top = majority(&outcome.candidates, &outcome.votes);
+        // Score-based policies keep their pick unless it has no answer.
+        let by_score = matches!(
+            outcome.policy,
+            SearchPolicy::Greedy | SearchPolicy::BestOfN { .. } | SearchPolicy::Beam { .. }
+        );
+        if !by_score || outcome.candidates[outcome.chosen].answer.is_none() {
+            outcome.chosen = top;
         }
     }
     outcome.agreement = outcome.candidates[outcome.chosen]
