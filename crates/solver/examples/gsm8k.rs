@@ -164,6 +164,16 @@ fn config(name: &str) -> Result<SolveConfig> {
             batch: 1,
             rule: StopRule::Beta { threshold: 0.95 },
         }),
+        // Adaptive consistency over program-aided samples: a program is
+        // about a third of the tokens of a worked chain of thought.
+        "adaptive_pal" => SolveConfig {
+            strategy: StrategyKind::ProgramAided,
+            ..with(SearchPolicy::Adaptive {
+                max_samples: 8,
+                batch: 1,
+                rule: StopRule::Beta { threshold: 0.95 },
+            })
+        },
         "adaptive_dirichlet" => with(SearchPolicy::Adaptive {
             max_samples: 8,
             batch: 1,
