@@ -22,8 +22,11 @@
 //! ```
 #![deny(missing_docs)]
 
+pub mod embed;
 pub mod error;
 pub mod model;
+
+pub use embed::{EmbedError, Embedder};
 
 pub use error::ModelError;
 pub use model::{
