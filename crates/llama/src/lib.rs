@@ -29,8 +29,11 @@
 //! ```
 #![deny(missing_docs)]
 
+mod embed;
 mod logits;
 mod worker;
+
+pub use embed::LlamaEmbedder;
 
 use std::path::{Path, PathBuf};
 use std::sync::{mpsc, Mutex};

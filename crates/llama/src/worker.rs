@@ -38,7 +38,7 @@ const DEFAULT_SYSTEM_PROMPTS: &[&str] =
     &["You are Qwen, created by Alibaba Cloud. You are a helpful assistant."];
 
 /// llama.cpp's backend may be initialised once per process.
-fn backend() -> Result<&'static LlamaBackend, ModelError> {
+pub(crate) fn backend() -> Result<&'static LlamaBackend, ModelError> {
     static BACKEND: OnceLock<Result<LlamaBackend, String>> = OnceLock::new();
     BACKEND
         .get_or_init(|| LlamaBackend::init().map_err(|e| e.to_string()))

@@ -308,3 +308,24 @@ fn bad_requests_and_files_give_clear_errors() {
     assert!(matches!(e, ModelError::Load(_)), "{e}");
     assert!(e.to_string().contains("truncated"), "{e}");
 }
+
+#[test]
+fn the_model_embeds_texts_as_unit_vectors_that_separate_topics() {
+    use metareason_core::embed::dot;
+    use metareason_core::Embedder;
+    let Some(path) = model_path() else { return };
+    let e = metareason_llama::LlamaEmbedder::load(&path, Some(1)).expect("load embedder");
+    assert_eq!(e.dim(), 576, "SmolLM2-135M hidden size");
+    let v = e
+        .embed(&[
+            "Tom has 3 apples and buys 4 more apples.",
+            "Tom has 3 apples and buys 4 more apples.",
+            "Tom had three apples and then bought four more.",
+            "",
+        ])
+        .unwrap();
+    assert!((dot(&v[0], &v[0]) - 1.0).abs() < 1e-4);
+    assert!((dot(&v[0], &v[1]) - 1.0).abs() < 1e-4, "deterministic");
+    assert!(v[3].iter().all(|x| *x == 0.0) || (dot(&v[3], &v[3]) - 1.0).abs() < 1e-4);
+    assert!(dot(&v[0], &v[2]) > 0.5);
+}
