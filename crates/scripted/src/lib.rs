@@ -147,6 +147,7 @@ struct State {
 pub struct ScriptedModel {
     state: Mutex<State>,
     scores: Vec<(String, f32)>,
+    prompt_scores: Vec<(String, String, f32)>,
     default_score: f32,
 }
 
@@ -187,6 +188,18 @@ impl ScriptedModel {
     /// The total log-probability that scoring `continuation` returns.
     pub fn score(mut self, continuation: &str, logprob: f32) -> Self {
         self.scores.push((continuation.to_string(), logprob));
+        self
+    }
+
+    /// The total log-probability of `continuation` after a prompt whose
+    /// rendered text contains `prompt_contains`; tried before [`Self::score`]
+    /// entries, in the order added.
+    pub fn score_if(mut self, prompt_contains: &str, continuation: &str, logprob: f32) -> Self {
+        self.prompt_scores.push((
+            prompt_contains.to_string(),
+            continuation.to_string(),
+            logprob,
+        ));
         self
     }
 
@@ -343,11 +356,19 @@ impl LanguageModel for ScriptedModel {
             .map_err(|_| ModelError::Engine("scripted model poisoned".into()))?;
         state.calls.push(Call::Score(req.clone()));
         let usage = Self::usage_for(&mut state, &req.prompt);
+        let rendered = words(&req.prompt).concat();
         let lp = self
-            .scores
+            .prompt_scores
             .iter()
-            .find(|(c, _)| *c == req.continuation)
-            .map_or(self.default_score, |(_, l)| *l);
+            .find(|(p, c, _)| *c == req.continuation && rendered.contains(p.as_str()))
+            .map(|(_, _, l)| *l)
+            .or_else(|| {
+                self.scores
+                    .iter()
+                    .find(|(c, _)| *c == req.continuation)
+                    .map(|(_, l)| *l)
+            })
+            .unwrap_or(self.default_score);
         Ok(Scored {
             tokens: vec![TokenLogprob {
                 text: req.continuation.clone(),

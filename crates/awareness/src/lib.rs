@@ -1,0 +1,331 @@
+//! Self-awareness, the meta level before a task (../shared/DESIGN.md):
+//!
+//! 1. mission-aware solvability: the [`policy`] says whether the task is
+//!    allowed for this user and budget (a refusal names its rule);
+//! 2. capability-aware solvability: for each strategy, a Beta posterior from
+//!    similar past episodes with partial pooling ([`capability`]), refined
+//!    by cheap probes — the model's P(True) that the question can be
+//!    answered and the question's perplexity — through a logistic
+//!    solvability model learned from outcomes;
+//! 3. an out-of-distribution score from embedding distance;
+//! 4. the strategy F by expected utility (P(success) × value − token cost),
+//!    by Thompson sampling while exploring or by the posterior mean; then
+//!    answer, abstain (unable) or refuse (not allowed).
+//!
+//! Every number behind the decision is in the [`Assessment`].
+#![deny(missing_docs)]
+
+pub mod capability;
+pub mod policy;
+pub mod prompts;
+
+use metareason_bayes::{sigmoid, LogisticRegression};
+use metareason_core::{LanguageModel, ModelError, Prompt, ScoreRequest, Usage};
+use metareason_memory::{Decision, Memory, MemoryError};
+use rand::Rng;
+use serde::{Deserialize, Serialize};
+
+pub use capability::{beliefs, ood_score, CapabilitySettings, StrategyBelief};
+pub use policy::{Action, Costs, Policy, PolicyContext, PolicyError, PolicyVerdict};
+
+/// Why an assessment failed.
+#[derive(Debug, thiserror::Error)]
+pub enum AwarenessError {
+    /// The model failed.
+    #[error(transparent)]
+    Model(#[from] ModelError),
+    /// Memory failed.
+    #[error(transparent)]
+    Memory(#[from] MemoryError),
+}
+
+/// A strategy the task could be solved with.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StrategyOption {
+    /// Its name (as stored in memory).
+    pub name: String,
+    /// Tokens it is expected to generate.
+    pub expected_tokens: u64,
+}
+
+/// What the cheap probes measured.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Probes {
+    /// The model's P(Yes) that the question can be answered correctly.
+    pub p_true: Option<f64>,
+    /// Mean token log-probability of the question (its log-perplexity,
+    /// negated).
+    pub question_logprob: Option<f64>,
+    /// Cost of the probes.
+    pub usage: Usage,
+}
+
+/// The solvability model's features: [1, logit(capability), logit(P(True)),
+/// scaled question log-probability].
+pub fn solvability_features(capability: f64, probes: &Probes) -> Vec<f64> {
+    let logit = |p: f64| {
+        let p = p.clamp(1e-4, 1.0 - 1e-4);
+        (p / (1.0 - p)).ln()
+    };
+    vec![
+        1.0,
+        logit(capability),
+        probes.p_true.map_or(0.0, logit),
+        probes
+            .question_logprob
+            .map_or(0.0, |lp| ((lp + 3.0) / 2.0).clamp(-3.0, 3.0)),
+    ]
+}
+
+/// The shipped prior of the solvability model: capability and P(True)
+/// each count one logit; perplexity starts at zero weight.
+pub fn default_solvability() -> LogisticRegression {
+    LogisticRegression::new(vec![0.0, 1.0, 1.0, 0.0], 0.5)
+}
+
+/// One strategy's score.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct OptionScore {
+    /// The strategy.
+    pub strategy: String,
+    /// P(success) at the posterior mean of its capability.
+    pub p_success: f64,
+    /// P(success) at a Thompson draw (when exploring).
+    pub p_sampled: Option<f64>,
+    /// Expected tokens.
+    pub expected_tokens: u64,
+    /// Expected utility of answering with it (at the mean).
+    pub utility: f64,
+    /// The utility the choice used (the draw's when exploring).
+    pub utility_used: f64,
+}
+
+/// How to assess.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AwarenessSettings {
+    /// Neighbour weighting and pooling.
+    pub capability: CapabilitySettings,
+    /// Choose the strategy by Thompson sampling (explore) instead of the
+    /// best posterior mean.
+    pub explore: bool,
+    /// Run the P(True) and perplexity probes.
+    pub probes: bool,
+    /// Allow abstaining before the task when answering is expected to lose.
+    pub allow_abstain: bool,
+}
+
+impl Default for AwarenessSettings {
+    fn default() -> Self {
+        Self {
+            capability: CapabilitySettings::default(),
+            explore: false,
+            probes: true,
+            allow_abstain: true,
+        }
+    }
+}
+
+/// Everything self-awareness concluded about a task, with its reasons.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Assessment {
+    /// The policy's verdict.
+    pub policy: PolicyVerdict,
+    /// What the probes measured.
+    pub probes: Probes,
+    /// Out-of-distribution score.
+    pub ood: f64,
+    /// Neighbours found in memory.
+    pub neighbours: usize,
+    /// Per-strategy beliefs from experience.
+    pub beliefs: Vec<StrategyBelief>,
+    /// Per-strategy scores.
+    pub options: Vec<OptionScore>,
+    /// The chosen strategy (also when abstaining: the best one).
+    pub strategy: Option<String>,
+    /// Answer, abstain or refuse.
+    pub decision: Decision,
+    /// Why, in words and numbers.
+    pub reason: String,
+    /// The costs weighed.
+    pub costs: Costs,
+    /// The policy rule's reply when refusing or abstaining by rule.
+    pub reply: Option<String>,
+    /// Whether the strategy was chosen by Thompson sampling.
+    pub explored: bool,
+    /// Model calls made.
+    pub usage: Usage,
+}
+
+/// The self-awareness module.
+pub struct Awareness<'a> {
+    /// The model probed and asked.
+    pub model: &'a dyn LanguageModel,
+    /// The mission policy.
+    pub policy: &'a Policy,
+    /// Settings.
+    pub settings: AwarenessSettings,
+}
+
+impl Awareness<'_> {
+    /// Runs the probes on `task`.
+    pub fn probe(&self, task: &str) -> Result<Probes, ModelError> {
+        let mut usage = Usage::default();
+        let prompt = Prompt::user(prompts::fill(prompts::PROBE_USER, &[("task", task)]))
+            .with_system(prompts::PROBE_SYSTEM);
+        let (p, u) = self.model.choice_probabilities(&prompt, &["Yes", "No"])?;
+        usage += u;
+        let scored = self.model.score(&ScoreRequest {
+            prompt: Prompt::user(prompts::PERPLEXITY_USER),
+            continuation: task.to_string(),
+            top_logprobs: 0,
+        })?;
+        usage += scored.usage;
+        let n = scored.tokens.len().max(1) as f64;
+        Ok(Probes {
+            p_true: Some(p[0]),
+            question_logprob: Some(scored.total_logprob() / n),
+            usage,
+        })
+    }
+
+    /// Assesses `task` before solving it. `embedding` finds neighbours in
+    /// `memory` (both optional: without them every strategy has its pooled
+    /// prior); `solvability` maps capability and probes to P(success).
+    #[allow(clippy::too_many_arguments)]
+    pub fn assess<R: Rng + ?Sized>(
+        &self,
+        task: &str,
+        embedding: Option<&[f32]>,
+        memory: Option<&Memory>,
+        options: &[StrategyOption],
+        context: &PolicyContext,
+        solvability: &LogisticRegression,
+        rng: &mut R,
+    ) -> Result<Assessment, AwarenessError> {
+        let costs = self.policy.costs;
+        let mut context = context.clone();
+        context.expected_tokens = options.iter().map(|o| o.expected_tokens).min().unwrap_or(0);
+        let verdict = self.policy.evaluate(task, &context, self.model)?;
+        let mut usage = verdict.usage;
+        let mut out = Assessment {
+            policy: verdict.clone(),
+            probes: Probes::default(),
+            ood: 1.0,
+            neighbours: 0,
+            beliefs: Vec::new(),
+            options: Vec::new(),
+            strategy: None,
+            decision: Decision::Answer,
+            reason: String::new(),
+            costs,
+            reply: None,
+            explored: false,
+            usage,
+        };
+        if let Some((rule, action, reply)) = verdict.fired {
+            let p = verdict
+                .evaluations
+                .last()
+                .map(|e| e.probability)
+                .unwrap_or(1.0);
+            out.decision = match action {
+                Action::Refuse => Decision::Refuse,
+                Action::Abstain => Decision::Abstain,
+            };
+            out.reason = format!(
+                "policy rule \"{rule}\" fired (probability {p:.2} >= threshold {:.2})",
+                verdict
+                    .evaluations
+                    .last()
+                    .map(|e| e.threshold)
+                    .unwrap_or(0.5)
+            );
+            out.reply = Some(reply);
+            return Ok(out);
+        }
+        let (neighbours, counts) = match (embedding, memory) {
+            (Some(e), Some(m)) => (
+                m.nearest(e, self.settings.capability.neighbours)?,
+                m.strategy_counts()?,
+            ),
+            (None, Some(m)) => (Vec::new(), m.strategy_counts()?),
+            _ => (Vec::new(), Vec::new()),
+        };
+        out.ood = ood_score(&neighbours, 5);
+        out.neighbours = neighbours.len();
+        let names: Vec<&str> = options.iter().map(|o| o.name.as_str()).collect();
+        out.beliefs = beliefs(&neighbours, &counts, &names, &self.settings.capability);
+        if self.settings.probes {
+            out.probes = self.probe(task)?;
+            usage += out.probes.usage;
+        }
+        let per_token = costs.cost_per_1k_tokens / 1000.0;
+        let utility = |p: f64, tokens: u64| {
+            p * costs.value_correct - (1.0 - p) * costs.cost_wrong - per_token * tokens as f64
+        };
+        for (o, b) in options.iter().zip(&out.beliefs) {
+            let p = solvability.predict(&solvability_features(b.posterior.mean(), &out.probes));
+            let sampled = self.settings.explore.then(|| {
+                let cap = b.posterior.sample(rng);
+                let w = solvability.sample(rng);
+                let x = solvability_features(cap, &out.probes);
+                sigmoid(w.iter().zip(&x).map(|(a, b)| a * b).sum())
+            });
+            let u = utility(p, o.expected_tokens);
+            out.options.push(OptionScore {
+                strategy: o.name.clone(),
+                p_success: p,
+                p_sampled: sampled,
+                expected_tokens: o.expected_tokens,
+                utility: u,
+                utility_used: sampled.map_or(u, |s| utility(s, o.expected_tokens)),
+            });
+        }
+        out.explored = self.settings.explore;
+        out.usage = usage;
+        let Some(best) = out
+            .options
+            .iter()
+            .max_by(|a, b| a.utility_used.total_cmp(&b.utility_used))
+            .cloned()
+        else {
+            out.decision = Decision::Abstain;
+            out.reason = "no strategy is available".into();
+            return Ok(out);
+        };
+        out.strategy = Some(best.strategy.clone());
+        let abstain = -costs.cost_abstain;
+        let best_mean = out
+            .options
+            .iter()
+            .map(|o| o.utility)
+            .fold(f64::NEG_INFINITY, f64::max);
+        if self.settings.allow_abstain && best_mean < abstain {
+            out.decision = Decision::Abstain;
+            out.reason = format!(
+                "best expected utility of answering {best_mean:.3} < {abstain:.3} of abstaining \
+                 (P(success) {:.2}, P(True) {}, {} neighbours, OOD {:.2})",
+                best.p_success,
+                out.probes
+                    .p_true
+                    .map_or("not probed".into(), |p| format!("{p:.2}")),
+                out.neighbours,
+                out.ood
+            );
+        } else {
+            out.reason = format!(
+                "{} by {}: P(success) {:.2}, expected tokens {}, utility {:.3} (abstaining: {abstain:.3})",
+                best.strategy,
+                if out.explored {
+                    "Thompson sampling"
+                } else {
+                    "posterior mean"
+                },
+                best.p_success,
+                best.expected_tokens,
+                best.utility_used
+            );
+        }
+        Ok(out)
+    }
+}

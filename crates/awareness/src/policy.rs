@@ -1,0 +1,481 @@
+//! Mission-aware solvability: a declarative policy (TOML) of rules that say
+//! what must be refused (not allowed) or abstained from (out of budget),
+//! for whom. Rules combine predicates — keywords, regular expressions,
+//! model-judged yes/no questions scored by token probability, the user's
+//! profile, expected cost — with all/any/not over their probabilities.
+
+use std::collections::BTreeMap;
+use std::ops::Range;
+use std::path::Path;
+
+use metareason_core::{LanguageModel, ModelError, Prompt, Usage};
+use regex::Regex;
+use serde::{Deserialize, Serialize};
+use toml::Spanned;
+
+use crate::prompts;
+
+/// The policy shipped with metareason (`policies/default.toml`).
+pub const DEFAULT_POLICY: &str = include_str!("../policies/default.toml");
+
+/// Why a policy file was rejected.
+#[derive(Debug, thiserror::Error)]
+pub enum PolicyError {
+    /// The file could not be read.
+    #[error("cannot read policy {path}: {source}")]
+    Io {
+        /// The file.
+        path: String,
+        /// The underlying error.
+        source: std::io::Error,
+    },
+    /// The file is not a valid policy; the position points at the problem.
+    #[error("{path}:{line}:{column}: {message}")]
+    Invalid {
+        /// The file.
+        path: String,
+        /// 1-based line.
+        line: usize,
+        /// 1-based column (in characters).
+        column: usize,
+        /// What is wrong.
+        message: String,
+    },
+}
+
+/// What a rule does when it fires.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Action {
+    /// Not allowed: decline and say so.
+    Refuse,
+    /// Not worth it or not possible here: decline.
+    Abstain,
+}
+
+/// Costs and values the decision weighs.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Costs {
+    /// Utility of a right answer.
+    pub value_correct: f64,
+    /// Cost of a wrong answer.
+    pub cost_wrong: f64,
+    /// Cost of abstaining.
+    pub cost_abstain: f64,
+    /// Cost of 1000 generated tokens.
+    pub cost_per_1k_tokens: f64,
+}
+
+impl Default for Costs {
+    fn default() -> Self {
+        Self {
+            value_correct: 1.0,
+            cost_wrong: 3.0,
+            cost_abstain: 0.5,
+            cost_per_1k_tokens: 0.05,
+        }
+    }
+}
+
+impl Costs {
+    /// The confidence below which abstaining beats answering (tokens
+    /// already spent are sunk): answer iff c·v − (1−c)·w > −a.
+    pub fn answer_threshold(&self) -> f64 {
+        ((self.cost_wrong - self.cost_abstain) / (self.value_correct + self.cost_wrong))
+            .clamp(0.0, 1.0)
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PolicyFile {
+    #[serde(default)]
+    costs: Costs,
+    #[serde(default)]
+    rule: Vec<Spanned<RuleSpec>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RuleSpec {
+    name: String,
+    action: Action,
+    reply: String,
+    #[serde(default = "half")]
+    threshold: f64,
+    when: Spanned<PredicateSpec>,
+}
+
+fn half() -> f64 {
+    0.5
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PredicateSpec {
+    keyword: Option<Vec<String>>,
+    regex: Option<Spanned<String>>,
+    ask: Option<String>,
+    profile: Option<BTreeMap<String, String>>,
+    tokens_over: Option<u64>,
+    seconds_over: Option<f64>,
+    all: Option<Vec<Spanned<PredicateSpec>>>,
+    any: Option<Vec<Spanned<PredicateSpec>>>,
+    not: Option<Box<Spanned<PredicateSpec>>>,
+}
+
+/// A condition on a task, evaluated to a probability.
+#[derive(Debug, Clone)]
+pub enum Predicate {
+    /// Any of the words or phrases occurs (whole words, any case): 0 or 1.
+    Keyword(Vec<String>, Regex),
+    /// The pattern matches: 0 or 1.
+    Regex(Regex),
+    /// The model's P(Yes) to this question about the request.
+    Ask(String),
+    /// The profile has all these values: 0 or 1.
+    Profile(BTreeMap<String, String>),
+    /// The cheapest strategy is expected to generate more tokens: 0 or 1.
+    TokensOver(u64),
+    /// The cheapest strategy is expected to take longer: 0 or 1.
+    SecondsOver(f64),
+    /// Product of the parts (independent conjunction).
+    All(Vec<Predicate>),
+    /// 1 − product of (1 − part) (independent disjunction).
+    Any(Vec<Predicate>),
+    /// 1 − the part.
+    Not(Box<Predicate>),
+}
+
+/// A rule of the policy.
+#[derive(Debug, Clone)]
+pub struct Rule {
+    /// Its name, quoted in refusals.
+    pub name: String,
+    /// Refuse or abstain.
+    pub action: Action,
+    /// The short, polite reply given when it fires.
+    pub reply: String,
+    /// Fires when the condition's probability reaches this.
+    pub threshold: f64,
+    /// The condition.
+    pub when: Predicate,
+}
+
+/// A loaded policy.
+#[derive(Debug, Clone)]
+pub struct Policy {
+    /// Where it came from.
+    pub source: String,
+    /// Costs for the decision.
+    pub costs: Costs,
+    /// The rules, in file order (the first that fires decides).
+    pub rules: Vec<Rule>,
+}
+
+/// What the policy is evaluated against.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct PolicyContext {
+    /// The user's profile (for example `audience = "teen"`).
+    pub profile: BTreeMap<String, String>,
+    /// Expected tokens of the cheapest strategy.
+    pub expected_tokens: u64,
+    /// Expected seconds of the cheapest strategy.
+    pub expected_seconds: f64,
+}
+
+/// One rule's evaluation.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RuleEvaluation {
+    /// The rule.
+    pub rule: String,
+    /// Probability of its condition.
+    pub probability: f64,
+    /// Its threshold.
+    pub threshold: f64,
+    /// Whether it fired.
+    pub fired: bool,
+    /// The model-judged questions asked, with P(Yes).
+    pub asked: Vec<(String, f64)>,
+}
+
+/// The policy's verdict on a task.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PolicyVerdict {
+    /// The first rule that fired, with its action and reply.
+    pub fired: Option<(String, Action, String)>,
+    /// Every rule evaluated (evaluation stops at the first that fires).
+    pub evaluations: Vec<RuleEvaluation>,
+    /// Cost of the model-judged predicates.
+    pub usage: Usage,
+}
+
+fn line_col(text: &str, offset: usize) -> (usize, usize) {
+    let offset = offset.min(text.len());
+    let before = &text[..offset];
+    let line = before.matches('\n').count() + 1;
+    let col = before
+        .rsplit('\n')
+        .next()
+        .map(|l| l.chars().count())
+        .unwrap_or(0)
+        + 1;
+    (line, col)
+}
+
+impl Policy {
+    /// The default policy.
+    pub fn default_policy() -> Self {
+        Self::parse(DEFAULT_POLICY, "default policy").expect("the shipped policy is valid")
+    }
+
+    /// Reads a policy file.
+    pub fn load(path: &Path) -> Result<Self, PolicyError> {
+        let text = std::fs::read_to_string(path).map_err(|source| PolicyError::Io {
+            path: path.display().to_string(),
+            source,
+        })?;
+        Self::parse(&text, &path.display().to_string())
+    }
+
+    /// Parses policy text; `source` names it in errors.
+    pub fn parse(text: &str, source: &str) -> Result<Self, PolicyError> {
+        let invalid = |span: Option<Range<usize>>, message: String| {
+            let (line, column) = line_col(text, span.map_or(0, |s| s.start));
+            PolicyError::Invalid {
+                path: source.to_string(),
+                line,
+                column,
+                message,
+            }
+        };
+        let file: PolicyFile =
+            toml::from_str(text).map_err(|e| invalid(e.span(), e.message().to_string()))?;
+        let mut rules = Vec::new();
+        for spanned in file.rule {
+            let span = spanned.span();
+            let r = spanned.into_inner();
+            if !(0.0..=1.0).contains(&r.threshold) {
+                return Err(invalid(
+                    Some(span),
+                    format!(
+                        "rule {}: threshold {} is not a probability in [0, 1]",
+                        r.name, r.threshold
+                    ),
+                ));
+            }
+            if r.name.trim().is_empty() {
+                return Err(invalid(Some(span), "a rule needs a name".into()));
+            }
+            let when = build(r.when, &invalid)?;
+            rules.push(Rule {
+                name: r.name,
+                action: r.action,
+                reply: r.reply,
+                threshold: r.threshold,
+                when,
+            });
+        }
+        let c = file.costs;
+        if [
+            c.value_correct,
+            c.cost_wrong,
+            c.cost_abstain,
+            c.cost_per_1k_tokens,
+        ]
+        .iter()
+        .any(|x| !x.is_finite() || *x < 0.0)
+        {
+            return Err(invalid(
+                text.find("[costs]").map(|s| s..s),
+                "costs must be non-negative numbers".into(),
+            ));
+        }
+        Ok(Self {
+            source: source.to_string(),
+            costs: c,
+            rules,
+        })
+    }
+
+    /// Evaluates the rules in order; the first that fires decides.
+    /// Model-judged predicates are scored by `model`.
+    pub fn evaluate(
+        &self,
+        task: &str,
+        context: &PolicyContext,
+        model: &dyn LanguageModel,
+    ) -> Result<PolicyVerdict, ModelError> {
+        let mut verdict = PolicyVerdict {
+            fired: None,
+            evaluations: Vec::new(),
+            usage: Usage::default(),
+        };
+        for rule in &self.rules {
+            let mut asked = Vec::new();
+            let p = eval(
+                &rule.when,
+                task,
+                context,
+                model,
+                &mut verdict.usage,
+                &mut asked,
+            )?;
+            let fired = p >= rule.threshold && p > 0.0;
+            verdict.evaluations.push(RuleEvaluation {
+                rule: rule.name.clone(),
+                probability: p,
+                threshold: rule.threshold,
+                fired,
+                asked,
+            });
+            if fired {
+                verdict.fired = Some((rule.name.clone(), rule.action, rule.reply.clone()));
+                break;
+            }
+        }
+        Ok(verdict)
+    }
+}
+
+fn build(
+    spec: Spanned<PredicateSpec>,
+    invalid: &dyn Fn(Option<Range<usize>>, String) -> PolicyError,
+) -> Result<Predicate, PolicyError> {
+    let span = spanned_range(&spec);
+    let s = spec.into_inner();
+    let mut found: Vec<Predicate> = Vec::new();
+    if let Some(words) = s.keyword {
+        if words.is_empty() || words.iter().any(|w| w.trim().is_empty()) {
+            return Err(invalid(
+                Some(span.clone()),
+                "keyword needs a list of non-empty words".into(),
+            ));
+        }
+        let alternation = words
+            .iter()
+            .map(|w| regex::escape(w.trim()))
+            .collect::<Vec<_>>()
+            .join("|");
+        let re = Regex::new(&format!(r"(?i)\b(?:{alternation})\b")).expect("escaped words");
+        found.push(Predicate::Keyword(words, re));
+    }
+    if let Some(re) = s.regex {
+        let at = re.span();
+        let re = Regex::new(re.get_ref())
+            .map_err(|e| invalid(Some(at), format!("invalid regex: {e}")))?;
+        found.push(Predicate::Regex(re));
+    }
+    if let Some(q) = s.ask {
+        if q.trim().is_empty() {
+            return Err(invalid(Some(span.clone()), "ask needs a question".into()));
+        }
+        found.push(Predicate::Ask(q));
+    }
+    if let Some(p) = s.profile {
+        found.push(Predicate::Profile(p));
+    }
+    if let Some(n) = s.tokens_over {
+        found.push(Predicate::TokensOver(n));
+    }
+    if let Some(n) = s.seconds_over {
+        found.push(Predicate::SecondsOver(n));
+    }
+    let list = |parts: Vec<Spanned<PredicateSpec>>, what: &str| {
+        if parts.is_empty() {
+            return Err(invalid(
+                Some(span.clone()),
+                format!("{what} needs at least one predicate"),
+            ));
+        }
+        parts.into_iter().map(|p| build(p, invalid)).collect()
+    };
+    if let Some(parts) = s.all {
+        found.push(Predicate::All(list(parts, "all")?));
+    }
+    if let Some(parts) = s.any {
+        found.push(Predicate::Any(list(parts, "any")?));
+    }
+    if let Some(part) = s.not {
+        found.push(Predicate::Not(Box::new(build(*part, invalid)?)));
+    }
+    match found.len() {
+        1 => Ok(found.pop().expect("one")),
+        0 => Err(invalid(
+            Some(span),
+            "empty predicate: use one of keyword, regex, ask, profile, tokens_over, seconds_over, all, any, not".into(),
+        )),
+        _ => Err(invalid(
+            Some(span),
+            "a predicate has exactly one kind; combine several with all = [...] or any = [...]"
+                .into(),
+        )),
+    }
+}
+
+fn spanned_range<T>(s: &Spanned<T>) -> Range<usize> {
+    s.span()
+}
+
+fn eval(
+    p: &Predicate,
+    task: &str,
+    ctx: &PolicyContext,
+    model: &dyn LanguageModel,
+    usage: &mut Usage,
+    asked: &mut Vec<(String, f64)>,
+) -> Result<f64, ModelError> {
+    let bit = |b: bool| if b { 1.0 } else { 0.0 };
+    Ok(match p {
+        Predicate::Keyword(_, re) | Predicate::Regex(re) => bit(re.is_match(task)),
+        Predicate::Ask(q) => {
+            let p = ask(model, task, q, usage)?;
+            asked.push((q.clone(), p));
+            p
+        }
+        Predicate::Profile(want) => bit(want
+            .iter()
+            .all(|(k, v)| ctx.profile.get(k).is_some_and(|x| x.eq_ignore_ascii_case(v)))),
+        Predicate::TokensOver(n) => bit(ctx.expected_tokens > *n),
+        Predicate::SecondsOver(s) => bit(ctx.expected_seconds > *s),
+        Predicate::All(parts) => {
+            let mut prod = 1.0;
+            for part in parts {
+                prod *= eval(part, task, ctx, model, usage, asked)?;
+                if prod == 0.0 {
+                    break; // later parts (model calls) are not needed
+                }
+            }
+            prod
+        }
+        Predicate::Any(parts) => {
+            let mut none = 1.0;
+            for part in parts {
+                none *= 1.0 - eval(part, task, ctx, model, usage, asked)?;
+                if none == 0.0 {
+                    break;
+                }
+            }
+            1.0 - none
+        }
+        Predicate::Not(part) => 1.0 - eval(part, task, ctx, model, usage, asked)?,
+    })
+}
+
+/// The model's P(Yes) to `question` about `task` (renormalised over Yes/No).
+pub fn ask(
+    model: &dyn LanguageModel,
+    task: &str,
+    question: &str,
+    usage: &mut Usage,
+) -> Result<f64, ModelError> {
+    let prompt = Prompt::user(prompts::fill(
+        prompts::POLICY_USER,
+        &[("task", task), ("question", question)],
+    ))
+    .with_system(prompts::POLICY_SYSTEM);
+    let (p, u) = model.choice_probabilities(&prompt, &["Yes", "No"])?;
+    *usage += u;
+    Ok(p[0])
+}

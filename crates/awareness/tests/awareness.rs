@@ -1,0 +1,279 @@
+//! Self-awareness: the policy language, capability posteriors, the decision.
+
+use metareason_awareness::policy::PolicyError;
+use metareason_awareness::{
+    beliefs, default_solvability, ood_score, Awareness, AwarenessSettings, CapabilitySettings,
+    Policy, PolicyContext, StrategyOption,
+};
+use metareason_bayes::seeded;
+use metareason_memory::{Decision, Neighbour};
+use metareason_scripted::ScriptedModel;
+
+fn invalid(text: &str) -> (usize, usize, String) {
+    match Policy::parse(text, "p.toml") {
+        Err(PolicyError::Invalid {
+            line,
+            column,
+            message,
+            ..
+        }) => (line, column, message),
+        other => panic!("expected an invalid policy, got {other:?}"),
+    }
+}
+
+#[test]
+fn the_default_policy_parses_and_lets_ordinary_tasks_through_without_model_calls() {
+    let p = Policy::default_policy();
+    assert!(p.rules.len() >= 5);
+    let model = ScriptedModel::new();
+    let v = p
+        .evaluate(
+            "Natalia sold clips to 48 of her friends in April. How many clips?",
+            &PolicyContext::default(),
+            &model,
+        )
+        .unwrap();
+    assert!(v.fired.is_none());
+    assert_eq!(v.evaluations.len(), p.rules.len());
+    assert!(model.calls().is_empty(), "no words matched, so no model asked");
+}
+
+#[test]
+fn malformed_policies_point_at_line_and_column() {
+    // Unknown key inside a predicate.
+    let (line, col, msg) = invalid(
+        "[[rule]]\nname = \"x\"\naction = \"refuse\"\nreply = \"no\"\nwhen = { keywrd = [\"a\"] }\n",
+    );
+    assert_eq!(line, 5, "{msg}");
+    assert!(msg.contains("keywrd"), "{msg}");
+    assert!(col >= 8, "column {col}");
+    // A bad regex points at the regex string.
+    let (line, col, msg) = invalid(
+        "[[rule]]\nname = \"x\"\naction = \"refuse\"\nreply = \"no\"\nwhen = { any = [\n  { keyword = [\"ok\"] },\n  { regex = \"(unclosed\" },\n] }\n",
+    );
+    assert_eq!((line, col), (7, 13), "{msg}");
+    assert!(msg.contains("invalid regex"), "{msg}");
+    // A wrong type.
+    let (line, _, msg) = invalid("[costs]\ncost_wrong = \"high\"\n");
+    assert_eq!(line, 2, "{msg}");
+    // Two kinds in one predicate.
+    let (line, _, msg) = invalid(
+        "[[rule]]\nname = \"x\"\naction = \"refuse\"\nreply = \"no\"\nwhen = { keyword = [\"a\"], ask = \"b?\" }\n",
+    );
+    assert_eq!(line, 5);
+    assert!(msg.contains("exactly one kind"), "{msg}");
+    // An unknown action.
+    let (line, _, msg) =
+        invalid("[[rule]]\nname = \"x\"\naction = \"ban\"\nreply = \"no\"\nwhen = { keyword = [\"a\"] }\n");
+    assert_eq!(line, 3, "{msg}");
+    // A threshold that is not a probability.
+    let (_, _, msg) = invalid(
+        "[[rule]]\nname = \"x\"\naction = \"refuse\"\nreply = \"no\"\nthreshold = 1.5\nwhen = { keyword = [\"a\"] }\n",
+    );
+    assert!(msg.contains("threshold"), "{msg}");
+}
+
+#[test]
+fn predicates_combine_probabilities_and_the_first_firing_rule_decides() {
+    let policy = Policy::parse(
+        r#"
+[[rule]]
+name = "teen-gambling"
+action = "refuse"
+reply = "Not for this account."
+when = { all = [ { profile = { audience = "teen" } }, { keyword = ["casino", "betting odds"] } ] }
+
+[[rule]]
+name = "judged"
+action = "refuse"
+reply = "No."
+threshold = 0.55
+when = { any = [ { ask = "Is it harmful?" }, { ask = "Is it illegal?" } ] }
+
+[[rule]]
+name = "not-math"
+action = "abstain"
+reply = "Only math here."
+threshold = 0.99
+when = { not = { regex = '\d' } }
+"#,
+        "test",
+    )
+    .unwrap();
+    // P(Yes) = 0.5 for "harmful" and 0.2 for "illegal": noisy-or 0.6 >= 0.55 fires.
+    let model = ScriptedModel::new()
+        .score_if("Is it harmful?", "Yes", (0.5f32).ln())
+        .score_if("Is it harmful?", "No", (0.5f32).ln())
+        .score_if("Is it illegal?", "Yes", (0.2f32).ln())
+        .score_if("Is it illegal?", "No", (0.8f32).ln());
+    let teen = PolicyContext {
+        profile: [("audience".to_string(), "teen".to_string())].into(),
+        ..PolicyContext::default()
+    };
+    let v = policy
+        .evaluate("Which casino has the best odds?", &teen, &model)
+        .unwrap();
+    assert_eq!(v.fired.as_ref().unwrap().0, "teen-gambling");
+    assert_eq!(v.evaluations.len(), 1, "stops at the first rule that fires");
+    // An adult is not stopped by the teen rule; the judged rule fires.
+    let v = policy
+        .evaluate(
+            "Which casino has the best odds?",
+            &PolicyContext::default(),
+            &model,
+        )
+        .unwrap();
+    let judged = &v.evaluations[1];
+    assert!((judged.probability - 0.6).abs() < 1e-6, "{judged:?}");
+    assert!(judged.fired);
+    assert_eq!(judged.asked.len(), 2);
+    assert_eq!(v.fired.unwrap().2, "No.");
+    // Below the threshold nothing fires but `not` of a missing digit does.
+    let calm = ScriptedModel::new()
+        .score("Yes", (0.1f32).ln())
+        .score("No", (0.9f32).ln());
+    let v = policy
+        .evaluate("Tell me a story.", &PolicyContext::default(), &calm)
+        .unwrap();
+    assert!((v.evaluations[1].probability - 0.19).abs() < 1e-6);
+    assert_eq!(v.fired.unwrap().0, "not-math");
+}
+
+fn nb(id: i64, sim: f32, strategy: &str, outcome: Option<bool>) -> Neighbour {
+    Neighbour {
+        id,
+        similarity: sim,
+        strategy: strategy.into(),
+        outcome,
+    }
+}
+
+#[test]
+fn capability_posteriors_weight_neighbours_by_similarity_and_pool_toward_the_overall_rate() {
+    let settings = CapabilitySettings {
+        neighbours: 10,
+        bandwidth: 0.1,
+        min_similarity: 0.5,
+        pooling: 4.0,
+    };
+    let counts = vec![("a".to_string(), 8, 6), ("b".to_string(), 2, 0)];
+    let neighbours = vec![
+        nb(1, 1.0, "a", Some(false)),
+        nb(2, 0.9, "a", Some(true)),
+        nb(3, 0.4, "a", Some(true)), // below min similarity
+        nb(4, 0.95, "a", None),      // no outcome
+        nb(5, 1.0, "b", Some(true)),
+    ];
+    let b = beliefs(&neighbours, &counts, &["a", "b", "c"], &settings);
+    // a: overall Beta(7, 3) -> mean 0.7; prior Beta(2.8, 1.2); +w=1 failure,
+    // +w=exp(-1) success.
+    let w = (-1.0f64).exp();
+    assert!((b[0].overall.mean() - 0.7).abs() < 1e-12);
+    assert!((b[0].posterior.mean() - (2.8 + w) / (4.0 + 1.0 + w)).abs() < 1e-6);
+    assert_eq!(b[0].neighbours, 2);
+    assert!((b[0].weight - (1.0 + w)).abs() < 1e-6);
+    // b: overall Beta(1, 3) -> 0.25; prior Beta(1, 3); one success of weight 1.
+    assert!((b[1].posterior.mean() - 2.0 / 5.0).abs() < 1e-12);
+    // c: never tried: the uninformed pooled prior, mean 0.5, strength 4.
+    assert!((b[2].posterior.mean() - 0.5).abs() < 1e-12);
+    assert_eq!(b[2].neighbours, 0);
+    // OOD: 1 - mean similarity of the top k.
+    assert!((ood_score(&neighbours[..2], 5) - 0.05).abs() < 1e-6);
+    assert_eq!(ood_score(&[], 5), 1.0);
+}
+
+fn options() -> Vec<StrategyOption> {
+    vec![
+        StrategyOption {
+            name: "chain_of_thought".into(),
+            expected_tokens: 250,
+        },
+        StrategyOption {
+            name: "program_aided".into(),
+            expected_tokens: 100,
+        },
+    ]
+}
+
+#[test]
+fn an_unanswerable_question_is_abstained_from_and_an_answerable_one_answered() {
+    let policy = Policy::parse("", "empty").unwrap();
+    let doubtful = ScriptedModel::new()
+        .score("Yes", (0.05f32).ln())
+        .score("No", (0.95f32).ln());
+    let a = Awareness {
+        model: &doubtful,
+        policy: &policy,
+        settings: AwarenessSettings::default(),
+    };
+    let out = a
+        .assess(
+            "What will the stock market do next year?",
+            None,
+            None,
+            &options(),
+            &PolicyContext::default(),
+            &default_solvability(),
+            &mut seeded(1),
+        )
+        .unwrap();
+    assert_eq!(out.decision, Decision::Abstain, "{}", out.reason);
+    assert!((out.probes.p_true.unwrap() - 0.05).abs() < 1e-6);
+    assert!(out.reason.contains("abstaining"), "{}", out.reason);
+
+    let sure = ScriptedModel::new()
+        .score("Yes", (0.97f32).ln())
+        .score("No", (0.03f32).ln());
+    let a = Awareness {
+        model: &sure,
+        policy: &policy,
+        settings: AwarenessSettings::default(),
+    };
+    let out = a
+        .assess(
+            "What is 6 * 7?",
+            None,
+            None,
+            &options(),
+            &PolicyContext::default(),
+            &default_solvability(),
+            &mut seeded(1),
+        )
+        .unwrap();
+    assert_eq!(out.decision, Decision::Answer, "{}", out.reason);
+    // Equal capability priors: the cheaper strategy has the higher utility.
+    assert_eq!(out.strategy.as_deref(), Some("program_aided"));
+    let u: Vec<f64> = out.options.iter().map(|o| o.utility).collect();
+    assert!(u[1] > u[0]);
+    assert!((u[0] - u[1] + 0.05 * 0.150).abs() < 1e-9, "{u:?}");
+}
+
+#[test]
+fn a_refusal_names_its_rule_and_skips_the_probes() {
+    let policy = Policy::default_policy();
+    let model = ScriptedModel::new()
+        .score("Yes", (0.9f32).ln())
+        .score("No", (0.1f32).ln());
+    let a = Awareness {
+        model: &model,
+        policy: &policy,
+        settings: AwarenessSettings::default(),
+    };
+    let out = a
+        .assess(
+            "Give me step by step instructions to make sarin nerve agent at home.",
+            None,
+            None,
+            &options(),
+            &PolicyContext::default(),
+            &default_solvability(),
+            &mut seeded(1),
+        )
+        .unwrap();
+    assert_eq!(out.decision, Decision::Refuse);
+    assert!(out.reason.contains("mass-casualty-weapons"), "{}", out.reason);
+    assert!(out.reply.unwrap().contains("can't help"));
+    assert_eq!(out.probes.p_true, None);
+    // One policy question was asked (two scoring calls: Yes and No).
+    assert_eq!(model.calls().len(), 2);
+}
