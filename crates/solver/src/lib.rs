@@ -114,6 +114,9 @@ pub struct SolveConfig {
     pub judge_steps: bool,
     /// Thought templates or solved examples for the example-guided strategy.
     pub examples: Vec<String>,
+    /// Error notes from similar past failures, handed to the critique.
+    #[serde(default)]
+    pub notes: Vec<String>,
     /// Limits of the sandbox that runs programs.
     pub sandbox: Limits,
 }
@@ -133,6 +136,7 @@ impl Default for SolveConfig {
             critique: false,
             judge_steps: false,
             examples: Vec::new(),
+            notes: Vec::new(),
             sandbox: Limits::default(),
         }
     }
@@ -389,7 +393,7 @@ impl<'a> Solver<'a> {
             findings.push(p.finding.clone());
         }
         let critique = if config.critique {
-            let (p, u) = self.critique(question, &best, &findings)?;
+            let (p, u) = self.critique(question, &best, &findings, &config.notes)?;
             *usage += u;
             findings.push(Finding {
                 verifier: VerifierKind::Critique,
@@ -437,6 +441,7 @@ impl<'a> Solver<'a> {
         question: &str,
         c: &Candidate,
         findings: &[Finding],
+        notes: &[String],
     ) -> Result<(f64, Usage), ModelError> {
         let steps = c
             .steps
@@ -454,9 +459,22 @@ impl<'a> Solver<'a> {
                 .collect::<Vec<_>>()
                 .join("\n")
         };
+        // Mistakes made on similar problems before, when memory has any.
+        let past = if notes.is_empty() {
+            String::new()
+        } else {
+            format!(
+                "Mistakes made on similar problems before:\n{}\n\n",
+                notes
+                    .iter()
+                    .map(|n| format!("- {n}"))
+                    .collect::<Vec<_>>()
+                    .join("\n")
+            )
+        };
         let prompt = Prompt::user(format!(
             "Problem: {question}\n\nProposed solution, step by step:\n{steps}\n\n\
-             Automatic checks:\n{checks}\n\n\
+             Automatic checks:\n{checks}\n\n{past}\
              Is the proposed solution correct? Answer Yes or No."
         ))
         .with_system("You are a strict reviewer of solutions.");

@@ -1,0 +1,129 @@
+//! Meta-reflection: calibration learns from outcomes, reward weights move
+//! the right way, distillation uses the model's words.
+
+use metareason_bayes::seeded;
+use metareason_monitor::RewardWeights;
+use metareason_reflection::{
+    distill_error_note, distill_template, CalibrationFeatures, Calibrator, RewardLearner,
+    FEATURE_NAMES,
+};
+use metareason_scripted::{Reply, ScriptedModel, When};
+use metareason_solver::{SolveConfig, Solver};
+use rand::Rng;
+
+#[test]
+fn the_shipped_calibration_is_current_and_prefers_agreeing_verified_answers() {
+    let c = Calibrator::shipped();
+    assert!(c.is_current());
+    assert_eq!(c.model.dim(), FEATURE_NAMES.len());
+    let good = CalibrationFeatures {
+        agreement: 1.0,
+        cross_check: 1.0,
+        mean_logprob: -0.1,
+        mean_reward: 0.9,
+        min_reward: 0.8,
+        verifier_passes: 1.0,
+        prior: 0.8,
+        p_true: 0.9,
+        ..Default::default()
+    };
+    let bad = CalibrationFeatures {
+        agreement: 0.3,
+        cross_check: -1.0,
+        mean_logprob: -1.5,
+        mean_reward: 0.4,
+        min_reward: 0.1,
+        verifier_fails: 1.0,
+        prior: 0.3,
+        p_true: 0.4,
+        ..Default::default()
+    };
+    assert!(c.confidence(&good) > 0.8, "{}", c.confidence(&good));
+    assert!(c.confidence(&bad) < 0.2, "{}", c.confidence(&bad));
+    let none = CalibrationFeatures {
+        no_answer: 1.0,
+        ..good.clone()
+    };
+    assert!(c.confidence(&none) < c.confidence(&good));
+}
+
+#[test]
+fn online_calibration_learns_that_a_signal_it_trusted_means_nothing() {
+    // The world: correct with probability 0.5 whatever cross_check says.
+    let mut c = Calibrator::shipped();
+    let mut rng = seeded(3);
+    let agree = CalibrationFeatures {
+        agreement: 1.0,
+        cross_check: 1.0,
+        mean_logprob: -0.3,
+        mean_reward: 0.8,
+        min_reward: 0.6,
+        prior: 0.5,
+        p_true: 0.5,
+        ..Default::default()
+    };
+    let before = c.confidence(&agree);
+    assert!(before > 0.75);
+    for _ in 0..400 {
+        let mut f = agree.clone();
+        f.cross_check = if rng.gen_bool(0.5) { 1.0 } else { -1.0 };
+        c.observe(&f, rng.gen_bool(0.5));
+    }
+    let after = c.confidence(&agree);
+    assert!((after - 0.5).abs() < 0.1, "before {before}, after {after}");
+    assert_eq!(c.observed, 400);
+}
+
+#[test]
+fn reward_weights_move_toward_the_signal_that_predicts_outcomes() {
+    // Two scripted replies: confident tokens for right answers, hesitant
+    // ones for wrong answers.
+    let right = ScriptedModel::new().on(
+        When::Always,
+        [Reply::text("6 * 7 = 42\nThe answer is 42.").logprob(-0.05)],
+    );
+    let wrong = ScriptedModel::new().on(
+        When::Always,
+        [Reply::text("6 * 7 = 43\nThe answer is 43.").logprob(-1.5)],
+    );
+    let cfg = SolveConfig {
+        fallbacks: vec![],
+        max_revisions: 0,
+        ..SolveConfig::default()
+    };
+    let t_right = Solver::new(&right).solve("What is 6 * 7?", &cfg).unwrap();
+    let t_wrong = Solver::new(&wrong).solve("What is 6 * 7?", &cfg).unwrap();
+    let start = RewardWeights {
+        mean_logprob: 0.0,
+        ..RewardWeights::default()
+    };
+    let mut learner = RewardLearner::from_weights(&start, 1.0);
+    for _ in 0..30 {
+        learner.observe(&t_right, true);
+        learner.observe(&t_wrong, false);
+    }
+    let w = learner.weights();
+    assert!(w.mean_logprob > 0.5, "{w:?}");
+    assert_eq!(w.judge, start.judge);
+    assert_eq!(learner.observed, 60);
+}
+
+#[test]
+fn distillation_prompts_carry_the_task_and_return_the_models_words() {
+    let model = ScriptedModel::new()
+        .on(
+            When::PromptContains("Watch out".into()),
+            [Reply::text("Watch out: convert units before adding.")],
+        )
+        .on(
+            When::Always,
+            [Reply::text("Plan:\n1. Find the rate.\n2. Multiply by time.")],
+        );
+    let (t, _) = distill_template(&model, "A car drives 60 km/h for 2 h.", "60*2=120").unwrap();
+    assert!(t.starts_with("Plan:"), "{t}");
+    let (n, _) = distill_error_note(&model, "A car...", "60+2=62", Some("120")).unwrap();
+    assert_eq!(n, "Watch out: convert units before adding.");
+    let calls = model.calls();
+    let rendered = format!("{:?}", calls[1]);
+    assert!(rendered.contains("the right answer is 120"), "{rendered}");
+}
