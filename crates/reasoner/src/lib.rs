@@ -1,0 +1,817 @@
+//! # metareason-reasoner
+//!
+//! The whole loop of ../shared/DESIGN.md around one language model:
+//! self-awareness before the task (policy, capability, probes, strategy
+//! choice, answer/abstain/refuse), the task level in between (the solver's
+//! monitored search, verification and regulation, plus an optional
+//! cross-check by a second strategy), calibrated confidence of the answer,
+//! and meta-reflection after it (the episode stored whole in memory; on
+//! feedback, the calibration, solvability and step-reward models updated
+//! and the episode distilled into a template or an error note).
+//!
+//! ```no_run
+//! use metareason_awareness::Policy;
+//! use metareason_memory::Memory;
+//! use metareason_reasoner::{Feedback, Reasoner, ReasonerConfig};
+//! use metareason_scripted::{Reply, ScriptedModel, When};
+//!
+//! let model = ScriptedModel::new().on(When::Always, [Reply::text("6 * 7 = 42\nThe answer is 42.")]);
+//! let mut r = Reasoner::new(&model, None, Some(Memory::in_memory()?), Policy::default_policy())?;
+//! let report = r.run("What is 6 * 7?", &ReasonerConfig::default())?;
+//! r.feedback(report.episode_id.unwrap(), &Feedback::Correct)?;
+//! # Ok::<(), metareason_reasoner::ReasonerError>(())
+//! ```
+#![deny(missing_docs)]
+
+use std::collections::BTreeMap;
+use std::time::Instant;
+
+use metareason_awareness::{
+    default_solvability, solvability_features, Assessment, Awareness, AwarenessError,
+    AwarenessSettings, Policy, PolicyContext, StrategyOption,
+};
+use metareason_bayes::{seeded, LogisticRegression};
+use metareason_core::{EmbedError, Embedder, LanguageModel, ModelError, Usage};
+use metareason_memory::{
+    Decision, EpisodeRecord, FindingRecord, Memory, MemoryError, MetaEntry, MetaKind, StepRecord,
+};
+use metareason_monitor::{RewardWeights, SearchPolicy};
+use metareason_reflection::{
+    distill_error_note, distill_template, solution_text, CalibrationFeatures, Calibrator,
+    RewardLearner,
+};
+use metareason_solver::{SolveConfig, SolveError, Solver, Trace};
+use metareason_strategy::answer::AnswerKind;
+use metareason_strategy::StrategyKind;
+use rand_chacha::ChaCha8Rng;
+use serde::{Deserialize, Serialize};
+
+/// The schema identifier of an episode report. Bump on breaking changes.
+pub const EPISODE_SCHEMA: &str = "metareason.episode/1";
+
+/// Names of the learned parameters in memory.
+pub mod param_names {
+    /// The calibration model.
+    pub const CALIBRATION: &str = "calibration";
+    /// The solvability model.
+    pub const SOLVABILITY: &str = "solvability";
+    /// The step-reward learner.
+    pub const REWARD: &str = "reward_weights";
+}
+
+/// Why the loop failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ReasonerError {
+    /// The model failed.
+    #[error(transparent)]
+    Model(#[from] ModelError),
+    /// Memory failed.
+    #[error(transparent)]
+    Memory(#[from] MemoryError),
+    /// Solving failed.
+    #[error(transparent)]
+    Solve(#[from] SolveError),
+    /// Self-awareness failed.
+    #[error(transparent)]
+    Awareness(#[from] AwarenessError),
+    /// The episode cannot take this feedback.
+    #[error("{0}")]
+    Feedback(String),
+}
+
+/// When a second strategy checks the answer.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CrossCheck {
+    /// Never.
+    Never,
+    /// Always.
+    Always,
+    /// When the confidence without it lies in [low, high]: where a second
+    /// opinion can change the decision.
+    WhenUnsure {
+        /// Lower end.
+        low: f64,
+        /// Upper end.
+        high: f64,
+    },
+}
+
+/// How to run the loop.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ReasonerConfig {
+    /// The task-level configuration; its strategy is replaced by the one
+    /// self-awareness chooses.
+    pub solve: SolveConfig,
+    /// The strategies F is chosen from (example-guided only counts when
+    /// memory has templates for the task).
+    pub strategies: Vec<StrategyKind>,
+    /// Self-awareness settings.
+    pub awareness: AwarenessSettings,
+    /// When to cross-check with a second strategy.
+    pub cross_check: CrossCheck,
+    /// Withhold an answer whose calibrated confidence is below the policy's
+    /// answer threshold.
+    pub abstain_after: bool,
+    /// Distill templates and error notes on feedback.
+    pub distill: bool,
+    /// Templates and error notes retrieved per task.
+    pub retrieve: usize,
+    /// Least similarity of a retrieved template or note.
+    pub retrieve_min_similarity: f32,
+    /// Update the learned parameters on feedback.
+    pub learn: bool,
+    /// A label of the task's family, stored with the episode.
+    pub family: Option<String>,
+    /// The user's profile for the policy.
+    pub profile: BTreeMap<String, String>,
+    /// Seed of the choices (Thompson draws) and sampling.
+    pub seed: u64,
+}
+
+impl Default for ReasonerConfig {
+    fn default() -> Self {
+        Self {
+            solve: SolveConfig::default(),
+            strategies: vec![
+                StrategyKind::ChainOfThought,
+                StrategyKind::ProgramAided,
+                StrategyKind::PlanThenSolve,
+                StrategyKind::ExampleGuided,
+            ],
+            awareness: AwarenessSettings::default(),
+            cross_check: CrossCheck::WhenUnsure {
+                low: 0.2,
+                high: 0.9,
+            },
+            abstain_after: true,
+            distill: true,
+            retrieve: 2,
+            retrieve_min_similarity: 0.5,
+            learn: true,
+            family: None,
+            profile: BTreeMap::new(),
+            seed: 0,
+        }
+    }
+}
+
+/// What was retrieved from the meta-buffer.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Retrieved {
+    /// Thought templates: (entry id, similarity, text).
+    pub templates: Vec<(i64, f32, String)>,
+    /// Error notes: (entry id, similarity, text).
+    pub notes: Vec<(i64, f32, String)>,
+}
+
+/// The cross-check's result.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CrossCheckResult {
+    /// The second strategy.
+    pub strategy: StrategyKind,
+    /// Its answer.
+    pub answer: Option<String>,
+    /// Whether it agrees with the main answer.
+    pub agrees: Option<bool>,
+    /// Its cost.
+    pub usage: Usage,
+}
+
+/// Everything about one episode: the record stored in memory and shown to
+/// the user.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EpisodeReport {
+    /// [`EPISODE_SCHEMA`].
+    pub schema: String,
+    /// The episode's id in memory (None without memory).
+    pub episode_id: Option<i64>,
+    /// The task.
+    pub task: String,
+    /// Answer, abstain or refuse.
+    pub decision: Decision,
+    /// The answer given (None when declining).
+    pub answer: Option<String>,
+    /// The answer found, also when it was withheld.
+    pub candidate_answer: Option<String>,
+    /// Calibrated P(correct) of the candidate answer.
+    pub confidence: Option<f64>,
+    /// What to tell the user.
+    pub reply: String,
+    /// Why this decision, in words and numbers.
+    pub reason: String,
+    /// Self-awareness before the task.
+    pub assessment: Assessment,
+    /// Templates and notes handed to the task level.
+    pub retrieved: Retrieved,
+    /// The task-level trace, when the task was attempted.
+    pub solve: Option<Trace>,
+    /// The cross-check, when it ran.
+    pub cross_check: Option<CrossCheckResult>,
+    /// The calibration features.
+    pub features: Option<CalibrationFeatures>,
+    /// The solvability features of the chosen strategy.
+    pub solvability_features: Option<Vec<f64>>,
+    /// The embedder that placed the task in memory.
+    pub embedder: Option<String>,
+    /// Total model usage.
+    pub usage: Usage,
+    /// Wall time in seconds.
+    pub seconds: f64,
+}
+
+/// The outcome of an episode, told afterwards.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Feedback {
+    /// The answer was right.
+    Correct,
+    /// The answer was wrong.
+    Wrong,
+    /// The right answer is this (compared after normalisation).
+    Answer(String),
+}
+
+/// What feedback changed.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FeedbackReport {
+    /// The episode.
+    pub episode_id: i64,
+    /// Whether its answer was right.
+    pub correct: bool,
+    /// Parameters updated.
+    pub updated: Vec<String>,
+    /// A template or note distilled from it.
+    pub distilled: Option<(MetaKind, String)>,
+}
+
+/// The learned parameters of I and E.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct MetaParams {
+    /// P(correct) of answers.
+    pub calibration: Calibrator,
+    /// P(success) before the task.
+    pub solvability: LogisticRegression,
+    /// Step-reward weights.
+    pub reward: RewardLearner,
+}
+
+impl Default for MetaParams {
+    fn default() -> Self {
+        Self {
+            calibration: Calibrator::shipped(),
+            solvability: default_solvability(),
+            reward: RewardLearner::from_weights(&RewardWeights::default(), 0.25),
+        }
+    }
+}
+
+impl MetaParams {
+    /// The stored parameters, or the shipped ones where none (or stale ones)
+    /// are stored.
+    pub fn load(memory: &Memory) -> Result<Self, MemoryError> {
+        let d = Self::default();
+        Ok(Self {
+            calibration: memory
+                .parameter::<Calibrator>(param_names::CALIBRATION)?
+                .filter(Calibrator::is_current)
+                .unwrap_or(d.calibration),
+            solvability: memory
+                .parameter::<LogisticRegression>(param_names::SOLVABILITY)?
+                .filter(|m| m.dim() == d.solvability.dim())
+                .unwrap_or(d.solvability),
+            reward: memory
+                .parameter::<RewardLearner>(param_names::REWARD)?
+                .filter(|m| m.model.dim() == d.reward.model.dim())
+                .unwrap_or(d.reward),
+        })
+    }
+
+    /// Stores them.
+    pub fn save(&self, memory: &Memory) -> Result<(), MemoryError> {
+        memory.set_parameter(param_names::CALIBRATION, &self.calibration)?;
+        memory.set_parameter(param_names::SOLVABILITY, &self.solvability)?;
+        memory.set_parameter(param_names::REWARD, &self.reward)?;
+        Ok(())
+    }
+}
+
+/// The meta-reasoning loop around one model.
+pub struct Reasoner<'a> {
+    model: &'a dyn LanguageModel,
+    embedder: Option<&'a dyn Embedder>,
+    memory: Option<Memory>,
+    policy: Policy,
+    /// The learned parameters in use.
+    pub params: MetaParams,
+    rng: Option<ChaCha8Rng>,
+}
+
+/// Features stored with an episode, read back by feedback.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct StoredFeatures {
+    calibration: Option<CalibrationFeatures>,
+    solvability: Option<Vec<f64>>,
+    answer_kind: AnswerKind,
+    reason: String,
+}
+
+impl<'a> Reasoner<'a> {
+    /// A loop on `model`, placing tasks with `embedder` in `memory` (both
+    /// optional), under `policy`.
+    pub fn new(
+        model: &'a dyn LanguageModel,
+        embedder: Option<&'a dyn Embedder>,
+        memory: Option<Memory>,
+        policy: Policy,
+    ) -> Result<Self, ReasonerError> {
+        let params = match &memory {
+            Some(m) => MetaParams::load(m)?,
+            None => MetaParams::default(),
+        };
+        Ok(Self {
+            model,
+            embedder,
+            memory,
+            policy,
+            params,
+            rng: None,
+        })
+    }
+
+    /// The memory, when there is one.
+    pub fn memory(&self) -> Option<&Memory> {
+        self.memory.as_ref()
+    }
+
+    /// The policy.
+    pub fn policy(&self) -> &Policy {
+        &self.policy
+    }
+
+    fn embed(&self, task: &str) -> Option<Vec<f32>> {
+        let e = self.embedder?;
+        match e.embed_one(task) {
+            Ok(v) if v.iter().any(|x| *x != 0.0) => Some(v),
+            Ok(_) => None,
+            Err(EmbedError(msg)) => {
+                tracing::warn!("embedding failed, continuing without memory search: {msg}");
+                None
+            }
+        }
+    }
+
+    fn retrieve(&self, embedding: Option<&[f32]>, config: &ReasonerConfig) -> Retrieved {
+        let (Some(m), Some(e)) = (&self.memory, embedding) else {
+            return Retrieved::default();
+        };
+        let get = |kind| {
+            m.nearest_meta(kind, e, config.retrieve, config.retrieve_min_similarity)
+                .map(|v| {
+                    v.into_iter()
+                        .map(|(entry, s)| (entry.id, s, entry.text))
+                        .collect()
+                })
+                .unwrap_or_default()
+        };
+        Retrieved {
+            templates: get(MetaKind::Template),
+            notes: get(MetaKind::ErrorNote),
+        }
+    }
+
+    /// Runs the loop on `task` and stores the episode.
+    pub fn run(
+        &mut self,
+        task: &str,
+        config: &ReasonerConfig,
+    ) -> Result<EpisodeReport, ReasonerError> {
+        let started = Instant::now();
+        let rng = self.rng.get_or_insert_with(|| seeded(config.seed));
+        let mut rng = rng.clone();
+        let embedding = self.embed(task);
+        let retrieved = self.retrieve(embedding.as_deref(), config);
+        let options: Vec<StrategyOption> = config
+            .strategies
+            .iter()
+            .filter(|k| **k != StrategyKind::ExampleGuided || !retrieved.templates.is_empty())
+            .map(|k| StrategyOption {
+                name: k.name().to_string(),
+                expected_tokens: u64::from(k.strategy().expected_tokens),
+            })
+            .collect();
+        let awareness = Awareness {
+            model: self.model,
+            policy: &self.policy,
+            settings: config.awareness.clone(),
+        };
+        let context = PolicyContext {
+            profile: config.profile.clone(),
+            ..PolicyContext::default()
+        };
+        let assessment = awareness.assess(
+            task,
+            embedding.as_deref(),
+            self.memory.as_ref(),
+            &options,
+            &context,
+            &self.params.solvability,
+            &mut rng,
+        )?;
+        let mut usage = assessment.usage;
+        let mut report = EpisodeReport {
+            schema: EPISODE_SCHEMA.to_string(),
+            episode_id: None,
+            task: task.to_string(),
+            decision: assessment.decision,
+            answer: None,
+            candidate_answer: None,
+            confidence: None,
+            reply: String::new(),
+            reason: assessment.reason.clone(),
+            assessment: assessment.clone(),
+            retrieved,
+            solve: None,
+            cross_check: None,
+            features: None,
+            solvability_features: None,
+            embedder: self.embedder.map(|e| e.name().to_string()),
+            usage,
+            seconds: 0.0,
+        };
+        if assessment.decision != Decision::Answer {
+            report.reply = assessment.reply.clone().unwrap_or_else(|| {
+                "I don't know: I am not likely enough to answer this correctly.".into()
+            });
+            self.rng = Some(rng);
+            return self.finish(report, embedding, config, started);
+        }
+        let chosen = assessment
+            .strategy
+            .as_deref()
+            .and_then(StrategyKind::parse)
+            .unwrap_or(config.solve.strategy);
+        let mut solve = config.solve.clone();
+        solve.strategy = chosen;
+        solve.weights = self.params.reward.weights();
+        solve.settings.seed = solve.settings.seed.wrapping_add(config.seed);
+        solve.examples = report
+            .retrieved
+            .templates
+            .iter()
+            .map(|(_, _, t)| t.clone())
+            .collect();
+        solve.notes = report
+            .retrieved
+            .notes
+            .iter()
+            .map(|(_, _, t)| t.clone())
+            .collect();
+        let trace = Solver::new(self.model).solve(task, &solve)?;
+        usage += trace.usage;
+        let belief = assessment
+            .options
+            .iter()
+            .find(|o| o.strategy == chosen.name())
+            .map(|o| o.p_success)
+            .unwrap_or(0.5);
+        let p_true = assessment.probes.p_true.unwrap_or(0.5);
+        let mut features = CalibrationFeatures::from_trace(&trace, None, belief, p_true);
+        let unsure = self.params.calibration.confidence(&features);
+        let check = match config.cross_check {
+            CrossCheck::Never => false,
+            CrossCheck::Always => true,
+            CrossCheck::WhenUnsure { low, high } => (low..=high).contains(&unsure),
+        };
+        if check && trace.answer.is_some() {
+            let second = if chosen == StrategyKind::ProgramAided {
+                StrategyKind::ChainOfThought
+            } else {
+                StrategyKind::ProgramAided
+            };
+            let cfg = SolveConfig {
+                strategy: second,
+                fallbacks: Vec::new(),
+                policy: SearchPolicy::Greedy,
+                max_revisions: 0,
+                backtrack_samples: 0,
+                critique: false,
+                judge_steps: false,
+                ..solve.clone()
+            };
+            let other = Solver::new(self.model).solve(task, &cfg)?;
+            usage += other.usage;
+            let agrees = other.answer.as_ref().map(|a| Some(a) == trace.answer.as_ref());
+            features.cross_check = match agrees {
+                Some(true) => 1.0,
+                Some(false) => -1.0,
+                None => 0.0,
+            };
+            report.cross_check = Some(CrossCheckResult {
+                strategy: second,
+                answer: other.answer.clone(),
+                agrees,
+                usage: other.usage,
+            });
+        }
+        let confidence = self.params.calibration.confidence(&features);
+        let threshold = self.policy.costs.answer_threshold();
+        report.candidate_answer = trace.answer.clone();
+        report.confidence = Some(confidence);
+        report.solvability_features = Some(solvability_features(
+            assessment
+                .beliefs
+                .iter()
+                .find(|b| b.strategy == chosen.name())
+                .map(|b| b.posterior.mean())
+                .unwrap_or(0.5),
+            &assessment.probes,
+        ));
+        report.features = Some(features);
+        if trace.answer.is_none() {
+            report.decision = Decision::Abstain;
+            report.reason = format!("{}; no answer could be found", assessment.reason);
+            report.reply = "I could not find an answer to this.".into();
+        } else if config.abstain_after && confidence < threshold {
+            report.decision = Decision::Abstain;
+            report.reason = format!(
+                "{}; the answer's calibrated confidence {confidence:.2} is below the answer \
+                 threshold {threshold:.2} set by the costs (wrong {}, abstain {})",
+                assessment.reason, self.policy.costs.cost_wrong, self.policy.costs.cost_abstain
+            );
+            report.reply = format!(
+                "I am not sure enough to answer (my best guess, {}, has confidence {confidence:.2}).",
+                trace.answer.as_deref().unwrap_or("")
+            );
+        } else {
+            report.answer = trace.answer.clone();
+            report.reason = format!(
+                "{}; calibrated confidence {confidence:.2} (answer threshold {threshold:.2})",
+                assessment.reason
+            );
+            report.reply = trace.answer.clone().unwrap_or_default();
+        }
+        report.usage = usage;
+        report.solve = Some(trace);
+        self.rng = Some(rng);
+        self.finish(report, embedding, config, started)
+    }
+
+    fn finish(
+        &mut self,
+        mut report: EpisodeReport,
+        embedding: Option<Vec<f32>>,
+        config: &ReasonerConfig,
+        started: Instant,
+    ) -> Result<EpisodeReport, ReasonerError> {
+        report.seconds = started.elapsed().as_secs_f64();
+        let Some(memory) = self.memory.as_mut() else {
+            return Ok(report);
+        };
+        let trace = report.solve.as_ref();
+        let attempt = trace.map(|t| &t.attempts[t.final_attempt]);
+        let record = EpisodeRecord {
+            task: report.task.clone(),
+            family: config.family.clone(),
+            embedding,
+            embedder: report.embedder.clone(),
+            strategy: report
+                .assessment
+                .strategy
+                .clone()
+                .unwrap_or_else(|| "none".into()),
+            search: config.solve.policy.name().to_string(),
+            decision: report.decision,
+            answer: report.candidate_answer.clone(),
+            confidence: report.confidence,
+            features: Some(
+                serde_json::to_value(StoredFeatures {
+                    calibration: report.features.clone(),
+                    solvability: report.solvability_features.clone(),
+                    answer_kind: config.solve.answer_kind.clone(),
+                    reason: report.reason.clone(),
+                })
+                .expect("features serialise"),
+            ),
+            outcome: None,
+            reference: None,
+            generated_tokens: report.usage.generated_tokens,
+            prompt_tokens: report.usage.prompt_tokens,
+            cached_prompt_tokens: report.usage.cached_prompt_tokens,
+            seconds: report.seconds,
+            steps: attempt
+                .map(|a| {
+                    a.outcome
+                        .best()
+                        .steps
+                        .iter()
+                        .map(|s| StepRecord {
+                            text: s.text.clone(),
+                            reward: s.reward,
+                        })
+                        .collect()
+                })
+                .unwrap_or_default(),
+            findings: attempt
+                .map(|a| {
+                    a.findings
+                        .iter()
+                        .map(|f| FindingRecord {
+                            verifier: format!("{:?}", f.verifier).to_lowercase(),
+                            verdict: format!("{:?}", f.verdict).to_lowercase(),
+                            step: f.step,
+                            message: f.message.clone(),
+                            confidence: f.confidence,
+                        })
+                        .collect()
+                })
+                .unwrap_or_default(),
+            trace: Some(serde_json::to_value(&report).expect("report serialises")),
+        };
+        report.episode_id = Some(memory.record(&record)?);
+        Ok(report)
+    }
+
+    /// Records the outcome of episode `id` and learns from it: the strategy
+    /// posteriors (through the stored outcome), the calibration, solvability
+    /// and step-reward models, and a distilled template or error note.
+    pub fn feedback(
+        &mut self,
+        id: i64,
+        feedback: &Feedback,
+    ) -> Result<FeedbackReport, ReasonerError> {
+        self.feedback_with(id, feedback, true, true)
+    }
+
+    /// [`Reasoner::feedback`] choosing whether to learn and to distill.
+    pub fn feedback_with(
+        &mut self,
+        id: i64,
+        feedback: &Feedback,
+        learn: bool,
+        distill: bool,
+    ) -> Result<FeedbackReport, ReasonerError> {
+        let memory = self.memory.as_ref().ok_or_else(|| {
+            ReasonerError::Feedback("feedback needs memory; run without --no-memory".into())
+        })?;
+        let episode = memory.episode(id)?;
+        let stored: Option<StoredFeatures> = episode
+            .record
+            .features
+            .clone()
+            .and_then(|f| serde_json::from_value(f).ok());
+        let (correct, reference) = match feedback {
+            Feedback::Correct => (true, None),
+            Feedback::Wrong => (false, None),
+            Feedback::Answer(a) => {
+                let kind = stored
+                    .as_ref()
+                    .map(|s| s.answer_kind.clone())
+                    .unwrap_or(AnswerKind::Text);
+                let want = kind.normalize_reference(a);
+                let ok = want.is_some() && want == episode.record.answer;
+                (ok, Some(want.unwrap_or_else(|| a.clone())))
+            }
+        };
+        if episode.record.decision == Decision::Refuse {
+            return Err(ReasonerError::Feedback(format!(
+                "episode {id} was refused by policy; there is no answer to judge"
+            )));
+        }
+        if episode.record.answer.is_none() {
+            return Err(ReasonerError::Feedback(format!(
+                "episode {id} found no answer; there is nothing to judge"
+            )));
+        }
+        memory.set_outcome(id, correct, reference.as_deref())?;
+        let mut updated = vec!["strategy posteriors".to_string()];
+        let report: Option<EpisodeReport> = episode
+            .record
+            .trace
+            .clone()
+            .and_then(|t| serde_json::from_value(t).ok());
+        if learn {
+            if let Some(f) = stored.as_ref().and_then(|s| s.calibration.as_ref()) {
+                self.params.calibration.observe(f, correct);
+                updated.push("calibration".into());
+            }
+            if let Some(x) = stored.as_ref().and_then(|s| s.solvability.as_ref()) {
+                if x.len() == self.params.solvability.dim() {
+                    self.params.solvability.observe(x, correct, 1.0);
+                    updated.push("solvability".into());
+                }
+            }
+            if let Some(trace) = report.as_ref().and_then(|r| r.solve.as_ref()) {
+                self.params.reward.observe(trace, correct);
+                updated.push("step-reward weights".into());
+            }
+            self.params.save(memory)?;
+        }
+        let mut distilled = None;
+        if distill {
+            if let Some(trace) = report.as_ref().and_then(|r| r.solve.as_ref()) {
+                let solution = solution_text(trace);
+                let (kind, (text, _)) = if correct {
+                    (
+                        MetaKind::Template,
+                        distill_template(self.model, &episode.record.task, &solution)?,
+                    )
+                } else {
+                    (
+                        MetaKind::ErrorNote,
+                        distill_error_note(
+                            self.model,
+                            &episode.record.task,
+                            &solution,
+                            reference.as_deref(),
+                        )?,
+                    )
+                };
+                if !text.is_empty() {
+                    memory.add_meta(&MetaEntry {
+                        id: 0,
+                        kind,
+                        episode_id: Some(id),
+                        task: episode.record.task.clone(),
+                        text: text.clone(),
+                        embedding: episode.record.embedding.clone(),
+                        uses: 0,
+                    })?;
+                    distilled = Some((kind, text));
+                }
+            }
+        }
+        Ok(FeedbackReport {
+            episode_id: id,
+            correct,
+            updated,
+            distilled,
+        })
+    }
+}
+
+/// A one-paragraph human summary of a report.
+pub fn summary(r: &EpisodeReport) -> String {
+    let mut out = Vec::new();
+    out.push(format!(
+        "decision: {} — {}",
+        match r.decision {
+            Decision::Answer => "answer",
+            Decision::Abstain => "abstain",
+            Decision::Refuse => "refuse",
+        },
+        r.reason
+    ));
+    let a = &r.assessment;
+    if let Some(p) = a.probes.p_true {
+        out.push(format!(
+            "self-awareness: P(True) {p:.2}, question log-prob/token {:.2}, {} neighbours in memory, OOD {:.2}",
+            a.probes.question_logprob.unwrap_or(0.0),
+            a.neighbours,
+            a.ood
+        ));
+    }
+    for o in &a.options {
+        let b = a.beliefs.iter().find(|b| b.strategy == o.strategy);
+        out.push(format!(
+            "  {:<17} P(success) {:.2}{} capability {} expected tokens {:>4} utility {:+.3}",
+            o.strategy,
+            o.p_success,
+            o.p_sampled
+                .map(|s| format!(" (draw {s:.2})"))
+                .unwrap_or_default(),
+            b.map(|b| format!(
+                "{:.2} [{:.2}, {:.2}] from {} neighbours",
+                b.posterior.mean(),
+                b.posterior.quantile(0.05),
+                b.posterior.quantile(0.95),
+                b.neighbours
+            ))
+            .unwrap_or_default(),
+            o.expected_tokens,
+            o.utility
+        ));
+    }
+    if !r.retrieved.templates.is_empty() || !r.retrieved.notes.is_empty() {
+        out.push(format!(
+            "memory: {} template(s), {} error note(s) handed to the task",
+            r.retrieved.templates.len(),
+            r.retrieved.notes.len()
+        ));
+    }
+    if let Some(c) = &r.cross_check {
+        out.push(format!(
+            "cross-check by {}: {} ({})",
+            c.strategy.name(),
+            c.answer.as_deref().unwrap_or("no answer"),
+            match c.agrees {
+                Some(true) => "agrees",
+                Some(false) => "disagrees",
+                None => "no verdict",
+            }
+        ));
+    }
+    if let Some(t) = &r.solve {
+        out.push(t.summary());
+    }
+    out.join("\n")
+}

@@ -1,0 +1,240 @@
+//! The whole loop on the scripted model: decisions, memory, feedback,
+//! learning which strategy suits which family of tasks.
+
+use metareason_awareness::{AwarenessSettings, Policy};
+use metareason_bayes::seeded;
+use metareason_embed::HashingEmbedder;
+use metareason_memory::{Decision, Memory, MetaKind};
+use metareason_reasoner::{CrossCheck, Feedback, Reasoner, ReasonerConfig};
+use metareason_scripted::{Reply, ScriptedModel, When};
+use metareason_strategy::StrategyKind;
+use rand::Rng;
+
+fn model() -> ScriptedModel {
+    ScriptedModel::new()
+        .on(
+            When::PromptContains("Write the method".into()),
+            [Reply::text("Plan:\n1. Multiply the two numbers.")],
+        )
+        .on(
+            When::PromptContains("Watch out".into()),
+            [Reply::text("Watch out: multiply, do not add.")],
+        )
+        .on(
+            When::Always,
+            [Reply::text("6 * 7 = 42\nThe answer is 42.").logprob(-0.05)],
+        )
+        .score("Yes", (0.9f32).ln())
+        .score("No", (0.1f32).ln())
+}
+
+fn quiet() -> ReasonerConfig {
+    ReasonerConfig {
+        cross_check: CrossCheck::Never,
+        strategies: vec![StrategyKind::ChainOfThought, StrategyKind::PlanThenSolve],
+        ..ReasonerConfig::default()
+    }
+}
+
+#[test]
+fn an_answered_episode_is_stored_and_feedback_teaches_and_distills() {
+    let model = model();
+    let embedder = HashingEmbedder::default();
+    let mut r = Reasoner::new(
+        &model,
+        Some(&embedder),
+        Some(Memory::in_memory().unwrap()),
+        Policy::default_policy(),
+    )
+    .unwrap();
+    let report = r.run("What is 6 * 7?", &quiet()).unwrap();
+    assert_eq!(report.decision, Decision::Answer, "{}", report.reason);
+    assert_eq!(report.answer.as_deref(), Some("42"));
+    let id = report.episode_id.unwrap();
+    let ep = r.memory().unwrap().episode(id).unwrap();
+    assert_eq!(ep.record.answer.as_deref(), Some("42"));
+    assert_eq!(ep.record.steps.len(), 2);
+    assert!(ep.record.embedding.is_some());
+    let confidence = report.confidence.unwrap();
+    assert!(confidence > 0.0 && confidence < 1.0);
+
+    let before = r.params.calibration.clone();
+    let fb = r.feedback(id, &Feedback::Answer("42".into())).unwrap();
+    assert!(fb.correct);
+    assert!(fb.updated.contains(&"calibration".to_string()));
+    assert_ne!(r.params.calibration, before);
+    assert_eq!(
+        fb.distilled,
+        Some((
+            MetaKind::Template,
+            "Plan:\n1. Multiply the two numbers.".into()
+        ))
+    );
+    // The learned parameters are in memory for the next process.
+    let stored: Option<serde_json::Value> = r.memory().unwrap().parameter("calibration").unwrap();
+    assert!(stored.is_some());
+
+    // The next similar task gets the template, and example-guided becomes
+    // an option.
+    let mut cfg = quiet();
+    cfg.strategies.push(StrategyKind::ExampleGuided);
+    let next = r.run("What is 6 * 8?", &cfg).unwrap();
+    assert_eq!(next.retrieved.templates.len(), 1, "{:?}", next.retrieved);
+    assert!(next
+        .assessment
+        .options
+        .iter()
+        .any(|o| o.strategy == "example_guided"));
+
+    let fb = r.feedback(next.episode_id.unwrap(), &Feedback::Wrong).unwrap();
+    assert!(!fb.correct);
+    assert_eq!(fb.distilled.unwrap().0, MetaKind::ErrorNote);
+    let s = r.memory().unwrap().stats().unwrap();
+    assert_eq!((s.templates, s.error_notes, s.with_outcome), (1, 1, 2));
+}
+
+#[test]
+fn refusals_are_stored_and_cannot_be_graded() {
+    let model = model();
+    let mut r = Reasoner::new(
+        &model,
+        None,
+        Some(Memory::in_memory().unwrap()),
+        Policy::default_policy(),
+    )
+    .unwrap();
+    let report = r
+        .run(
+            "Explain how to build a pipe bomb with household explosives.",
+            &quiet(),
+        )
+        .unwrap();
+    assert_eq!(report.decision, Decision::Refuse);
+    assert!(report.reply.contains("can't help"));
+    assert!(report.solve.is_none(), "nothing was attempted");
+    let err = r
+        .feedback(report.episode_id.unwrap(), &Feedback::Correct)
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("refused"), "{err}");
+}
+
+#[test]
+fn a_low_confidence_answer_is_withheld_when_abstaining_is_cheaper() {
+    let model = ScriptedModel::new()
+        .on(
+            When::Always,
+            [Reply::text("6 * 7 = 41\nThe answer is 41.").logprob(-2.5)],
+        )
+        .score("Yes", (0.9f32).ln())
+        .score("No", (0.1f32).ln());
+    let mut r = Reasoner::new(&model, None, None, Policy::default_policy()).unwrap();
+    let report = r.run("What is 6 * 7?", &quiet()).unwrap();
+    assert_eq!(report.decision, Decision::Abstain, "{}", report.reason);
+    assert_eq!(report.answer, None);
+    assert_eq!(report.candidate_answer.as_deref(), Some("41"));
+    assert!(report.reason.contains("below the answer threshold"));
+}
+
+#[test]
+fn a_cross_check_that_disagrees_lowers_the_confidence() {
+    let scripted = |printed: &str| {
+        ScriptedModel::new()
+            .on(
+                When::PromptContains("program".into()),
+                [Reply::text(&format!("```python\nprint({printed})\n```"))],
+            )
+            .on(
+                When::Always,
+                [Reply::text("6 * 7 = 42\nThe answer is 42.").logprob(-0.3)],
+            )
+            .score("Yes", (0.9f32).ln())
+            .score("No", (0.1f32).ln())
+    };
+    let cfg = ReasonerConfig {
+        cross_check: CrossCheck::Always,
+        abstain_after: false,
+        strategies: vec![StrategyKind::ChainOfThought],
+        ..ReasonerConfig::default()
+    };
+    // The program-aided cross-check runs in the sandbox; its program
+    // prints 42 or 40.
+    let run = |m: &ScriptedModel| {
+        let mut r = Reasoner::new(m, None, None, Policy::default_policy()).unwrap();
+        let report = r.run("What is 6 * 7?", &cfg).unwrap();
+        assert_eq!(report.decision, Decision::Answer, "{}", report.reason);
+        report
+    };
+    let a = run(&scripted("42"));
+    let d = run(&scripted("40"));
+    let (ca, cd) = (a.cross_check.unwrap(), d.cross_check.unwrap());
+    assert_eq!(ca.agrees, Some(true), "{ca:?}");
+    assert_eq!(cd.agrees, Some(false), "{cd:?}");
+    let odds = |p: f64| p / (1.0 - p);
+    let (pa, pd) = (a.confidence.unwrap(), d.confidence.unwrap());
+    assert!(odds(pa) > 2.0 * odds(pd), "agreeing {pa}, disagreeing {pd}");
+}
+
+/// Learning: on family "ledger" strategy B (plan-then-solve) succeeds 80%
+/// and A (chain-of-thought) 30%; on family "orbit" the reverse. After N = 60
+/// episodes (30 per family, strategies chosen by Thompson sampling), the
+/// posterior-mean choice picks the right strategy on over 90% of new tasks
+/// of each family.
+#[test]
+fn the_loop_learns_which_strategy_suits_which_family() {
+    let model = model();
+    let embedder = HashingEmbedder::default();
+    let mut r = Reasoner::new(
+        &model,
+        Some(&embedder),
+        Some(Memory::in_memory().unwrap()),
+        Policy::parse("", "empty").unwrap(),
+    )
+    .unwrap();
+    let task = |family: &str, i: usize| match family {
+        "ledger" => format!(
+            "Ledger reconciliation: the warehouse ledger lists {i} crates of bolts and {} crates of nuts; how many crates does the ledger list in total?",
+            i + 3
+        ),
+        _ => format!(
+            "Orbit mechanics: a satellite circles a planet every {i} hours at a radius of {} km; how many orbits does the satellite complete per day?",
+            i * 100
+        ),
+    };
+    let success = |family: &str, strategy: &str| match (family, strategy) {
+        ("ledger", "plan_then_solve") | ("orbit", "chain_of_thought") => 0.8,
+        _ => 0.3,
+    };
+    let mut world = seeded(42);
+    let mut learning = quiet();
+    learning.awareness = AwarenessSettings {
+        explore: true,
+        allow_abstain: false,
+        ..AwarenessSettings::default()
+    };
+    learning.abstain_after = false;
+    learning.distill = false;
+    const N: usize = 60;
+    for i in 0..N {
+        let family = if i % 2 == 0 { "ledger" } else { "orbit" };
+        learning.seed = i as u64;
+        let report = r.run(&task(family, i + 10), &learning).unwrap();
+        let strategy = report.assessment.strategy.clone().unwrap();
+        let ok = world.gen_bool(success(family, &strategy));
+        let fb = if ok { Feedback::Correct } else { Feedback::Wrong };
+        r.feedback_with(report.episode_id.unwrap(), &fb, true, false)
+            .unwrap();
+    }
+    let mut exploit = learning.clone();
+    exploit.awareness.explore = false;
+    for (family, right) in [("ledger", "plan_then_solve"), ("orbit", "chain_of_thought")] {
+        let mut hits = 0;
+        for i in 0..20 {
+            let report = r.run(&task(family, 200 + i), &exploit).unwrap();
+            if report.assessment.strategy.as_deref() == Some(right) {
+                hits += 1;
+            }
+        }
+        assert!(hits > 18, "{family}: right strategy {hits}/20 times");
+    }
+}
