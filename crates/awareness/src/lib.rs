@@ -112,6 +112,12 @@ pub struct AwarenessSettings {
     pub probes: bool,
     /// Allow abstaining before the task when answering is expected to lose.
     pub allow_abstain: bool,
+    /// The answer can still be withheld after the attempt (when its
+    /// calibrated confidence is low), so a wrong attempt costs at most an
+    /// abstention plus its tokens: attempting is worth P·v − (1 − P)·a −
+    /// token cost instead of P·v − (1 − P)·w − token cost. Pre-task
+    /// abstention then happens only where even that option does not pay.
+    pub abstain_later: bool,
 }
 
 impl Default for AwarenessSettings {
@@ -121,6 +127,7 @@ impl Default for AwarenessSettings {
             explore: false,
             probes: true,
             allow_abstain: true,
+            abstain_later: true,
         }
     }
 }
@@ -260,8 +267,13 @@ impl Awareness<'_> {
             usage += out.probes.usage;
         }
         let per_token = costs.cost_per_1k_tokens / 1000.0;
+        let downside = if self.settings.abstain_later {
+            costs.cost_abstain.min(costs.cost_wrong)
+        } else {
+            costs.cost_wrong
+        };
         let utility = |p: f64, tokens: u64| {
-            p * costs.value_correct - (1.0 - p) * costs.cost_wrong - per_token * tokens as f64
+            p * costs.value_correct - (1.0 - p) * downside - per_token * tokens as f64
         };
         for (o, b) in options.iter().zip(&out.beliefs) {
             let p = solvability.predict(&solvability_features(b.posterior.mean(), &out.probes));

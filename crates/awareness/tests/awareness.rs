@@ -201,10 +201,15 @@ fn an_unanswerable_question_is_abstained_from_and_an_answerable_one_answered() {
     let doubtful = ScriptedModel::new()
         .score("Yes", (0.05f32).ln())
         .score("No", (0.95f32).ln());
+    // Without the option to withhold the answer later, a doubtful task is
+    // declined before any tokens are spent.
     let a = Awareness {
         model: &doubtful,
         policy: &policy,
-        settings: AwarenessSettings::default(),
+        settings: AwarenessSettings {
+            abstain_later: false,
+            ..AwarenessSettings::default()
+        },
     };
     let out = a
         .assess(
@@ -220,6 +225,23 @@ fn an_unanswerable_question_is_abstained_from_and_an_answerable_one_answered() {
     assert_eq!(out.decision, Decision::Abstain, "{}", out.reason);
     assert!((out.probes.p_true.unwrap() - 0.05).abs() < 1e-6);
     assert!(out.reason.contains("abstaining"), "{}", out.reason);
+    // With it, attempting costs at most an abstention plus tokens: try.
+    let a = Awareness {
+        settings: AwarenessSettings::default(),
+        ..a
+    };
+    let out = a
+        .assess(
+            "What will the stock market do next year?",
+            None,
+            None,
+            &options(),
+            &PolicyContext::default(),
+            &default_solvability(),
+            &mut seeded(1),
+        )
+        .unwrap();
+    assert_eq!(out.decision, Decision::Answer, "{}", out.reason);
 
     let sure = ScriptedModel::new()
         .score("Yes", (0.97f32).ln())

@@ -49,6 +49,29 @@ use serde::{Deserialize, Serialize};
 /// The schema identifier of an episode report. Bump on breaking changes.
 pub const EPISODE_SCHEMA: &str = "metareason.episode/1";
 
+/// Answers by which the model itself declines (compared after text
+/// normalisation, as whole phrases).
+pub const DECLINING_ANSWERS: &[&str] = &[
+    "unknown",
+    "unanswerable",
+    "not known",
+    "cannot be answered",
+    "cannot be determined",
+    "can not be determined",
+    "i don t know",
+    "no one knows",
+    "nobody knows",
+    "false premise",
+];
+
+/// Whether a (normalised) answer declines to answer.
+pub fn declines(answer: &str) -> bool {
+    let a = format!(" {} ", answer.to_lowercase().replace(['\'', '.', ','], " "));
+    let a = a.split_whitespace().collect::<Vec<_>>().join(" ");
+    let a = format!(" {a} ");
+    DECLINING_ANSWERS.iter().any(|d| a.contains(&format!(" {d} ")))
+}
+
 /// Names of the learned parameters in memory.
 pub mod param_names {
     /// The calibration model.
@@ -399,10 +422,13 @@ impl<'a> Reasoner<'a> {
                 expected_tokens: u64::from(k.strategy().expected_tokens),
             })
             .collect();
+        let mut settings = config.awareness.clone();
+        // Withholding later is only an option when the loop may do it.
+        settings.abstain_later &= config.abstain_after;
         let awareness = Awareness {
             model: self.model,
             policy: &self.policy,
-            settings: config.awareness.clone(),
+            settings,
         };
         let context = PolicyContext {
             profile: config.profile.clone(),
@@ -531,6 +557,15 @@ impl<'a> Reasoner<'a> {
             report.decision = Decision::Abstain;
             report.reason = format!("{}; no answer could be found", assessment.reason);
             report.reply = "I could not find an answer to this.".into();
+        } else if trace.answer.as_deref().is_some_and(declines) {
+            report.decision = Decision::Abstain;
+            report.reason = format!(
+                "{}; the model itself says the question cannot be answered",
+                assessment.reason
+            );
+            report.reply = "I don't know: this question cannot be answered with certainty \
+                            (it may rest on a false assumption or ask what nobody knows)."
+                .into();
         } else if config.abstain_after && confidence < threshold {
             report.decision = Decision::Abstain;
             report.reason = format!(

@@ -94,6 +94,17 @@ fn an_answered_episode_is_stored_and_feedback_teaches_and_distills() {
 }
 
 #[test]
+fn answers_that_decline_are_recognised() {
+    use metareason_reasoner::declines;
+    for a in ["unknown", "The answer is unknown.", "It cannot be determined", "I don't know"] {
+        assert!(declines(a), "{a}");
+    }
+    for a in ["42", "known", "Paris", "unknowingly"] {
+        assert!(!declines(a), "{a}");
+    }
+}
+
+#[test]
 fn refusals_are_stored_and_cannot_be_graded() {
     let model = model();
     let mut r = Reasoner::new(
