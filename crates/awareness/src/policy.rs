@@ -434,9 +434,11 @@ fn eval(
             asked.push((q.clone(), p));
             p
         }
-        Predicate::Profile(want) => bit(want
-            .iter()
-            .all(|(k, v)| ctx.profile.get(k).is_some_and(|x| x.eq_ignore_ascii_case(v)))),
+        Predicate::Profile(want) => bit(want.iter().all(|(k, v)| {
+            ctx.profile
+                .get(k)
+                .is_some_and(|x| x.eq_ignore_ascii_case(v))
+        })),
         Predicate::TokensOver(n) => bit(ctx.expected_tokens > *n),
         Predicate::SecondsOver(s) => bit(ctx.expected_seconds > *s),
         Predicate::All(parts) => {

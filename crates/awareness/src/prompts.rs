@@ -4,11 +4,11 @@
 pub const POLICY_SYSTEM: &str = "You review requests for a safety policy. Answer with one word.";
 
 /// User prompt of a model-judged policy predicate: `{task}`, `{question}`.
-pub const POLICY_USER: &str =
-    "Request:\n\"\"\"\n{task}\n\"\"\"\n\n{question} Answer Yes or No.";
+pub const POLICY_USER: &str = "Request:\n\"\"\"\n{task}\n\"\"\"\n\n{question} Answer Yes or No.";
 
 /// System prompt of the P(True) probe.
-pub const PROBE_SYSTEM: &str = "You are a careful assistant who knows the limits of what can be known. Answer with one word.";
+pub const PROBE_SYSTEM: &str =
+    "You are a careful assistant who knows the limits of what can be known. Answer with one word.";
 
 /// User prompt of the P(True) probe ("can this be answered correctly?"):
 /// `{task}`.

@@ -35,7 +35,10 @@ fn the_default_policy_parses_and_lets_ordinary_tasks_through_without_model_calls
         .unwrap();
     assert!(v.fired.is_none());
     assert_eq!(v.evaluations.len(), p.rules.len());
-    assert!(model.calls().is_empty(), "no words matched, so no model asked");
+    assert!(
+        model.calls().is_empty(),
+        "no words matched, so no model asked"
+    );
 }
 
 #[test]
@@ -63,8 +66,9 @@ fn malformed_policies_point_at_line_and_column() {
     assert_eq!(line, 5);
     assert!(msg.contains("exactly one kind"), "{msg}");
     // An unknown action.
-    let (line, _, msg) =
-        invalid("[[rule]]\nname = \"x\"\naction = \"ban\"\nreply = \"no\"\nwhen = { keyword = [\"a\"] }\n");
+    let (line, _, msg) = invalid(
+        "[[rule]]\nname = \"x\"\naction = \"ban\"\nreply = \"no\"\nwhen = { keyword = [\"a\"] }\n",
+    );
     assert_eq!(line, 3, "{msg}");
     // A threshold that is not a probability.
     let (_, _, msg) = invalid(
@@ -293,7 +297,11 @@ fn a_refusal_names_its_rule_and_skips_the_probes() {
         )
         .unwrap();
     assert_eq!(out.decision, Decision::Refuse);
-    assert!(out.reason.contains("mass-casualty-weapons"), "{}", out.reason);
+    assert!(
+        out.reason.contains("mass-casualty-weapons"),
+        "{}",
+        out.reason
+    );
     assert!(out.reply.unwrap().contains("can't help"));
     assert_eq!(out.probes.p_true, None);
     // One policy question was asked (two scoring calls: Yes and No).

@@ -35,9 +35,9 @@ fn ece_of(bins: &[Bin], n: usize) -> f64 {
 
 fn bin_of(items: &[(f64, bool)], low: f64, high: f64) -> Bin {
     let count = items.len();
-    let (c, a) = items
-        .iter()
-        .fold((0.0, 0.0), |(c, a), (p, y)| (c + p, a + f64::from(u8::from(*y))));
+    let (c, a) = items.iter().fold((0.0, 0.0), |(c, a), (p, y)| {
+        (c + p, a + f64::from(u8::from(*y)))
+    });
     Bin {
         low,
         high,
@@ -127,8 +127,18 @@ pub fn nll(conf: &[f64], correct: &[bool]) -> Option<f64> {
 /// confidence than a random wrong one, ties counting one half. None when
 /// only one class is present.
 pub fn auroc(conf: &[f64], correct: &[bool]) -> Option<f64> {
-    let pos: Vec<f64> = conf.iter().zip(correct).filter(|(_, y)| **y).map(|(p, _)| *p).collect();
-    let neg: Vec<f64> = conf.iter().zip(correct).filter(|(_, y)| !**y).map(|(p, _)| *p).collect();
+    let pos: Vec<f64> = conf
+        .iter()
+        .zip(correct)
+        .filter(|(_, y)| **y)
+        .map(|(p, _)| *p)
+        .collect();
+    let neg: Vec<f64> = conf
+        .iter()
+        .zip(correct)
+        .filter(|(_, y)| !**y)
+        .map(|(p, _)| *p)
+        .collect();
     if pos.is_empty() || neg.is_empty() {
         return None;
     }
@@ -304,6 +314,7 @@ where
         return None;
     }
     values.sort_by(|a, b| a.total_cmp(b));
-    let q = |p: f64| values[((p * (values.len() - 1) as f64).round() as usize).min(values.len() - 1)];
+    let q =
+        |p: f64| values[((p * (values.len() - 1) as f64).round() as usize).min(values.len() - 1)];
     Some((q(0.025), q(0.975)))
 }

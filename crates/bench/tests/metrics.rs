@@ -122,7 +122,8 @@ fn precision_recall_f1_and_over_refusal() {
 #[test]
 fn bootstrap_intervals_are_seeded_and_bracket_the_estimate() {
     let y: Vec<bool> = (0..100).map(|i| i % 4 != 0).collect();
-    let stat = |idx: &[usize]| Some(idx.iter().filter(|&&i| y[i]).count() as f64 / idx.len() as f64);
+    let stat =
+        |idx: &[usize]| Some(idx.iter().filter(|&&i| y[i]).count() as f64 / idx.len() as f64);
     let a = bootstrap(y.len(), 500, 7, stat).unwrap();
     let b = bootstrap(y.len(), 500, 7, stat).unwrap();
     assert_eq!(a, b);

@@ -10,12 +10,19 @@ use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
 use clap::{Args, Parser, Subcommand, ValueEnum};
+use metareason_awareness::{AwarenessSettings, Policy};
 use metareason_catalog::{known_models, ModelKind, ModelStore, DEFAULT_MODEL};
-use metareason_core::{GenerateRequest, LanguageModel, Prompt, SamplingParams};
-use metareason_llama::{LlamaConfig, LlamaEngine};
+use metareason_core::{
+    Embedder, GenerateRequest, Generation, LanguageModel, ModelError, ModelInfo, Prompt,
+    SamplingParams, ScoreRequest, Scored,
+};
+use metareason_embed::MiniLm;
+use metareason_llama::{LlamaConfig, LlamaEmbedder, LlamaEngine};
+use metareason_memory::{Decision, Memory};
 use metareason_monitor::{SearchPolicy, SearchSettings};
 use metareason_openai::{OpenAiConfig, OpenAiModel};
-use metareason_solver::{policy_by_name, SolveConfig, Solver};
+use metareason_reasoner::{summary, CrossCheck, Feedback, Reasoner, ReasonerConfig};
+use metareason_solver::{policy_by_name, SolveConfig};
 use metareason_strategy::answer::AnswerKind;
 use metareason_strategy::StrategyKind;
 
@@ -70,8 +77,17 @@ enum Backend {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Solve a task: strategy, monitored search, verification, revision.
+    /// Solve a task: self-awareness, strategy, monitored search,
+    /// verification, revision, calibrated confidence; stored in memory.
     Solve(SolveArgs),
+    /// Tell metareason whether an answer was right; it learns from it.
+    Feedback(FeedbackArgs),
+    /// Inspect, export, import or reset the memory.
+    #[command(subcommand)]
+    Memory(MemoryCommand),
+    /// Check a policy file.
+    #[command(subcommand)]
+    Policy(PolicyCommand),
     /// Generate text from a prompt, with token log-probabilities.
     Generate(GenerateArgs),
     /// List, fetch, verify and locate models.
@@ -122,10 +138,17 @@ struct GenerateArgs {
 struct SolveArgs {
     /// The task.
     question: String,
-    /// Strategy: direct, chain_of_thought (cot), plan_then_solve (plan),
-    /// program_aided (pal), example_guided.
-    #[arg(long, default_value = "chain_of_thought")]
+    /// Strategy: auto (self-awareness chooses among --strategies), direct,
+    /// chain_of_thought (cot), plan_then_solve (plan), program_aided (pal),
+    /// example_guided.
+    #[arg(long, default_value = "auto")]
     strategy: String,
+    /// The strategies `auto` chooses among (comma-separated).
+    #[arg(
+        long,
+        default_value = "chain_of_thought,program_aided,plan_then_solve,example_guided"
+    )]
+    strategies: String,
     /// Strategies to switch to when step rewards collapse (comma-separated;
     /// "none" for no switching).
     #[arg(long, default_value = "program_aided")]
@@ -172,6 +195,125 @@ struct SolveArgs {
     /// Also write the JSON trace to this file.
     #[arg(long, value_name = "FILE")]
     trace: Option<PathBuf>,
+    #[command(flatten)]
+    memory: MemoryArgs,
+    /// Mission policy file (TOML); default: the shipped policy.
+    #[arg(long, value_name = "FILE")]
+    policy: Option<PathBuf>,
+    /// The user's profile for the policy, e.g. --profile audience=teen (repeatable).
+    #[arg(long, value_name = "KEY=VALUE")]
+    profile: Vec<String>,
+    /// Choose the strategy by Thompson sampling (explore) instead of the best posterior mean.
+    #[arg(long)]
+    explore: bool,
+    /// Skip the P(True) and perplexity probes.
+    #[arg(long)]
+    no_probes: bool,
+    /// Cross-check the answer with a second strategy: auto (when unsure), always, never.
+    #[arg(long, default_value = "auto", value_parser = ["auto", "always", "never"])]
+    cross_check: String,
+    /// Always give the answer found, however unsure.
+    #[arg(long)]
+    no_abstain: bool,
+    /// The right answer, when known: the episode is graded and learned from at once.
+    #[arg(long, value_name = "ANSWER")]
+    reference: Option<String>,
+    /// A label of the task's family, stored with the episode.
+    #[arg(long)]
+    family: Option<String>,
+}
+
+#[derive(Args)]
+struct MemoryArgs {
+    /// The memory database (default: METAREASON_MEMORY or
+    /// ~/.local/share/metareason/memory.sqlite).
+    #[arg(long, value_name = "FILE")]
+    memory: Option<PathBuf>,
+    /// Do not read or write memory.
+    #[arg(long)]
+    no_memory: bool,
+}
+
+#[derive(Args)]
+struct FeedbackArgs {
+    /// The episode id `solve` printed.
+    episode: i64,
+    /// correct or wrong (or give --answer instead).
+    #[arg(value_parser = ["correct", "wrong"], required_unless_present = "answer")]
+    verdict: Option<String>,
+    /// The right answer; the episode's answer is compared with it.
+    #[arg(long, conflicts_with = "verdict")]
+    answer: Option<String>,
+    /// Do not distill a template or error note (no model is loaded).
+    #[arg(long)]
+    no_distill: bool,
+    #[command(flatten)]
+    memory: MemoryArgs,
+}
+
+#[derive(Subcommand)]
+enum MemoryCommand {
+    /// Counts of episodes, outcomes, strategies, templates, parameters.
+    Stats(MemoryOnly),
+    /// One episode in full (JSON).
+    Show {
+        /// The episode id.
+        episode: i64,
+        #[command(flatten)]
+        memory: MemoryOnly,
+    },
+    /// The latest episodes, one line each.
+    List {
+        /// How many.
+        #[arg(long, default_value_t = 20)]
+        last: usize,
+        #[command(flatten)]
+        memory: MemoryOnly,
+    },
+    /// Write everything as JSONL.
+    Export {
+        /// The output file.
+        file: PathBuf,
+        #[command(flatten)]
+        memory: MemoryOnly,
+    },
+    /// Add the records of an export file.
+    Import {
+        /// The JSONL file.
+        file: PathBuf,
+        #[command(flatten)]
+        memory: MemoryOnly,
+    },
+    /// Delete episodes and the meta-buffer.
+    Reset {
+        /// Also forget the learned parameters.
+        #[arg(long)]
+        parameters: bool,
+        /// Confirm.
+        #[arg(long)]
+        yes: bool,
+        #[command(flatten)]
+        memory: MemoryOnly,
+    },
+}
+
+#[derive(Args)]
+struct MemoryOnly {
+    /// The memory database (default: METAREASON_MEMORY or
+    /// ~/.local/share/metareason/memory.sqlite).
+    #[arg(long, value_name = "FILE")]
+    memory: Option<PathBuf>,
+}
+
+#[derive(Subcommand)]
+enum PolicyCommand {
+    /// Parse a policy file and list its rules, or say where it is wrong.
+    Check {
+        /// The TOML file.
+        file: PathBuf,
+    },
+    /// Print the shipped policy.
+    Default,
 }
 
 #[derive(Subcommand)]
@@ -228,6 +370,9 @@ fn init_tracing(verbose: u8) {
 fn run(cli: Cli) -> Result<()> {
     match cli.command {
         Command::Solve(args) => solve(&cli.global, args),
+        Command::Feedback(args) => feedback(&cli.global, args),
+        Command::Memory(cmd) => memory(cmd),
+        Command::Policy(cmd) => policy(cmd),
         Command::Generate(args) => generate(&cli.global, args),
         Command::Models(cmd) => models(&cli.global, cmd),
     }
@@ -290,11 +435,45 @@ fn parse_strategy(s: &str) -> Result<StrategyKind> {
     })
 }
 
+fn open_memory(path: Option<&PathBuf>) -> Result<Memory> {
+    let path = path.cloned().unwrap_or_else(Memory::default_path);
+    Memory::open(&path).with_context(|| format!("cannot open the memory at {}", path.display()))
+}
+
+/// The embedder for memory search: all-MiniLM-L6-v2 when fetched, else
+/// the local model's own embeddings, else none.
+fn open_embedder(g: &GlobalArgs) -> Option<Box<dyn Embedder>> {
+    let store = store(g);
+    if let Ok(dir) = store.path("all-minilm-l6-v2") {
+        match MiniLm::load(&dir) {
+            Ok(m) => return Some(Box::new(m)),
+            Err(e) => tracing::warn!("{e}; using the model's own embeddings"),
+        }
+    }
+    if g.backend == Backend::Llama {
+        let path = store
+            .resolve(&g.model, &metareason_catalog::NoProgress)
+            .ok()?;
+        match LlamaEmbedder::load(&path, g.threads.map(|t| t as u32)) {
+            Ok(e) => return Some(Box::new(e)),
+            Err(e) => tracing::warn!("no embedder ({e}); memory search is off"),
+        }
+    }
+    None
+}
+
 fn solve(g: &GlobalArgs, a: SolveArgs) -> Result<()> {
     if a.question.trim().is_empty() {
         bail!("the question is empty: give a task to solve");
     }
-    let strategy = parse_strategy(&a.strategy)?;
+    let strategies: Vec<StrategyKind> = if a.strategy == "auto" {
+        a.strategies
+            .split(',')
+            .map(parse_strategy)
+            .collect::<Result<Vec<_>>>()?
+    } else {
+        vec![parse_strategy(&a.strategy)?]
+    };
     let fallbacks = if a.fallback == "none" || a.fallback.is_empty() {
         Vec::new()
     } else {
@@ -311,8 +490,15 @@ fn solve(g: &GlobalArgs, a: SolveArgs) -> Result<()> {
         *width = a.beam_width.max(1);
         *expansions = a.beam_width.max(1);
     }
-    let config = SolveConfig {
-        strategy,
+    let mut profile = std::collections::BTreeMap::new();
+    for p in &a.profile {
+        let Some((k, v)) = p.split_once('=') else {
+            bail!("--profile takes KEY=VALUE, e.g. --profile audience=teen (got '{p}')");
+        };
+        profile.insert(k.trim().to_string(), v.trim().to_string());
+    }
+    let solve = SolveConfig {
+        strategy: strategies[0],
         fallbacks,
         policy,
         settings: SearchSettings {
@@ -329,17 +515,237 @@ fn solve(g: &GlobalArgs, a: SolveArgs) -> Result<()> {
         judge_steps: a.judge_steps,
         ..SolveConfig::default()
     };
+    let config = ReasonerConfig {
+        solve,
+        strategies,
+        awareness: AwarenessSettings {
+            explore: a.explore,
+            probes: !a.no_probes,
+            ..AwarenessSettings::default()
+        },
+        cross_check: match a.cross_check.as_str() {
+            "always" => CrossCheck::Always,
+            "never" => CrossCheck::Never,
+            _ => ReasonerConfig::default().cross_check,
+        },
+        abstain_after: !a.no_abstain,
+        family: a.family.clone(),
+        profile,
+        seed: a.seed,
+        ..ReasonerConfig::default()
+    };
+    let mission = match &a.policy {
+        Some(p) => Policy::load(p)?,
+        None => Policy::default_policy(),
+    };
+    // Open memory before the model: a bad memory path should not cost a load.
+    let memory = if a.memory.no_memory {
+        None
+    } else {
+        Some(open_memory(a.memory.memory.as_ref())?)
+    };
     let model = open_model(g)?;
-    let trace = Solver::new(model.as_ref()).solve(&a.question, &config)?;
-    let json = serde_json::to_string_pretty(&trace)?;
+    let embedder = if memory.is_some() {
+        open_embedder(g)
+    } else {
+        None
+    };
+    let mut reasoner = Reasoner::new(model.as_ref(), embedder.as_deref(), memory, mission)?;
+    let report = reasoner.run(&a.question, &config)?;
+    let graded = match (&a.reference, report.episode_id) {
+        (Some(r), Some(id)) if report.candidate_answer.is_some() => {
+            Some(reasoner.feedback(id, &Feedback::Answer(r.clone()))?)
+        }
+        _ => None,
+    };
+    let json = serde_json::to_string_pretty(&report)?;
     if let Some(path) = &a.trace {
         write_atomically(path, json.as_bytes())
             .with_context(|| format!("cannot write the trace to {}", path.display()))?;
     }
     if a.json {
         println!("{json}");
+        return Ok(());
+    }
+    let mut out = std::io::stdout().lock();
+    match report.decision {
+        Decision::Answer => writeln!(
+            out,
+            "answer: {}\nconfidence: {:.2}",
+            report.answer.as_deref().unwrap_or(""),
+            report.confidence.unwrap_or(0.0)
+        )?,
+        Decision::Abstain => writeln!(out, "abstained: {}", report.reply)?,
+        Decision::Refuse => writeln!(out, "refused: {}", report.reply)?,
+    }
+    writeln!(out, "{}", summary(&report))?;
+    if let Some(fb) = graded {
+        writeln!(
+            out,
+            "graded against the reference: {} (updated {})",
+            if fb.correct { "correct" } else { "wrong" },
+            fb.updated.join(", ")
+        )?;
+    } else if let (Some(id), Some(_)) = (report.episode_id, &report.candidate_answer) {
+        writeln!(
+            out,
+            "episode {id} stored; tell metareason how it went: metareason feedback {id} correct|wrong"
+        )?;
+    }
+    Ok(())
+}
+
+/// Stands in for a model where none is needed (feedback without distillation).
+struct NoModel;
+
+impl LanguageModel for NoModel {
+    fn info(&self) -> ModelInfo {
+        ModelInfo {
+            name: "none".into(),
+            backend: "none".into(),
+            context_length: None,
+        }
+    }
+    fn generate(&self, _: &GenerateRequest) -> Result<Generation, ModelError> {
+        Err(ModelError::Engine("no model is loaded".into()))
+    }
+    fn score(&self, _: &ScoreRequest) -> Result<Scored, ModelError> {
+        Err(ModelError::Engine("no model is loaded".into()))
+    }
+}
+
+fn feedback(g: &GlobalArgs, a: FeedbackArgs) -> Result<()> {
+    if a.memory.no_memory {
+        bail!("feedback is stored in memory; drop --no-memory");
+    }
+    let memory = open_memory(a.memory.memory.as_ref())?;
+    // Fail on a wrong id before loading a model.
+    memory.episode(a.episode)?;
+    let fb = match (&a.verdict, &a.answer) {
+        (_, Some(answer)) => Feedback::Answer(answer.clone()),
+        (Some(v), None) if v == "correct" => Feedback::Correct,
+        _ => Feedback::Wrong,
+    };
+    let model: Arc<dyn LanguageModel> = if a.no_distill {
+        Arc::new(NoModel)
     } else {
-        print!("{}", trace.summary());
+        open_model(g)?
+    };
+    let mut reasoner = Reasoner::new(model.as_ref(), None, Some(memory), Policy::default_policy())?;
+    let report = reasoner.feedback_with(a.episode, &fb, true, !a.no_distill)?;
+    println!(
+        "episode {}: {}; updated {}",
+        report.episode_id,
+        if report.correct { "correct" } else { "wrong" },
+        report.updated.join(", ")
+    );
+    if let Some((kind, text)) = report.distilled {
+        println!("distilled {kind:?}:\n{text}");
+    }
+    Ok(())
+}
+
+fn memory(cmd: MemoryCommand) -> Result<()> {
+    match cmd {
+        MemoryCommand::Stats(m) => {
+            let s = open_memory(m.memory.as_ref())?.stats()?;
+            println!("memory: {} (schema {})", s.path, s.schema_version);
+            println!(
+                "episodes: {} ({} graded, {} correct){}",
+                s.episodes,
+                s.with_outcome,
+                s.correct,
+                s.id_range
+                    .map(|(a, b)| format!(", ids {a}..{b}"))
+                    .unwrap_or_default()
+            );
+            for (d, n) in &s.by_decision {
+                println!("  {d:<8} {n}");
+            }
+            for (st, n, k) in &s.by_strategy {
+                println!(
+                    "  {st:<17} {k}/{n} correct ({:.0}%)",
+                    100.0 * *k as f64 / (*n).max(1) as f64
+                );
+            }
+            println!(
+                "meta-buffer: {} templates, {} error notes",
+                s.templates, s.error_notes
+            );
+            println!("learned parameters: {}", s.parameters.join(", "));
+        }
+        MemoryCommand::Show { episode, memory } => {
+            let e = open_memory(memory.memory.as_ref())?.episode(episode)?;
+            println!("{}", serde_json::to_string_pretty(&e)?);
+        }
+        MemoryCommand::List { last, memory } => {
+            for e in open_memory(memory.memory.as_ref())?.recent(last)? {
+                let r = &e.record;
+                let mut task: String = r.task.chars().take(60).collect();
+                if r.task.chars().count() > 60 {
+                    task.push('…');
+                }
+                println!(
+                    "{:>6}  {}  {:<8} {:<17} {:<12} {:>5} {:<7} {}",
+                    e.id,
+                    &e.created_at[..19.min(e.created_at.len())],
+                    format!("{:?}", r.decision).to_lowercase(),
+                    r.strategy,
+                    r.answer.as_deref().unwrap_or("-"),
+                    r.confidence.map_or("-".into(), |c| format!("{c:.2}")),
+                    match r.outcome {
+                        Some(true) => "correct",
+                        Some(false) => "wrong",
+                        None => "-",
+                    },
+                    task
+                );
+            }
+        }
+        MemoryCommand::Export { file, memory } => {
+            let n = open_memory(memory.memory.as_ref())?.export(&file)?;
+            println!("wrote {n} records to {}", file.display());
+        }
+        MemoryCommand::Import { file, memory } => {
+            let (e, p, m) = open_memory(memory.memory.as_ref())?.import(&file)?;
+            println!("imported {e} episodes, {p} parameters, {m} meta-buffer entries");
+        }
+        MemoryCommand::Reset {
+            parameters,
+            yes,
+            memory,
+        } => {
+            if !yes {
+                bail!("this deletes every episode{}; add --yes to confirm (export first with `metareason memory export FILE`)",
+                    if parameters { " and the learned parameters" } else { "" });
+            }
+            let mut m = open_memory(memory.memory.as_ref())?;
+            m.reset(parameters)?;
+            println!("memory at {} reset", m.path().display());
+        }
+    }
+    Ok(())
+}
+
+fn policy(cmd: PolicyCommand) -> Result<()> {
+    match cmd {
+        PolicyCommand::Check { file } => {
+            let p = Policy::load(&file)?;
+            println!(
+                "{}: {} rules; costs: right {} wrong -{} abstain -{} per 1k tokens -{} (answer when confidence >= {:.2})",
+                file.display(),
+                p.rules.len(),
+                p.costs.value_correct,
+                p.costs.cost_wrong,
+                p.costs.cost_abstain,
+                p.costs.cost_per_1k_tokens,
+                p.costs.answer_threshold()
+            );
+            for r in &p.rules {
+                println!("  {:<32} {:?} at P >= {:.2}", r.name, r.action, r.threshold);
+            }
+        }
+        PolicyCommand::Default => print!("{}", metareason_awareness::policy::DEFAULT_POLICY),
     }
     Ok(())
 }

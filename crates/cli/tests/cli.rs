@@ -7,6 +7,11 @@ fn metareason(args: &[&str]) -> Output {
         .args(args)
         .env_remove("METAREASON_MODEL")
         .env_remove("METAREASON_BASE_URL")
+        // Never the user's own memory.
+        .env(
+            "METAREASON_MEMORY",
+            std::env::temp_dir().join(format!("metareason-cli-test-{}.sqlite", std::process::id())),
+        )
         .output()
         .expect("run metareason")
 }
@@ -190,12 +195,14 @@ fn solve_rejects_unknown_strategies_and_answer_kinds() {
 }
 
 #[test]
-fn solve_on_the_test_model_writes_a_versioned_trace() {
+fn solve_on_the_test_model_stores_an_episode_that_feedback_grades() {
     if skip_model_tests() {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
     let trace_path = dir.path().join("trace.json");
+    let mem = dir.path().join("memory.sqlite");
+    let mem = mem.to_str().unwrap();
     let o = metareason(&[
         "--model",
         "smollm2-135m-instruct",
@@ -203,6 +210,8 @@ fn solve_on_the_test_model_writes_a_versioned_trace() {
         "1",
         "solve",
         "Tom has 2 apples and buys 3 more. How many apples does he have?",
+        "--strategy",
+        "cot",
         "--search",
         "adaptive",
         "--samples",
@@ -211,27 +220,133 @@ fn solve_on_the_test_model_writes_a_versioned_trace() {
         "96",
         "--fallback",
         "none",
+        "--cross-check",
+        "never",
+        "--memory",
+        mem,
         "--json",
         "--trace",
         trace_path.to_str().unwrap(),
     ]);
     assert!(o.status.success(), "{}", stderr(&o));
-    let v: serde_json::Value = serde_json::from_slice(&o.stdout).expect("JSON trace on stdout");
-    assert_eq!(v["schema"], "metareason.trace/1");
-    let attempt = &v["attempts"][v["final_attempt"].as_u64().unwrap() as usize];
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).expect("JSON report on stdout");
+    assert_eq!(v["schema"], "metareason.episode/1");
+    assert_eq!(v["assessment"]["strategy"], "chain_of_thought");
+    let p_true = v["assessment"]["probes"]["p_true"].as_f64().unwrap();
+    assert!((0.0..=1.0).contains(&p_true));
+    let t = &v["solve"];
+    assert_eq!(t["schema"], "metareason.trace/1");
+    let attempt = &t["attempts"][t["final_attempt"].as_u64().unwrap() as usize];
     let n = attempt["outcome"]["candidates"].as_array().unwrap().len();
     assert!((1..=3).contains(&n), "{n} candidates");
-    let steps = attempt["outcome"]["candidates"][0]["steps"]
+    for s in attempt["outcome"]["candidates"][0]["steps"]
         .as_array()
-        .unwrap();
-    for s in steps {
+        .unwrap()
+    {
         let r = s["reward"].as_f64().unwrap();
         assert!(r > 0.0 && r < 1.0, "{s}");
     }
     assert!(v["usage"]["generated_tokens"].as_u64().unwrap() > 0);
-    let c = v["confidence"].as_f64().unwrap();
-    assert!((0.0..=1.0).contains(&c));
     let file: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(&trace_path).unwrap()).unwrap();
     assert_eq!(file, v);
+
+    let id = v["episode_id"]
+        .as_i64()
+        .expect("stored in memory")
+        .to_string();
+    if v["candidate_answer"].is_null() {
+        return; // nothing to grade
+    }
+    let o = metareason(&["feedback", &id, "wrong", "--no-distill", "--memory", mem]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        out.contains("wrong") && out.contains("calibration"),
+        "{out}"
+    );
+    let o = metareason(&["memory", "stats", "--memory", mem]);
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(out.contains("episodes: 1 (1 graded, 0 correct"), "{out}");
+    assert!(out.contains("calibration"), "{out}");
+    // Export, import elsewhere, same counts.
+    let export = dir.path().join("export.jsonl");
+    let o = metareason(&[
+        "memory",
+        "export",
+        export.to_str().unwrap(),
+        "--memory",
+        mem,
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let other = dir.path().join("other.sqlite");
+    let o = metareason(&[
+        "memory",
+        "import",
+        export.to_str().unwrap(),
+        "--memory",
+        other.to_str().unwrap(),
+    ]);
+    assert!(String::from_utf8_lossy(&o.stdout).contains("imported 1 episodes"));
+}
+
+#[test]
+fn feedback_and_memory_errors_are_clear() {
+    let dir = tempfile::tempdir().unwrap();
+    let mem = dir.path().join("m.sqlite");
+    let mem = mem.to_str().unwrap();
+    let o = metareason(&["feedback", "7", "correct", "--no-distill", "--memory", mem]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stderr(&o).contains("no episode 7"), "{}", stderr(&o));
+    let o = metareason(&["memory", "reset", "--memory", mem]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stderr(&o).contains("--yes"), "{}", stderr(&o));
+    let junk = dir.path().join("junk.sqlite");
+    std::fs::write(&junk, vec![b'x'; 4096]).unwrap();
+    let o = metareason(&["memory", "stats", "--memory", junk.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        stderr(&o).contains("not a metareason memory"),
+        "{}",
+        stderr(&o)
+    );
+    let o = metareason(&["feedback", "1", "--memory", mem]);
+    assert_eq!(
+        o.status.code(),
+        Some(2),
+        "a verdict or --answer is required"
+    );
+}
+
+#[test]
+fn policy_check_points_at_the_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let bad = dir.path().join("bad.toml");
+    std::fs::write(
+        &bad,
+        "[[rule]]\nname = \"x\"\naction = \"refuse\"\nreply = \"no\"\nwhen = { regex = \"(\" }\n",
+    )
+    .unwrap();
+    let o = metareason(&["policy", "check", bad.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(1));
+    let e = stderr(&o);
+    assert!(e.contains("bad.toml:5:"), "{e}");
+    assert!(e.contains("invalid regex"), "{e}");
+    let o = metareason(&["policy", "default"]);
+    let default = dir.path().join("default.toml");
+    std::fs::write(&default, &o.stdout).unwrap();
+    let o = metareason(&["policy", "check", default.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(String::from_utf8_lossy(&o.stdout).contains("mass-casualty-weapons"));
+    // A bad policy is refused before any model is loaded.
+    let o = metareason(&[
+        "--model",
+        "/nonexistent/x.gguf",
+        "solve",
+        "2+2?",
+        "--policy",
+        bad.to_str().unwrap(),
+    ]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stderr(&o).contains("bad.toml:5:"));
 }

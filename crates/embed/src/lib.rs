@@ -102,14 +102,19 @@ impl MiniLm {
         let ids = Tensor::from_vec(ids, (rows, len), &self.device).map_err(err)?;
         let types = Tensor::from_vec(types, (rows, len), &self.device).map_err(err)?;
         let mask = Tensor::from_vec(mask, (rows, len), &self.device).map_err(err)?;
-        let hidden = self
-            .model
-            .forward(&ids, &types, Some(&mask))
-            .map_err(err)?;
+        let hidden = self.model.forward(&ids, &types, Some(&mask)).map_err(err)?;
         // Mean over the tokens the mask keeps.
-        let m = mask.to_dtype(DType::F32).map_err(err)?.unsqueeze(2).map_err(err)?;
+        let m = mask
+            .to_dtype(DType::F32)
+            .map_err(err)?
+            .unsqueeze(2)
+            .map_err(err)?;
         let summed = hidden.broadcast_mul(&m).map_err(err)?.sum(1).map_err(err)?;
-        let counts = m.sum(1).map_err(err)?.clamp(1e-9f32, f32::MAX).map_err(err)?;
+        let counts = m
+            .sum(1)
+            .map_err(err)?
+            .clamp(1e-9f32, f32::MAX)
+            .map_err(err)?;
         let pooled = summed.broadcast_div(&counts).map_err(err)?;
         let mut out: Vec<Vec<f32>> = pooled.to_vec2().map_err(err)?;
         out.iter_mut().for_each(|v| normalize(v));

@@ -28,7 +28,10 @@ fn hashing_vectors_are_unit_length_and_lexically_similar() {
     for x in &v[..3] {
         assert!((dot(x, x) - 1.0).abs() < 1e-5);
     }
-    assert!(v[3].iter().all(|x| *x == 0.0), "empty text is the zero vector");
+    assert!(
+        v[3].iter().all(|x| *x == 0.0),
+        "empty text is the zero vector"
+    );
     assert!(dot(&v[0], &v[1]) > 0.6);
     assert!(dot(&v[0], &v[2]) < 0.2);
 }
@@ -60,8 +63,14 @@ fn minilm_embeds_meaning_and_padding_does_not_change_a_vector() {
 #[test]
 fn minilm_reports_missing_files() {
     let dir = tempfile_dir();
-    let err = MiniLm::load(&dir).err().expect("empty dir rejected").to_string();
-    assert!(err.contains("metareason models fetch all-minilm-l6-v2"), "{err}");
+    let err = MiniLm::load(&dir)
+        .err()
+        .expect("empty dir rejected")
+        .to_string();
+    assert!(
+        err.contains("metareason models fetch all-minilm-l6-v2"),
+        "{err}"
+    );
 }
 
 fn tempfile_dir() -> std::path::PathBuf {

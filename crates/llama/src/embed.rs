@@ -69,9 +69,7 @@ impl Embedder for LlamaEmbedder {
             .with_pooling_type(LlamaPoolingType::Mean)
             .with_n_threads(self.threads)
             .with_n_threads_batch(self.threads);
-        let mut ctx = model
-            .new_context(backend, params)
-            .map_err(|e| err(&e))?;
+        let mut ctx = model.new_context(backend, params).map_err(|e| err(&e))?;
         let mut out = Vec::with_capacity(texts.len());
         for text in texts {
             let mut tokens = model.vocab().tokenize(text.as_bytes(), true, false);

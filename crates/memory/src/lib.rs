@@ -974,7 +974,8 @@ impl Memory {
     }
 }
 
-const EPISODE_COLUMNS: &str = "id, created_at, task, family, embedding, embedder, strategy, search, \
+const EPISODE_COLUMNS: &str =
+    "id, created_at, task, family, embedding, embedder, strategy, search, \
      decision, answer, confidence, features, outcome, reference, generated_tokens, prompt_tokens, \
      cached_prompt_tokens, seconds, trace";
 
@@ -1068,14 +1069,18 @@ fn insert_findings(
 fn sql_err(path: &Path, source: rusqlite::Error) -> MemoryError {
     use rusqlite::ffi::ErrorCode;
     let hint = match source.sqlite_error_code() {
-        Some(ErrorCode::DiskFull) => " — the disk is full; free space and retry (nothing stored was lost)",
+        Some(ErrorCode::DiskFull) => {
+            " — the disk is full; free space and retry (nothing stored was lost)"
+        }
         Some(ErrorCode::NotADatabase) => {
             " — the file is not a metareason memory; pass another path with --memory"
         }
         Some(ErrorCode::DatabaseCorrupt) => {
             " — the file is damaged; restore it from `metareason memory export` or move it away"
         }
-        Some(ErrorCode::ReadOnly) | Some(ErrorCode::PermissionDenied) | Some(ErrorCode::CannotOpen) => {
+        Some(ErrorCode::ReadOnly)
+        | Some(ErrorCode::PermissionDenied)
+        | Some(ErrorCode::CannotOpen) => {
             " — check that the file and its directory are writable, or pass --memory"
         }
         Some(ErrorCode::DatabaseBusy) | Some(ErrorCode::DatabaseLocked) => {

@@ -71,7 +71,10 @@ fn an_episode_round_trips_with_steps_findings_and_outcome() {
         Err(MemoryError::NoEpisode(999))
     ));
     let stats = m.stats().unwrap();
-    assert_eq!((stats.episodes, stats.with_outcome, stats.correct), (1, 1, 1));
+    assert_eq!(
+        (stats.episodes, stats.with_outcome, stats.correct),
+        (1, 1, 1)
+    );
     assert_eq!(
         stats.by_strategy,
         vec![("chain_of_thought".to_string(), 1, 1)]
@@ -178,7 +181,11 @@ fn export_then_import_reproduces_the_memory_and_a_bad_line_changes_nothing() {
         matches!(err, MemoryError::BadRecord { line: 5, .. }),
         "{err}"
     );
-    assert_eq!(n.stats().unwrap().episodes, 2, "nothing of the bad file added");
+    assert_eq!(
+        n.stats().unwrap().episodes,
+        2,
+        "nothing of the bad file added"
+    );
 
     n.reset(false).unwrap();
     let s = n.stats().unwrap();
@@ -211,7 +218,10 @@ fn a_file_that_is_not_a_database_gives_a_clear_error() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("junk.sqlite");
     std::fs::write(&path, vec![b'x'; 8192]).unwrap();
-    let msg = Memory::open(&path).err().expect("junk rejected").to_string();
+    let msg = Memory::open(&path)
+        .err()
+        .expect("junk rejected")
+        .to_string();
     assert!(msg.contains("not a metareason memory"), "{msg}");
 }
 

@@ -92,7 +92,12 @@ fn gsm8k(data: &Path, seed: u64, limit: usize) -> Result<Vec<(usize, String, Str
         let v: Value = serde_json::from_str(&line?)?;
         let q = v["question"].as_str().context("question")?.to_string();
         let a = v["answer"].as_str().context("answer")?;
-        let reference = a.rsplit("####").next().unwrap_or("").trim().replace(',', "");
+        let reference = a
+            .rsplit("####")
+            .next()
+            .unwrap_or("")
+            .trim()
+            .replace(',', "");
         problems.push((i, q, reference));
     }
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
@@ -225,12 +230,12 @@ fn calibration_report(args: &Args) -> Result<()> {
     }
     let after: Vec<f64> = feats.iter().map(|f| learned.confidence(f)).collect();
     // Baselines on the same items: single signals squashed to [0, 1].
-    let p_true: Vec<f64> = test.iter().map(|r| r["p_true"].as_f64().unwrap_or(0.5)).collect();
-    let mean_lp: Vec<f64> = feats.iter().map(|f| f.mean_logprob.exp()).collect();
-    let agree: Vec<f64> = feats
+    let p_true: Vec<f64> = test
         .iter()
-        .map(|f| (f.cross_check + 1.0) / 2.0)
+        .map(|r| r["p_true"].as_f64().unwrap_or(0.5))
         .collect();
+    let mean_lp: Vec<f64> = feats.iter().map(|f| f.mean_logprob.exp()).collect();
+    let agree: Vec<f64> = feats.iter().map(|f| (f.cross_check + 1.0) / 2.0).collect();
     let tokens = |rs: &[&Value]| {
         rs.iter()
             .map(|r| r["generated_tokens"].as_f64().unwrap_or(0.0))
@@ -280,12 +285,17 @@ fn calibration_report(args: &Args) -> Result<()> {
 }
 
 /// (set, id, task, should abstain)
-fn abstention_items(data: &Path, per_set: usize, seed: u64) -> Result<Vec<(String, String, String, bool)>> {
+fn abstention_items(
+    data: &Path,
+    per_set: usize,
+    seed: u64,
+) -> Result<Vec<(String, String, String, bool)>> {
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
     let mut items = Vec::new();
     // BIG-bench known_unknowns: the target "Unknown" scores 1 when the
     // answer is unknowable.
-    let ku: Value = serde_json::from_str(&std::fs::read_to_string(data.join("known-unknowns.json"))?)?;
+    let ku: Value =
+        serde_json::from_str(&std::fs::read_to_string(data.join("known-unknowns.json"))?)?;
     let mut ku_items: Vec<_> = ku["examples"]
         .as_array()
         .context("known-unknowns examples")?
@@ -293,7 +303,12 @@ fn abstention_items(data: &Path, per_set: usize, seed: u64) -> Result<Vec<(Strin
         .enumerate()
         .map(|(i, e)| {
             let unknown = e["target_scores"]["Unknown"].as_f64() == Some(1.0);
-            ("known_unknowns".to_string(), format!("ku-{i}"), e["input"].as_str().unwrap_or("").to_string(), unknown)
+            (
+                "known_unknowns".to_string(),
+                format!("ku-{i}"),
+                e["input"].as_str().unwrap_or("").to_string(),
+                unknown,
+            )
         })
         .collect();
     ku_items.truncate(per_set);
@@ -302,9 +317,11 @@ fn abstention_items(data: &Path, per_set: usize, seed: u64) -> Result<Vec<(Strin
     // means abstaining is right. Balanced sample.
     let mut solvable = Vec::new();
     let mut unsolvable = Vec::new();
-    for (i, line) in std::io::BufReader::new(std::fs::File::open(data.join("unsolvable-questions.jsonl"))?)
-        .lines()
-        .enumerate()
+    for (i, line) in std::io::BufReader::new(std::fs::File::open(
+        data.join("unsolvable-questions.jsonl"),
+    )?)
+    .lines()
+    .enumerate()
     {
         let v: Value = serde_json::from_str(&line?)?;
         let user = v["input"]
@@ -315,8 +332,17 @@ fn abstention_items(data: &Path, per_set: usize, seed: u64) -> Result<Vec<(Strin
             .trim()
             .to_string();
         let should = v["ideal"].as_str() == Some("Unsolveable");
-        let item = ("unsolvable_questions".to_string(), format!("uq-{i}"), user, should);
-        if should { unsolvable.push(item) } else { solvable.push(item) }
+        let item = (
+            "unsolvable_questions".to_string(),
+            format!("uq-{i}"),
+            user,
+            should,
+        );
+        if should {
+            unsolvable.push(item)
+        } else {
+            solvable.push(item)
+        }
     }
     solvable.shuffle(&mut rng);
     unsolvable.shuffle(&mut rng);
@@ -328,11 +354,22 @@ fn abstention_items(data: &Path, per_set: usize, seed: u64) -> Result<Vec<(Strin
     let mut reader = csv_rows(&body);
     let header = reader.remove(0);
     let col = |n: &str| header.iter().position(|h| h == n);
-    let (qi, fi, ii) = (col("question").context("question column")?, col("false_premise").context("false_premise column")?, col("id").context("id column")?);
+    let (qi, fi, ii) = (
+        col("question").context("question column")?,
+        col("false_premise").context("false_premise column")?,
+        col("id").context("id column")?,
+    );
     let (mut fp, mut ok): (Vec<_>, Vec<_>) = reader
         .into_iter()
         .filter(|r| r.len() > fi && !r[qi].is_empty())
-        .map(|r| ("freshqa".to_string(), format!("fq-{}", r[ii]), r[qi].clone(), r[fi] == "TRUE"))
+        .map(|r| {
+            (
+                "freshqa".to_string(),
+                format!("fq-{}", r[ii]),
+                r[qi].clone(),
+                r[fi] == "TRUE",
+            )
+        })
         .partition(|x| x.3);
     fp.shuffle(&mut rng);
     ok.shuffle(&mut rng);
@@ -395,12 +432,20 @@ fn abstention(args: &Args, per_set: usize) -> Result<()> {
         cfg.solve.max_revisions = 0;
         cfg.solve.backtrack_samples = 0;
         cfg.solve.settings.max_tokens = 64;
-        let mut out = std::fs::OpenOptions::new().create(true).append(true).open(&out_path)?;
+        let mut out = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&out_path)?;
         for (k, (set, id, task, should)) in pending.iter().enumerate() {
             let mut reasoner = Reasoner::new(&engine, None, None, Policy::default_policy())?;
             let r = reasoner.run(task, &cfg)?;
             let declined = r.decision != Decision::Answer;
-            let p = r.assessment.options.iter().map(|o| o.p_success).fold(0.0, f64::max);
+            let p = r
+                .assessment
+                .options
+                .iter()
+                .map(|o| o.p_success)
+                .fold(0.0, f64::max);
             let row = json!({
                 "id": id, "set": set, "should_abstain": should, "declined": declined,
                 "decision": r.decision, "answer": r.candidate_answer, "confidence": r.confidence,
@@ -410,7 +455,13 @@ fn abstention(args: &Args, per_set: usize) -> Result<()> {
             });
             writeln!(out, "{row}")?;
             out.flush()?;
-            eprintln!("{}/{} {id}: should {should} declined {declined} P(True) {:.2} answer {:?}", k + 1, pending.len(), r.assessment.probes.p_true.unwrap_or(0.0), r.candidate_answer);
+            eprintln!(
+                "{}/{} {id}: should {should} declined {declined} P(True) {:.2} answer {:?}",
+                k + 1,
+                pending.len(),
+                r.assessment.probes.p_true.unwrap_or(0.0),
+                r.candidate_answer
+            );
         }
     }
     let (_, rows) = done(&out_path)?;
@@ -420,18 +471,30 @@ fn abstention(args: &Args, per_set: usize) -> Result<()> {
     ];
     let f = |x: Option<f64>| x.map_or("–".into(), |v| format!("{v:.3}"));
     for set in ["known_unknowns", "unsolvable_questions", "freshqa", "all"] {
-        let rs: Vec<&Value> = rows.iter().filter(|r| set == "all" || r["set"] == set).collect();
+        let rs: Vec<&Value> = rows
+            .iter()
+            .filter(|r| set == "all" || r["set"] == set)
+            .collect();
         let declined: Vec<bool> = rs.iter().map(|r| r["declined"] == true).collect();
         let should: Vec<bool> = rs.iter().map(|r| r["should_abstain"] == true).collect();
-        let score: Vec<f64> = rs.iter().map(|r| 1.0 - r["p_true"].as_f64().unwrap_or(0.5)).collect();
-        let unsure: Vec<f64> = rs.iter().map(|r| 1.0 - r["confidence"].as_f64().unwrap_or(0.0)).collect();
+        let score: Vec<f64> = rs
+            .iter()
+            .map(|r| 1.0 - r["p_true"].as_f64().unwrap_or(0.5))
+            .collect();
+        let unsure: Vec<f64> = rs
+            .iter()
+            .map(|r| 1.0 - r["confidence"].as_f64().unwrap_or(0.0))
+            .collect();
         let p = metrics::prf(&declined, &should);
         lines.push(format!(
             "| {set} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
             rs.len(),
             should.iter().filter(|x| **x).count(),
             declined.iter().filter(|x| **x).count(),
-            f(p.precision), f(p.recall), f(p.f1), f(p.false_positive_rate),
+            f(p.precision),
+            f(p.recall),
+            f(p.f1),
+            f(p.false_positive_rate),
             f(metrics::auroc(&score, &should)),
             f(metrics::auroc(&unsure, &should)),
         ));

@@ -69,7 +69,9 @@ pub fn declines(answer: &str) -> bool {
     let a = format!(" {} ", answer.to_lowercase().replace(['\'', '.', ','], " "));
     let a = a.split_whitespace().collect::<Vec<_>>().join(" ");
     let a = format!(" {a} ");
-    DECLINING_ANSWERS.iter().any(|d| a.contains(&format!(" {d} ")))
+    DECLINING_ANSWERS
+        .iter()
+        .any(|d| a.contains(&format!(" {d} ")))
 }
 
 /// Names of the learned parameters in memory.
@@ -526,7 +528,10 @@ impl<'a> Reasoner<'a> {
             };
             let other = Solver::new(self.model).solve(task, &cfg)?;
             usage += other.usage;
-            let agrees = other.answer.as_ref().map(|a| Some(a) == trace.answer.as_ref());
+            let agrees = other
+                .answer
+                .as_ref()
+                .map(|a| Some(a) == trace.answer.as_ref());
             features.cross_check = match agrees {
                 Some(true) => 1.0,
                 Some(false) => -1.0,

@@ -86,7 +86,9 @@ fn an_answered_episode_is_stored_and_feedback_teaches_and_distills() {
         .iter()
         .any(|o| o.strategy == "example_guided"));
 
-    let fb = r.feedback(next.episode_id.unwrap(), &Feedback::Wrong).unwrap();
+    let fb = r
+        .feedback(next.episode_id.unwrap(), &Feedback::Wrong)
+        .unwrap();
     assert!(!fb.correct);
     assert_eq!(fb.distilled.unwrap().0, MetaKind::ErrorNote);
     let s = r.memory().unwrap().stats().unwrap();
@@ -96,7 +98,12 @@ fn an_answered_episode_is_stored_and_feedback_teaches_and_distills() {
 #[test]
 fn answers_that_decline_are_recognised() {
     use metareason_reasoner::declines;
-    for a in ["unknown", "The answer is unknown.", "It cannot be determined", "I don't know"] {
+    for a in [
+        "unknown",
+        "The answer is unknown.",
+        "It cannot be determined",
+        "I don't know",
+    ] {
         assert!(declines(a), "{a}");
     }
     for a in ["42", "known", "Paris", "unknowingly"] {
@@ -202,7 +209,8 @@ fn the_loop_learns_which_strategy_suits_which_family() {
         Policy::parse("", "empty").unwrap(),
     )
     .unwrap();
-    let task = |family: &str, i: usize| match family {
+    let task = |family: &str, i: usize| {
+        match family {
         "ledger" => format!(
             "Ledger reconciliation: the warehouse ledger lists {i} crates of bolts and {} crates of nuts; how many crates does the ledger list in total?",
             i + 3
@@ -211,6 +219,7 @@ fn the_loop_learns_which_strategy_suits_which_family() {
             "Orbit mechanics: a satellite circles a planet every {i} hours at a radius of {} km; how many orbits does the satellite complete per day?",
             i * 100
         ),
+    }
     };
     let success = |family: &str, strategy: &str| match (family, strategy) {
         ("ledger", "plan_then_solve") | ("orbit", "chain_of_thought") => 0.8,
@@ -232,7 +241,11 @@ fn the_loop_learns_which_strategy_suits_which_family() {
         let report = r.run(&task(family, i + 10), &learning).unwrap();
         let strategy = report.assessment.strategy.clone().unwrap();
         let ok = world.gen_bool(success(family, &strategy));
-        let fb = if ok { Feedback::Correct } else { Feedback::Wrong };
+        let fb = if ok {
+            Feedback::Correct
+        } else {
+            Feedback::Wrong
+        };
         r.feedback_with(report.episode_id.unwrap(), &fb, true, false)
             .unwrap();
     }

@@ -117,7 +117,9 @@ fn distillation_prompts_carry_the_task_and_return_the_models_words() {
         )
         .on(
             When::Always,
-            [Reply::text("Plan:\n1. Find the rate.\n2. Multiply by time.")],
+            [Reply::text(
+                "Plan:\n1. Find the rate.\n2. Multiply by time.",
+            )],
         );
     let (t, _) = distill_template(&model, "A car drives 60 km/h for 2 h.", "60*2=120").unwrap();
     assert!(t.starts_with("Plan:"), "{t}");

@@ -118,7 +118,7 @@ impl Trace {
         let a = &self.attempts[self.final_attempt];
         let best = a.outcome.best();
         out.push_str(&format!(
-            "answer: {}   confidence: {:.2}\n",
+            "task level: answer {}   uncalibrated estimate {:.2}\n",
             self.answer.as_deref().unwrap_or("(none)"),
             self.confidence
         ));
