@@ -79,7 +79,7 @@ enum Backend {
 enum Command {
     /// Solve a task: self-awareness, strategy, monitored search,
     /// verification, revision, calibrated confidence; stored in memory.
-    Solve(SolveArgs),
+    Solve(Box<SolveArgs>),
     /// Tell metareason whether an answer was right; it learns from it.
     Feedback(FeedbackArgs),
     /// Inspect, export, import or reset the memory.
@@ -369,7 +369,7 @@ fn init_tracing(verbose: u8) {
 
 fn run(cli: Cli) -> Result<()> {
     match cli.command {
-        Command::Solve(args) => solve(&cli.global, args),
+        Command::Solve(args) => solve(&cli.global, *args),
         Command::Feedback(args) => feedback(&cli.global, args),
         Command::Memory(cmd) => memory(cmd),
         Command::Policy(cmd) => policy(cmd),

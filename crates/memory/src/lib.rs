@@ -277,7 +277,7 @@ pub struct Stats {
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum ExportLine {
     /// An episode.
-    Episode(Episode),
+    Episode(Box<Episode>),
     /// A parameter.
     Parameter {
         /// Its name.
@@ -855,7 +855,7 @@ impl Memory {
         };
         for mut ep in self.episodes(false)? {
             self.fill_children(&mut ep)?;
-            write(&ExportLine::Episode(ep))?;
+            write(&ExportLine::Episode(Box::new(ep)))?;
         }
         let mut st = self
             .conn
@@ -872,7 +872,6 @@ impl Memory {
         for m in self.meta_entries()? {
             write(&ExportLine::Meta(m))?;
         }
-        drop(write);
         let file = out.into_inner().map_err(|e| io(e.into_error()))?;
         file.sync_all().map_err(io)?;
         std::fs::rename(&tmp, path).map_err(io)?;
