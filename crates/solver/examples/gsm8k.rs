@@ -127,6 +127,35 @@ fn replay(path: &std::path::Path) -> Result<String> {
             tokens as f64 / n
         ));
     }
+    // Best-of-N: the first N samples of the stream, reranked by their
+    // step-reward score (the sample with the highest mean Q_t answers).
+    for n_best in [4usize, 8] {
+        let (mut correct, mut tokens) = (0usize, 0u64);
+        for r in &rows {
+            let stream = &r["samples"].as_array().expect("checked")[..];
+            let first = &stream[..n_best.min(stream.len())];
+            tokens += first.iter().map(|s| s["tokens"].as_u64().unwrap_or(0)).sum::<u64>();
+            let best = first
+                .iter()
+                .filter(|s| s["answer"].is_string())
+                .max_by(|a, b| {
+                    a["score"]
+                        .as_f64()
+                        .unwrap_or(0.0)
+                        .total_cmp(&b["score"].as_f64().unwrap_or(0.0))
+                });
+            if best.is_some_and(|b| b["answer"] == r["reference"]) {
+                correct += 1;
+            }
+        }
+        let n = rows.len().max(1) as f64;
+        out.push(format!(
+            "| best-of-{n_best} by step reward (no vote) | {:.3} ({correct}/{}) | {n_best}.00 | {:.0} |",
+            correct as f64 / n,
+            rows.len(),
+            tokens as f64 / n
+        ));
+    }
     Ok(out.join("\n"))
 }
 
