@@ -134,7 +134,10 @@ fn replay(path: &std::path::Path) -> Result<String> {
         for r in &rows {
             let stream = &r["samples"].as_array().expect("checked")[..];
             let first = &stream[..n_best.min(stream.len())];
-            tokens += first.iter().map(|s| s["tokens"].as_u64().unwrap_or(0)).sum::<u64>();
+            tokens += first
+                .iter()
+                .map(|s| s["tokens"].as_u64().unwrap_or(0))
+                .sum::<u64>();
             let best = first
                 .iter()
                 .filter(|s| s["answer"].is_string())

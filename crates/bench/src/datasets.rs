@@ -1,0 +1,355 @@
+//! Benchmark items and where they come from: the development files in the
+//! data directory (`../shared/data` by default) and any local JSONL or CSV
+//! file with a field mapping.
+
+use std::collections::BTreeMap;
+use std::io::BufRead;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+/// Why a dataset could not be loaded.
+#[derive(Debug, thiserror::Error)]
+pub enum DatasetError {
+    /// A file could not be read.
+    #[error("cannot read {path}: {source}")]
+    Io {
+        /// The file.
+        path: String,
+        /// The underlying error.
+        source: std::io::Error,
+    },
+    /// A line or row is not what the loader expects.
+    #[error("{path}:{line}: {message}")]
+    Bad {
+        /// The file.
+        path: String,
+        /// 1-based line (or row).
+        line: usize,
+        /// What is wrong.
+        message: String,
+    },
+    /// The name is neither a built-in dataset nor a file.
+    #[error("unknown dataset '{0}': use one of {list}, or a path to a .jsonl or .csv file with --field question=COLUMN,answer=COLUMN", list = BUILTIN.iter().map(|b| b.0).collect::<Vec<_>>().join(", "))]
+    Unknown(String),
+}
+
+/// What counts as success on an item.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Expected {
+    /// Answering with this reference (compared after normalisation by the
+    /// answer kind: `number`, `yes_no`, `text`, or `choice:LABELS`).
+    Answer {
+        /// The reference answer.
+        reference: String,
+        /// How answers are compared.
+        answer_kind: String,
+    },
+    /// Declining (abstaining or refusing) is right.
+    Decline,
+    /// Answering is right, but no reference is known (only declining is
+    /// scored, as over-refusal).
+    AnswerUnscored,
+}
+
+/// One benchmark item.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Item {
+    /// Stable id (a rerun skips finished ids).
+    pub id: String,
+    /// The task as given to the system.
+    pub question: String,
+    /// What success is.
+    pub expected: Expected,
+}
+
+/// Built-in datasets over the development data: (name, description).
+pub const BUILTIN: &[(&str, &str)] = &[
+    (
+        "gsm8k-train",
+        "GSM8K training problems (gsm8k-train.jsonl): number answers",
+    ),
+    (
+        "known-unknowns",
+        "BIG-bench known_unknowns (known-unknowns.json): answer, or decline when the answer is unknowable",
+    ),
+    (
+        "unsolvable-questions",
+        "OpenAI evals unsolvable questions (unsolvable-questions.jsonl): decline when the context does not suffice",
+    ),
+    (
+        "freshqa",
+        "FreshQA (freshqa.csv): decline false-premise questions",
+    ),
+];
+
+/// The data directory: `METAREASON_DATA`, else `../shared/data`.
+pub fn default_data_dir() -> PathBuf {
+    std::env::var_os("METAREASON_DATA")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("../shared/data"))
+}
+
+fn io(path: &Path) -> impl FnOnce(std::io::Error) -> DatasetError + '_ {
+    move |source| DatasetError::Io {
+        path: path.display().to_string(),
+        source,
+    }
+}
+
+fn bad(path: &Path, line: usize, message: impl Into<String>) -> DatasetError {
+    DatasetError::Bad {
+        path: path.display().to_string(),
+        line,
+        message: message.into(),
+    }
+}
+
+/// Loads a built-in dataset from `data_dir`, or a local file with `fields`
+/// mapping `question`, `answer` (and optionally `decline`, a column that is
+/// true when declining is right, and `id`) to its columns; `answer_kind`
+/// applies to local files.
+pub fn load(
+    name: &str,
+    data_dir: &Path,
+    fields: &BTreeMap<String, String>,
+    answer_kind: &str,
+) -> Result<Vec<Item>, DatasetError> {
+    match name {
+        "gsm8k-train" => gsm8k(&data_dir.join("gsm8k-train.jsonl")),
+        "known-unknowns" => known_unknowns(&data_dir.join("known-unknowns.json")),
+        "unsolvable-questions" => unsolvable(&data_dir.join("unsolvable-questions.jsonl")),
+        "freshqa" => freshqa(&data_dir.join("freshqa.csv")),
+        path if path.ends_with(".jsonl") || path.ends_with(".csv") => {
+            local(Path::new(path), fields, answer_kind)
+        }
+        other => Err(DatasetError::Unknown(other.to_string())),
+    }
+}
+
+fn gsm8k(path: &Path) -> Result<Vec<Item>, DatasetError> {
+    let file = std::fs::File::open(path).map_err(io(path))?;
+    let mut out = Vec::new();
+    for (i, line) in std::io::BufReader::new(file).lines().enumerate() {
+        let line = line.map_err(io(path))?;
+        if line.trim().is_empty() {
+            continue;
+        }
+        let v: serde_json::Value =
+            serde_json::from_str(&line).map_err(|e| bad(path, i + 1, e.to_string()))?;
+        let q = v["question"]
+            .as_str()
+            .ok_or_else(|| bad(path, i + 1, "no \"question\""))?;
+        let a = v["answer"]
+            .as_str()
+            .ok_or_else(|| bad(path, i + 1, "no \"answer\""))?;
+        let reference = a
+            .rsplit("####")
+            .next()
+            .unwrap_or("")
+            .trim()
+            .replace(',', "");
+        out.push(Item {
+            id: format!("gsm8k-{i}"),
+            question: q.to_string(),
+            expected: Expected::Answer {
+                reference,
+                answer_kind: "number".into(),
+            },
+        });
+    }
+    Ok(out)
+}
+
+fn known_unknowns(path: &Path) -> Result<Vec<Item>, DatasetError> {
+    let text = std::fs::read_to_string(path).map_err(io(path))?;
+    let v: serde_json::Value =
+        serde_json::from_str(&text).map_err(|e| bad(path, 1, e.to_string()))?;
+    let examples = v["examples"]
+        .as_array()
+        .ok_or_else(|| bad(path, 1, "no \"examples\" array"))?;
+    Ok(examples
+        .iter()
+        .enumerate()
+        .map(|(i, e)| {
+            let scores = e["target_scores"].as_object();
+            let unknown = scores
+                .and_then(|s| s.get("Unknown"))
+                .and_then(|x| x.as_f64())
+                == Some(1.0);
+            let reference = scores
+                .and_then(|s| s.iter().find(|(_, v)| v.as_f64() == Some(1.0)))
+                .map(|(k, _)| k.clone())
+                .unwrap_or_default();
+            Item {
+                id: format!("ku-{i}"),
+                question: e["input"].as_str().unwrap_or("").to_string(),
+                expected: if unknown {
+                    Expected::Decline
+                } else {
+                    Expected::Answer {
+                        reference,
+                        answer_kind: "text".into(),
+                    }
+                },
+            }
+        })
+        .collect())
+}
+
+fn unsolvable(path: &Path) -> Result<Vec<Item>, DatasetError> {
+    let file = std::fs::File::open(path).map_err(io(path))?;
+    let mut out = Vec::new();
+    for (i, line) in std::io::BufReader::new(file).lines().enumerate() {
+        let line = line.map_err(io(path))?;
+        if line.trim().is_empty() {
+            continue;
+        }
+        let v: serde_json::Value =
+            serde_json::from_str(&line).map_err(|e| bad(path, i + 1, e.to_string()))?;
+        let user = v["input"]
+            .as_array()
+            .and_then(|m| m.iter().find(|m| m["role"] == "user"))
+            .and_then(|m| m["content"].as_str())
+            .ok_or_else(|| bad(path, i + 1, "no user message in \"input\""))?;
+        out.push(Item {
+            id: format!("uq-{i}"),
+            question: user.trim().to_string(),
+            expected: if v["ideal"].as_str() == Some("Unsolveable") {
+                Expected::Decline
+            } else {
+                Expected::AnswerUnscored
+            },
+        });
+    }
+    Ok(out)
+}
+
+fn freshqa(path: &Path) -> Result<Vec<Item>, DatasetError> {
+    let text = std::fs::read_to_string(path).map_err(io(path))?;
+    let rows = csv_rows(&text);
+    // The file opens with a warning line and a blank line before the header.
+    let h = rows
+        .iter()
+        .position(|r| r.iter().any(|c| c == "false_premise"))
+        .ok_or_else(|| bad(path, 1, "no header with a false_premise column"))?;
+    let header = &rows[h];
+    let col = |n: &str| {
+        header
+            .iter()
+            .position(|c| c == n)
+            .ok_or_else(|| bad(path, h + 1, format!("no column {n}")))
+    };
+    let (qi, fi, ii) = (col("question")?, col("false_premise")?, col("id")?);
+    Ok(rows[h + 1..]
+        .iter()
+        .filter(|r| r.len() > fi.max(qi) && !r[qi].trim().is_empty())
+        .map(|r| Item {
+            id: format!("fq-{}", r[ii]),
+            question: r[qi].clone(),
+            expected: if r[fi] == "TRUE" {
+                Expected::Decline
+            } else {
+                // Fast-changing answers are not graded; only declining is.
+                Expected::AnswerUnscored
+            },
+        })
+        .collect())
+}
+
+fn local(
+    path: &Path,
+    fields: &BTreeMap<String, String>,
+    answer_kind: &str,
+) -> Result<Vec<Item>, DatasetError> {
+    let field = |k: &str| fields.get(k).cloned().unwrap_or_else(|| k.to_string());
+    let (qf, af, df, idf) = (
+        field("question"),
+        field("answer"),
+        fields.get("decline").cloned(),
+        fields.get("id").cloned(),
+    );
+    let truthy = |s: &str| matches!(s.trim().to_lowercase().as_str(), "1" | "true" | "yes");
+    let mut records: Vec<BTreeMap<String, String>> = Vec::new();
+    if path.extension().is_some_and(|e| e == "csv") {
+        let text = std::fs::read_to_string(path).map_err(io(path))?;
+        let rows = csv_rows(&text);
+        let Some((header, body)) = rows.split_first() else {
+            return Ok(Vec::new());
+        };
+        for r in body {
+            records.push(header.iter().cloned().zip(r.iter().cloned()).collect());
+        }
+    } else {
+        let file = std::fs::File::open(path).map_err(io(path))?;
+        for (i, line) in std::io::BufReader::new(file).lines().enumerate() {
+            let line = line.map_err(io(path))?;
+            if line.trim().is_empty() {
+                continue;
+            }
+            let v: serde_json::Value =
+                serde_json::from_str(&line).map_err(|e| bad(path, i + 1, e.to_string()))?;
+            let obj = v
+                .as_object()
+                .ok_or_else(|| bad(path, i + 1, "not a JSON object"))?;
+            records.push(
+                obj.iter()
+                    .map(|(k, v)| {
+                        (
+                            k.clone(),
+                            v.as_str().map_or_else(|| v.to_string(), str::to_string),
+                        )
+                    })
+                    .collect(),
+            );
+        }
+    }
+    let mut out = Vec::new();
+    for (i, r) in records.iter().enumerate() {
+        let q = r.get(&qf).ok_or_else(|| {
+            bad(
+                path,
+                i + 1,
+                format!("no field '{qf}' (map it with --field question=NAME)"),
+            )
+        })?;
+        let decline = df
+            .as_ref()
+            .and_then(|d| r.get(d))
+            .is_some_and(|v| truthy(v));
+        let expected = if decline {
+            Expected::Decline
+        } else {
+            match r.get(&af) {
+                Some(a) if !a.trim().is_empty() => Expected::Answer {
+                    reference: a.clone(),
+                    answer_kind: answer_kind.to_string(),
+                },
+                _ => Expected::AnswerUnscored,
+            }
+        };
+        out.push(Item {
+            id: idf
+                .as_ref()
+                .and_then(|f| r.get(f))
+                .cloned()
+                .unwrap_or_else(|| format!("item-{i}")),
+            question: q.clone(),
+            expected,
+        });
+    }
+    Ok(out)
+}
+
+/// Rows of CSV text (rows may have different lengths).
+pub fn csv_rows(text: &str) -> Vec<Vec<String>> {
+    csv::ReaderBuilder::new()
+        .has_headers(false)
+        .flexible(true)
+        .from_reader(text.as_bytes())
+        .records()
+        .filter_map(Result::ok)
+        .map(|r| r.iter().map(str::to_string).collect())
+        .collect()
+}

@@ -1,0 +1,98 @@
+//! Loaders on small fixtures written here.
+
+use std::collections::BTreeMap;
+
+use metareason_bench::datasets::{load, DatasetError, Expected};
+
+#[test]
+fn builtin_loaders_read_their_formats() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    std::fs::write(
+        d.join("gsm8k-train.jsonl"),
+        "{\"question\": \"2+2?\", \"answer\": \"2+2=4\\n#### 4\"}\n{\"question\": \"big?\", \"answer\": \"#### 1,200\"}\n",
+    )
+    .unwrap();
+    std::fs::write(
+        d.join("known-unknowns.json"),
+        r#"{"examples": [{"input": "When was X born?", "target_scores": {"1809": 1, "Unknown": 0}},
+                         {"input": "X's toenails?", "target_scores": {"Saturdays": 0, "Unknown": 1}}]}"#,
+    )
+    .unwrap();
+    std::fs::write(
+        d.join("unsolvable-questions.jsonl"),
+        "{\"input\": [{\"role\": \"system\", \"content\": \"s\"}, {\"role\": \"user\", \"content\": \" Q? Context: c \"}], \"ideal\": \"Unsolveable\"}\n",
+    )
+    .unwrap();
+    std::fs::write(
+        d.join("freshqa.csv"),
+        "\"Warning, do not\",,\n,,\nid,question,false_premise\n1,\"Who is the first animal on \"\"Mars\"\"?\",TRUE\n2,Who won?,FALSE\n",
+    )
+    .unwrap();
+    let none = BTreeMap::new();
+    let g = load("gsm8k-train", d, &none, "number").unwrap();
+    assert_eq!(g.len(), 2);
+    assert_eq!(
+        g[1].expected,
+        Expected::Answer {
+            reference: "1200".into(),
+            answer_kind: "number".into()
+        }
+    );
+    let k = load("known-unknowns", d, &none, "text").unwrap();
+    assert!(matches!(&k[0].expected, Expected::Answer { reference, .. } if reference == "1809"));
+    assert_eq!(k[1].expected, Expected::Decline);
+    let u = load("unsolvable-questions", d, &none, "text").unwrap();
+    assert_eq!(u[0].question, "Q? Context: c");
+    assert_eq!(u[0].expected, Expected::Decline);
+    let f = load("freshqa", d, &none, "text").unwrap();
+    assert_eq!(f.len(), 2);
+    assert_eq!(f[0].id, "fq-1");
+    assert_eq!(f[0].question, "Who is the first animal on \"Mars\"?");
+    assert_eq!(f[0].expected, Expected::Decline);
+    assert_eq!(f[1].expected, Expected::AnswerUnscored);
+}
+
+#[test]
+fn local_files_use_the_field_mapping() {
+    let dir = tempfile::tempdir().unwrap();
+    let csv = dir.path().join("mine.csv");
+    std::fs::write(
+        &csv,
+        "key,prompt,gold,skip\na,What is 2+2?,4,no\nb,Is it knowable?,,yes\n",
+    )
+    .unwrap();
+    let fields: BTreeMap<String, String> = [
+        ("question", "prompt"),
+        ("answer", "gold"),
+        ("decline", "skip"),
+        ("id", "key"),
+    ]
+    .into_iter()
+    .map(|(a, b)| (a.to_string(), b.to_string()))
+    .collect();
+    let items = load(csv.to_str().unwrap(), dir.path(), &fields, "number").unwrap();
+    assert_eq!(items[0].id, "a");
+    assert!(matches!(&items[0].expected, Expected::Answer { reference, .. } if reference == "4"));
+    assert_eq!(items[1].expected, Expected::Decline);
+
+    let jsonl = dir.path().join("mine.jsonl");
+    std::fs::write(&jsonl, "{\"q\": \"2+3?\", \"a\": 5}\nnot json\n").unwrap();
+    let fields: BTreeMap<String, String> = [("question", "q"), ("answer", "a")]
+        .into_iter()
+        .map(|(a, b)| (a.to_string(), b.to_string()))
+        .collect();
+    let err = load(jsonl.to_str().unwrap(), dir.path(), &fields, "number").unwrap_err();
+    assert!(matches!(err, DatasetError::Bad { line: 2, .. }), "{err}");
+    let err = load("nonsense", dir.path(), &fields, "number")
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("gsm8k-train") && err.contains("--field"),
+        "{err}"
+    );
+    let err = load("gsm8k-train", dir.path(), &fields, "number")
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("gsm8k-train.jsonl"), "{err}");
+}
