@@ -8,3 +8,4 @@
 
 pub mod datasets;
 pub mod metrics;
+pub mod run;

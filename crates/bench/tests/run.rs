@@ -1,0 +1,110 @@
+//! Resumable runs: a rerun skips finished items; a cut last line is redone.
+
+use metareason_bench::datasets::{Expected, Item};
+use metareason_bench::run::{read_results, run, summarize, ItemResult};
+
+fn items(n: usize) -> Vec<Item> {
+    (0..n)
+        .map(|i| Item {
+            id: format!("i{i}"),
+            question: format!("q{i}"),
+            expected: if i % 4 == 3 {
+                Expected::Decline
+            } else {
+                Expected::Answer {
+                    reference: i.to_string(),
+                    answer_kind: "number".into(),
+                }
+            },
+        })
+        .collect()
+}
+
+fn result(item: &Item) -> ItemResult {
+    let i: usize = item.id[1..].parse().unwrap();
+    let decline = matches!(item.expected, Expected::Decline);
+    let correct = (!decline).then_some(i % 2 == 0);
+    ItemResult {
+        id: item.id.clone(),
+        decision: if decline { "abstain" } else { "answer" }.into(),
+        answer: Some(i.to_string()),
+        reference: (!decline).then(|| i.to_string()),
+        correct,
+        should_decline: decline,
+        confidence: Some(if i % 2 == 0 { 0.9 } else { 0.2 }),
+        candidate_correct: correct,
+        generated_tokens: 10,
+        prompt_tokens: 5,
+        seconds: 0.5,
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("boom")]
+struct Boom;
+
+#[test]
+fn a_rerun_skips_finished_items_and_redoes_a_cut_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("run/results.jsonl");
+    let all = items(8);
+    // First run dies at item 5 (an error stands in for a kill).
+    let mut calls = Vec::new();
+    let err = run(
+        &all,
+        &path,
+        |it| {
+            calls.push(it.id.clone());
+            if it.id == "i5" {
+                Err(Boom)
+            } else {
+                Ok(result(it))
+            }
+        },
+        |_, _| {},
+    )
+    .unwrap_err();
+    assert!(err.to_string().contains("item i5"), "{err}");
+    assert_eq!(read_results(&path).unwrap().len(), 5);
+    // A kill mid-write leaves half a line.
+    let mut text = std::fs::read_to_string(&path).unwrap();
+    text.push_str("{\"id\": \"i5\", \"deci");
+    std::fs::write(&path, text).unwrap();
+    let mut calls = Vec::new();
+    let mut fresh = 0;
+    let results = run(
+        &all,
+        &path,
+        |it| {
+            calls.push(it.id.clone());
+            Ok::<_, Boom>(result(it))
+        },
+        |_, new| fresh += usize::from(new),
+    )
+    .unwrap();
+    assert_eq!(calls, vec!["i5", "i6", "i7"]);
+    assert_eq!(fresh, 3);
+    assert_eq!(
+        results.iter().map(|r| r.id.as_str()).collect::<Vec<_>>(),
+        vec!["i0", "i1", "i2", "i3", "i4", "i5", "i6", "i7"]
+    );
+    assert_eq!(read_results(&path).unwrap().len(), 8);
+}
+
+#[test]
+fn a_summary_counts_accuracy_calibration_and_declining() {
+    let all = items(8);
+    let results: Vec<ItemResult> = all.iter().map(result).collect();
+    let s = summarize(&results, 1);
+    assert_eq!((s.n, s.graded), (8, 6));
+    // Graded: i0 i1 i2 i4 i5 i6 -> right when even: i0 i2 i4 i6.
+    assert!((s.accuracy.value.unwrap() - 4.0 / 6.0).abs() < 1e-12);
+    // Confidence 0.9 exactly on the right ones, 0.2 on the wrong: AUROC 1.
+    assert_eq!(s.auroc.value, Some(1.0));
+    let (lo, hi) = s.accuracy.ci95.unwrap();
+    assert!(lo <= 4.0 / 6.0 && 4.0 / 6.0 <= hi);
+    // Declined exactly where declining is right.
+    assert_eq!(s.decline.f1, Some(1.0));
+    assert_eq!(s.decline.false_positive_rate, Some(0.0));
+    assert!((s.generated_tokens - 10.0).abs() < 1e-12);
+}
