@@ -10,6 +10,7 @@ use serde::{Deserialize, Serialize};
 
 /// How neighbours are weighted and how strongly the pooled prior holds.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
 pub struct CapabilitySettings {
     /// Neighbours looked at.
     pub neighbours: usize,

@@ -102,6 +102,7 @@ pub struct OptionScore {
 
 /// How to assess.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
 pub struct AwarenessSettings {
     /// Neighbour weighting and pooling.
     pub capability: CapabilitySettings,

@@ -1,5 +1,6 @@
 //! The `metareason` command: a thin edge over the library crates.
 
+mod bench;
 mod progress;
 
 use std::io::Write;
@@ -88,6 +89,8 @@ enum Command {
     /// Check a policy file.
     #[command(subcommand)]
     Policy(PolicyCommand),
+    /// Run a configuration over a dataset (resumable) and summarise it.
+    Bench(Box<bench::BenchArgs>),
     /// Generate text from a prompt, with token log-probabilities.
     Generate(GenerateArgs),
     /// List, fetch, verify and locate models.
@@ -373,6 +376,7 @@ fn run(cli: Cli) -> Result<()> {
         Command::Feedback(args) => feedback(&cli.global, args),
         Command::Memory(cmd) => memory(cmd),
         Command::Policy(cmd) => policy(cmd),
+        Command::Bench(args) => bench::bench(&cli.global, *args),
         Command::Generate(args) => generate(&cli.global, args),
         Command::Models(cmd) => models(&cli.global, cmd),
     }
@@ -521,6 +525,7 @@ fn solve(g: &GlobalArgs, a: SolveArgs) -> Result<()> {
         awareness: AwarenessSettings {
             explore: a.explore,
             probes: !a.no_probes,
+            allow_abstain: !a.no_abstain,
             ..AwarenessSettings::default()
         },
         cross_check: match a.cross_check.as_str() {

@@ -350,3 +350,85 @@ fn policy_check_points_at_the_error() {
     assert_eq!(o.status.code(), Some(1));
     assert!(stderr(&o).contains("bad.toml:5:"));
 }
+
+#[test]
+fn bench_errors_come_before_any_model_load() {
+    let o = metareason(&[
+        "--model",
+        "/nonexistent/x.gguf",
+        "bench",
+        "nonsense",
+        "--out",
+        std::env::temp_dir().to_str().unwrap(),
+    ]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        stderr(&o).contains("unknown dataset 'nonsense'"),
+        "{}",
+        stderr(&o)
+    );
+    let o = metareason(&["bench", "gsm8k-train", "--ablate", "wisdom"]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        stderr(&o).contains("unknown module 'wisdom'"),
+        "{}",
+        stderr(&o)
+    );
+}
+
+#[test]
+fn bench_on_the_test_model_runs_resumes_and_summarises() {
+    if skip_model_tests() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("tiny.csv");
+    std::fs::write(
+        &data,
+        "key,prompt,gold,skip\na,What is 2 + 2?,4,no\nb,What will I dream tonight?,,yes\n",
+    )
+    .unwrap();
+    let config = dir.path().join("short.toml");
+    std::fs::write(
+        &config,
+        "strategies = [\"direct\"]\ncross_check = \"never\"\ndistill = false\n[solve]\nfallbacks = []\nmax_revisions = 0\nbacktrack_samples = 0\n[solve.settings]\nmax_tokens = 24\n",
+    )
+    .unwrap();
+    let out = dir.path().join("out");
+    let args = [
+        "--model",
+        "smollm2-135m-instruct",
+        "--threads",
+        "1",
+        "bench",
+        data.to_str().unwrap(),
+        "--field",
+        "question=prompt,answer=gold,decline=skip,id=key",
+        "--answer",
+        "number",
+        "--config",
+        config.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+    ];
+    let o = metareason(&args);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let results = out.join("tiny/short/results.jsonl");
+    let lines = std::fs::read_to_string(&results).unwrap();
+    assert_eq!(lines.lines().count(), 2, "{lines}");
+    let first: serde_json::Value = serde_json::from_str(lines.lines().next().unwrap()).unwrap();
+    assert_eq!(first["id"], "a");
+    assert_eq!(first["reference"], "4");
+    let summary: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(out.join("tiny/short/summary.json")).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(summary["summary"]["n"], 2);
+    // A rerun finds both items done and runs nothing.
+    let o = metareason(&args);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(
+        std::fs::read_to_string(&results).unwrap().lines().count(),
+        2
+    );
+}

@@ -79,6 +79,7 @@ fn top_k_entropy(t: &TokenLogprob) -> (f64, f64) {
 
 /// Weights of the step reward: Q = sigmoid(bias + sum w_i x_i).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
 pub struct RewardWeights {
     /// Intercept.
     pub bias: f64,

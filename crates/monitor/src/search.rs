@@ -89,6 +89,7 @@ impl SearchPolicy {
 
 /// Settings shared by all policies.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
 pub struct SearchSettings {
     /// Sampling temperature for every policy but greedy.
     pub temperature: f32,

@@ -124,6 +124,7 @@ pub enum CrossCheck {
 
 /// How to run the loop.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
 pub struct ReasonerConfig {
     /// The task-level configuration; its strategy is replaced by the one
     /// self-awareness chooses.

@@ -34,6 +34,7 @@ use serde::{Deserialize, Serialize};
 
 /// What a sandboxed program may use.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
 pub struct Limits {
     /// CPU seconds (the kernel kills the program past this).
     pub cpu_seconds: u64,

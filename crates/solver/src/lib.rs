@@ -41,6 +41,7 @@ pub use trace::{Attempt, Backtrack, Revision, Switch, Trace, TRACE_SCHEMA};
 
 /// When step rewards count as collapsed.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
 pub struct CollapseRule {
     /// A step below this reward collapses the chain.
     pub min_reward: f64,
@@ -86,6 +87,7 @@ impl CollapseRule {
 
 /// How to solve.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
 pub struct SolveConfig {
     /// The first strategy.
     pub strategy: StrategyKind,

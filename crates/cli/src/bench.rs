@@ -1,0 +1,282 @@
+//! `metareason bench`: run a configuration over a dataset, resumably, and
+//! summarise it.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context, Result};
+use clap::Args;
+use indicatif::{ProgressBar, ProgressStyle};
+use metareason_awareness::Policy;
+use metareason_bench::datasets::{self, Expected, Item};
+use metareason_bench::run::{self, ItemResult, Summary, MARKDOWN_HEADER};
+use metareason_memory::{Decision, Memory};
+use metareason_monitor::SearchPolicy;
+use metareason_reasoner::{CrossCheck, Feedback, Reasoner, ReasonerConfig};
+use metareason_strategy::StrategyKind;
+use rand::seq::SliceRandom;
+use rand::SeedableRng;
+
+use crate::{open_embedder, open_model, parse_answer_kind, GlobalArgs};
+
+#[derive(Args)]
+pub(crate) struct BenchArgs {
+    /// A built-in dataset (gsm8k-train, known-unknowns, unsolvable-questions,
+    /// freshqa) or a .jsonl/.csv file.
+    dataset: String,
+    /// Items at most (a seeded random subset).
+    #[arg(long)]
+    limit: Option<usize>,
+    /// Seed of the subset and of every draw.
+    #[arg(long, default_value_t = 7)]
+    seed: u64,
+    /// A configuration: full, greedy_cot, sc8, or a TOML/JSON file of
+    /// ReasonerConfig fields (missing fields take the defaults; see
+    /// --print-config).
+    #[arg(long, default_value = "full")]
+    config: String,
+    /// Modules switched off: awareness, monitor, regulation, memory
+    /// (comma-separated).
+    #[arg(long, value_delimiter = ',')]
+    ablate: Vec<String>,
+    /// Where results go: OUT/DATASET/CONFIG/results.jsonl and summary.json.
+    #[arg(long, default_value = "bench-out")]
+    out: PathBuf,
+    /// Directory of the built-in datasets' files.
+    #[arg(long, env = "METAREASON_DATA")]
+    data_dir: Option<PathBuf>,
+    /// Field mapping of a local file: question=COL,answer=COL[,decline=COL][,id=COL].
+    #[arg(long, value_delimiter = ',')]
+    field: Vec<String>,
+    /// Answer kind of a local file: number, yesno, text, choice:ABCD.
+    #[arg(long, default_value = "text")]
+    answer: String,
+    /// Print the configuration as TOML and exit.
+    #[arg(long)]
+    print_config: bool,
+}
+
+/// The named configurations.
+fn named_config(name: &str) -> Result<ReasonerConfig> {
+    let mut c = ReasonerConfig::default();
+    match name {
+        "full" => {}
+        // Baselines: one strategy, no self-awareness probes, no cross-check,
+        // no revision, always answer.
+        "greedy_cot" | "sc8" => {
+            c.strategies = vec![StrategyKind::ChainOfThought];
+            c.awareness.probes = false;
+            c.awareness.allow_abstain = false;
+            c.cross_check = CrossCheck::Never;
+            c.abstain_after = false;
+            c.distill = false;
+            c.solve.fallbacks = Vec::new();
+            c.solve.max_revisions = 0;
+            c.solve.backtrack_samples = 0;
+            if name == "sc8" {
+                c.solve.policy = SearchPolicy::SelfConsistency { n: 8 };
+            }
+        }
+        path => {
+            let text = std::fs::read_to_string(path).with_context(|| {
+                format!(
+                    "unknown configuration '{path}': use full, greedy_cot, sc8 or a TOML/JSON file"
+                )
+            })?;
+            c = if path.ends_with(".json") {
+                serde_json::from_str(&text)
+                    .with_context(|| format!("{path}: not a configuration"))?
+            } else {
+                toml::from_str(&text).with_context(|| format!("{path}: not a configuration"))?
+            };
+        }
+    }
+    Ok(c)
+}
+
+/// Switches modules off.
+fn ablate(c: &mut ReasonerConfig, modules: &[String]) -> Result<(bool, bool)> {
+    let (mut no_policy, mut no_memory) = (false, false);
+    for m in modules {
+        match m.as_str() {
+            "awareness" => {
+                c.awareness.probes = false;
+                c.awareness.allow_abstain = false;
+                c.strategies = vec![c.solve.strategy];
+                no_policy = true;
+            }
+            "monitor" => {
+                c.solve.policy = SearchPolicy::Greedy;
+                c.solve.collapse.min_reward = 0.0;
+                c.solve.collapse.max_drop = 1.0;
+                c.solve.backtrack_samples = 0;
+                c.solve.fallbacks = Vec::new();
+            }
+            "regulation" => {
+                c.solve.max_revisions = 0;
+                c.solve.critique = false;
+                c.cross_check = CrossCheck::Never;
+            }
+            "memory" => no_memory = true,
+            other => bail!(
+                "unknown module '{other}' for --ablate: use awareness, monitor, regulation, memory"
+            ),
+        }
+    }
+    Ok((no_policy, no_memory))
+}
+
+fn decision_name(d: Decision) -> &'static str {
+    match d {
+        Decision::Answer => "answer",
+        Decision::Abstain => "abstain",
+        Decision::Refuse => "refuse",
+    }
+}
+
+pub(crate) fn bench(g: &GlobalArgs, a: BenchArgs) -> Result<()> {
+    let mut config = named_config(&a.config)?;
+    config.seed = a.seed;
+    let (no_policy, no_memory) = ablate(&mut config, &a.ablate)?;
+    if a.print_config {
+        print!("{}", toml::to_string_pretty(&config)?);
+        return Ok(());
+    }
+    let mut fields = BTreeMap::new();
+    for f in &a.field {
+        let Some((k, v)) = f.split_once('=') else {
+            bail!(
+                "--field takes NAME=COLUMN, e.g. --field question=prompt,answer=gold (got '{f}')"
+            );
+        };
+        fields.insert(k.trim().to_string(), v.trim().to_string());
+    }
+    parse_answer_kind(&a.answer)?;
+    let data_dir = a
+        .data_dir
+        .clone()
+        .unwrap_or_else(datasets::default_data_dir);
+    let mut items = datasets::load(&a.dataset, &data_dir, &fields, &a.answer)?;
+    if let Some(limit) = a.limit {
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(a.seed);
+        items.shuffle(&mut rng);
+        items.truncate(limit);
+    }
+    if items.is_empty() {
+        bail!("the dataset has no items");
+    }
+    let config_name = Path::new(&a.config)
+        .file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_else(|| a.config.clone());
+    let run_name = if a.ablate.is_empty() {
+        config_name
+    } else {
+        format!("{config_name}-no-{}", a.ablate.join("-no-"))
+    };
+    let dataset_name = Path::new(&a.dataset)
+        .file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_else(|| a.dataset.clone());
+    let dir = a.out.join(&dataset_name).join(&run_name);
+    std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    let memory = if no_memory {
+        None
+    } else {
+        Some(Memory::open(dir.join("memory.sqlite"))?)
+    };
+    let model = open_model(g)?;
+    let embedder = if memory.is_some() {
+        open_embedder(g)
+    } else {
+        None
+    };
+    let policy = if no_policy {
+        Policy::parse("", "no policy")?
+    } else {
+        Policy::default_policy()
+    };
+    let mut reasoner = Reasoner::new(model.as_ref(), embedder.as_deref(), memory, policy)?;
+    let bar = ProgressBar::new(items.len() as u64);
+    bar.set_style(
+        ProgressStyle::with_template(
+            "{spinner} {pos}/{len} [{elapsed_precise} < {eta_precise}] {msg}",
+        )
+        .expect("valid template"),
+    );
+    let (mut graded, mut right) = (0usize, 0usize);
+    let learn = !no_memory && config.learn;
+    let solve = |item: &Item| -> Result<ItemResult, metareason_reasoner::ReasonerError> {
+        let mut cfg = config.clone();
+        let (reference, kind) = match &item.expected {
+            Expected::Answer {
+                reference,
+                answer_kind,
+            } => {
+                let kind = parse_answer_kind(answer_kind)
+                    .unwrap_or(metareason_strategy::answer::AnswerKind::Text);
+                (kind.normalize_reference(reference), Some(kind))
+            }
+            _ => (None, None),
+        };
+        cfg.solve.answer_kind = kind.unwrap_or(metareason_strategy::answer::AnswerKind::Text);
+        let report = reasoner.run(&item.question, &cfg)?;
+        let candidate_correct = reference
+            .as_ref()
+            .map(|r| report.candidate_answer.as_ref() == Some(r));
+        let correct = reference
+            .as_ref()
+            .map(|r| report.answer.as_ref() == Some(r));
+        // Meta-reflection: graded items teach the memory.
+        if let (true, Some(id), Some(r), Some(_)) = (
+            learn,
+            report.episode_id,
+            reference.as_ref(),
+            &report.candidate_answer,
+        ) {
+            reasoner.feedback_with(id, &Feedback::Answer(r.clone()), true, cfg.distill)?;
+        }
+        Ok(ItemResult {
+            id: item.id.clone(),
+            decision: decision_name(report.decision).into(),
+            answer: report.answer.clone(),
+            reference,
+            correct,
+            should_decline: run::should_decline(item),
+            confidence: report.confidence,
+            candidate_correct,
+            generated_tokens: report.usage.generated_tokens,
+            prompt_tokens: report.usage.prompt_tokens,
+            seconds: report.seconds,
+        })
+    };
+    let results = run::run(&items, &dir.join("results.jsonl"), solve, |r, _| {
+        if let Some(c) = r.correct {
+            graded += 1;
+            right += usize::from(c);
+        }
+        bar.inc(1);
+        if graded > 0 {
+            bar.set_message(format!(
+                "accuracy {:.3} ({right}/{graded})",
+                right as f64 / graded as f64
+            ));
+        }
+    })?;
+    bar.finish_and_clear();
+    let summary: Summary = run::summarize(&results, a.seed);
+    std::fs::write(
+        dir.join("summary.json"),
+        serde_json::to_string_pretty(&serde_json::json!({
+            "dataset": a.dataset,
+            "config": run_name,
+            "model": model.info(),
+            "seed": a.seed,
+            "summary": summary,
+        }))?,
+    )?;
+    println!("{MARKDOWN_HEADER}");
+    println!("{}", run::markdown_row(&run_name, &summary));
+    println!("results: {}", dir.display());
+    Ok(())
+}
