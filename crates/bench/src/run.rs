@@ -201,6 +201,9 @@ pub struct Summary {
     pub risk_coverage: Vec<metrics::RiskPoint>,
 }
 
+/// A metric over (confidence, correct) pairs.
+type Stat = dyn Fn(&[f64], &[bool]) -> Option<f64>;
+
 /// Summarises results (`seed` drives the bootstrap).
 pub fn summarize(results: &[ItemResult], seed: u64) -> Summary {
     let n = results.len();
@@ -215,15 +218,14 @@ pub fn summarize(results: &[ItemResult], seed: u64) -> Summary {
     let conf: Vec<f64> = scored.iter().map(|x| x.0).collect();
     let ok: Vec<bool> = scored.iter().map(|x| x.1).collect();
     let draws = 1000;
-    let boot =
-        |stat: &dyn Fn(&[f64], &[bool]) -> Option<f64>, c: &[f64], y: &[bool], s: u64| Estimate {
-            value: stat(c, y),
-            ci95: metrics::bootstrap(y.len(), draws, s, |idx| {
-                let cc: Vec<f64> = idx.iter().map(|&i| c[i]).collect();
-                let yy: Vec<bool> = idx.iter().map(|&i| y[i]).collect();
-                stat(&cc, &yy)
-            }),
-        };
+    let boot = |stat: &Stat, c: &[f64], y: &[bool], s: u64| Estimate {
+        value: stat(c, y),
+        ci95: metrics::bootstrap(y.len(), draws, s, |idx| {
+            let cc: Vec<f64> = idx.iter().map(|&i| c[i]).collect();
+            let yy: Vec<bool> = idx.iter().map(|&i| y[i]).collect();
+            stat(&cc, &yy)
+        }),
+    };
     let zeros = vec![0.0; right.len()];
     let answered: Vec<&&ItemResult> = graded.iter().filter(|r| !r.declined()).collect();
     // Declining is judged on every item: where it is not right, it is
