@@ -23,7 +23,7 @@ fn items(n: usize) -> Vec<Item> {
 fn result(item: &Item) -> ItemResult {
     let i: usize = item.id[1..].parse().unwrap();
     let decline = matches!(item.expected, Expected::Decline);
-    let correct = (!decline).then_some(i % 2 == 0);
+    let correct = (!decline).then_some(i.is_multiple_of(2));
     ItemResult {
         id: item.id.clone(),
         decision: if decline { "abstain" } else { "answer" }.into(),
@@ -31,7 +31,7 @@ fn result(item: &Item) -> ItemResult {
         reference: (!decline).then(|| i.to_string()),
         correct,
         should_decline: decline,
-        confidence: Some(if i % 2 == 0 { 0.9 } else { 0.2 }),
+        confidence: Some(if i.is_multiple_of(2) { 0.9 } else { 0.2 }),
         candidate_correct: correct,
         generated_tokens: 10,
         prompt_tokens: 5,
