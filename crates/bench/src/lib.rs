@@ -8,4 +8,5 @@
 
 pub mod datasets;
 pub mod metrics;
+pub mod report;
 pub mod run;

@@ -20,10 +20,13 @@ use rand::SeedableRng;
 use crate::{open_embedder, open_model, parse_answer_kind, GlobalArgs};
 
 #[derive(Args)]
+#[command(args_conflicts_with_subcommands = true)]
 pub(crate) struct BenchArgs {
+    #[command(subcommand)]
+    command: Option<BenchCommand>,
     /// A built-in dataset (gsm8k-train, known-unknowns, unsolvable-questions,
     /// freshqa) or a .jsonl/.csv file.
-    dataset: String,
+    dataset: Option<String>,
     /// Items at most (a seeded random subset).
     #[arg(long)]
     limit: Option<usize>,
@@ -54,6 +57,69 @@ pub(crate) struct BenchArgs {
     /// Print the configuration as TOML and exit.
     #[arg(long)]
     print_config: bool,
+}
+
+#[derive(clap::Subcommand)]
+enum BenchCommand {
+    /// Side-by-side table of runs (their directories, holding summary.json).
+    Compare {
+        /// Two or more run directories.
+        #[arg(required = true, num_args = 2..)]
+        runs: Vec<PathBuf>,
+    },
+    /// Write DIR/report.html for every run under DIR (a dataset directory).
+    Report {
+        /// The dataset directory, e.g. bench-out/gsm8k-train.
+        dir: PathBuf,
+    },
+}
+
+fn load_summary(dir: &Path) -> Result<(String, Summary)> {
+    let path = dir.join("summary.json");
+    let text = std::fs::read_to_string(&path).with_context(|| {
+        format!(
+            "cannot read {}: is it a bench run directory?",
+            path.display()
+        )
+    })?;
+    let v: serde_json::Value = serde_json::from_str(&text)
+        .with_context(|| format!("{}: not a summary", path.display()))?;
+    let s: Summary = serde_json::from_value(v["summary"].clone())
+        .with_context(|| format!("{}: not a summary", path.display()))?;
+    let name = v["config"]
+        .as_str()
+        .map(str::to_string)
+        .unwrap_or_else(|| dir.display().to_string());
+    Ok((name, s))
+}
+
+/// Writes DIR/report.html over every run directory in DIR; returns its path.
+fn write_report(dir: &Path) -> Result<PathBuf> {
+    let mut runs = Vec::new();
+    let mut entries: Vec<PathBuf> = std::fs::read_dir(dir)
+        .with_context(|| format!("cannot read {}", dir.display()))?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.join("summary.json").is_file())
+        .collect();
+    entries.sort();
+    for p in entries {
+        runs.push(load_summary(&p)?);
+    }
+    if runs.is_empty() {
+        bail!(
+            "no runs (directories with summary.json) in {}",
+            dir.display()
+        );
+    }
+    let title = format!(
+        "metareason bench: {}",
+        dir.file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default()
+    );
+    let path = dir.join("report.html");
+    std::fs::write(&path, metareason_bench::report::html(&title, &runs))?;
+    Ok(path)
 }
 
 /// The named configurations.
@@ -135,6 +201,24 @@ fn decision_name(d: Decision) -> &'static str {
 }
 
 pub(crate) fn bench(g: &GlobalArgs, a: BenchArgs) -> Result<()> {
+    match &a.command {
+        Some(BenchCommand::Compare { runs }) => {
+            let runs = runs
+                .iter()
+                .map(|d| load_summary(d))
+                .collect::<Result<Vec<_>>>()?;
+            print!("{}", metareason_bench::report::comparison_markdown(&runs));
+            return Ok(());
+        }
+        Some(BenchCommand::Report { dir }) => {
+            println!("{}", write_report(dir)?.display());
+            return Ok(());
+        }
+        None => {}
+    }
+    let Some(dataset) = a.dataset.clone() else {
+        bail!("name a dataset: metareason bench gsm8k-train (or bench compare / bench report)");
+    };
     let mut config = named_config(&a.config)?;
     config.seed = a.seed;
     let (no_policy, no_memory) = ablate(&mut config, &a.ablate)?;
@@ -156,7 +240,7 @@ pub(crate) fn bench(g: &GlobalArgs, a: BenchArgs) -> Result<()> {
         .data_dir
         .clone()
         .unwrap_or_else(datasets::default_data_dir);
-    let mut items = datasets::load(&a.dataset, &data_dir, &fields, &a.answer)?;
+    let mut items = datasets::load(&dataset, &data_dir, &fields, &a.answer)?;
     if let Some(limit) = a.limit {
         let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(a.seed);
         items.shuffle(&mut rng);
@@ -174,10 +258,10 @@ pub(crate) fn bench(g: &GlobalArgs, a: BenchArgs) -> Result<()> {
     } else {
         format!("{config_name}-no-{}", a.ablate.join("-no-"))
     };
-    let dataset_name = Path::new(&a.dataset)
+    let dataset_name = Path::new(&dataset)
         .file_stem()
         .map(|s| s.to_string_lossy().into_owned())
-        .unwrap_or_else(|| a.dataset.clone());
+        .unwrap_or_else(|| dataset.clone());
     let dir = a.out.join(&dataset_name).join(&run_name);
     std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
     let memory = if no_memory {
@@ -268,7 +352,7 @@ pub(crate) fn bench(g: &GlobalArgs, a: BenchArgs) -> Result<()> {
     std::fs::write(
         dir.join("summary.json"),
         serde_json::to_string_pretty(&serde_json::json!({
-            "dataset": a.dataset,
+            "dataset": dataset,
             "config": run_name,
             "model": model.info(),
             "seed": a.seed,
@@ -278,5 +362,7 @@ pub(crate) fn bench(g: &GlobalArgs, a: BenchArgs) -> Result<()> {
     println!("{MARKDOWN_HEADER}");
     println!("{}", run::markdown_row(&run_name, &summary));
     println!("results: {}", dir.display());
+    let report = write_report(dir.parent().expect("run dirs sit in a dataset dir"))?;
+    println!("report: {}", report.display());
     Ok(())
 }

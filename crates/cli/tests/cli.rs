@@ -424,6 +424,19 @@ fn bench_on_the_test_model_runs_resumes_and_summarises() {
     )
     .unwrap();
     assert_eq!(summary["summary"]["n"], 2);
+    let report = std::fs::read_to_string(out.join("tiny/report.html")).unwrap();
+    assert!(
+        report.contains("<svg") && report.contains("short"),
+        "report page"
+    );
+    let o = metareason(&[
+        "bench",
+        "compare",
+        out.join("tiny/short").to_str().unwrap(),
+        out.join("tiny/short").to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(String::from_utf8_lossy(&o.stdout).contains("| AUROC |"));
     // A rerun finds both items done and runs nothing.
     let o = metareason(&args);
     assert!(o.status.success(), "{}", stderr(&o));

@@ -1,0 +1,345 @@
+//! A self-contained HTML report with hand-written SVG plots: reliability
+//! diagrams, risk-coverage curves, and accuracy against tokens for every
+//! configuration; and a side-by-side comparison table.
+
+use std::fmt::Write;
+
+use crate::run::Summary;
+
+/// Distinct colours for up to eight configurations (then they repeat).
+const COLOURS: [&str; 8] = [
+    "#1b6ac9", "#d9480f", "#2b8a3e", "#862e9c", "#e67700", "#0b7285", "#c2255c", "#495057",
+];
+
+fn esc(s: &str) -> String {
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
+}
+
+fn f(x: Option<f64>) -> String {
+    x.map_or("–".into(), |v| format!("{v:.3}"))
+}
+
+/// A square plot area: maps data coordinates to SVG pixels.
+struct Frame {
+    w: f64,
+    h: f64,
+    pad: f64,
+    x_max: f64,
+    y_max: f64,
+}
+
+impl Frame {
+    fn x(&self, v: f64) -> f64 {
+        self.pad + v / self.x_max.max(1e-12) * (self.w - 2.0 * self.pad)
+    }
+    fn y(&self, v: f64) -> f64 {
+        self.h - self.pad - v / self.y_max.max(1e-12) * (self.h - 2.0 * self.pad)
+    }
+    fn axes(&self, x_label: &str, y_label: &str, out: &mut String) {
+        let (x0, y0, x1, y1) = (
+            self.x(0.0),
+            self.y(0.0),
+            self.x(self.x_max),
+            self.y(self.y_max),
+        );
+        let _ = write!(
+            out,
+            r##"<line x1="{x0:.1}" y1="{y0:.1}" x2="{x1:.1}" y2="{y0:.1}" stroke="#333"/><line x1="{x0:.1}" y1="{y0:.1}" x2="{x0:.1}" y2="{y1:.1}" stroke="#333"/>"##
+        );
+        for i in 0..=4 {
+            let fx = self.x_max * i as f64 / 4.0;
+            let fy = self.y_max * i as f64 / 4.0;
+            let _ = write!(
+                out,
+                r##"<text x="{:.1}" y="{:.1}" font-size="10" text-anchor="middle">{}</text><text x="{:.1}" y="{:.1}" font-size="10" text-anchor="end">{}</text>"##,
+                self.x(fx),
+                y0 + 14.0,
+                tick(fx),
+                x0 - 4.0,
+                self.y(fy) + 3.0,
+                tick(fy)
+            );
+        }
+        let _ = write!(
+            out,
+            r##"<text x="{:.1}" y="{:.1}" font-size="11" text-anchor="middle">{}</text><text x="12" y="{:.1}" font-size="11" text-anchor="middle" transform="rotate(-90 12 {:.1})">{}</text>"##,
+            (x0 + x1) / 2.0,
+            self.h - 4.0,
+            esc(x_label),
+            (y0 + y1) / 2.0,
+            (y0 + y1) / 2.0,
+            esc(y_label)
+        );
+    }
+}
+
+fn tick(v: f64) -> String {
+    if v >= 100.0 {
+        format!("{v:.0}")
+    } else {
+        format!("{v:.2}")
+    }
+}
+
+fn svg_open(w: f64, h: f64) -> String {
+    format!(
+        r#"<svg xmlns="http://www.w3.org/2000/svg" width="{w}" height="{h}" viewBox="0 0 {w} {h}">"#
+    )
+}
+
+/// Reliability diagram of one configuration: bars of accuracy per
+/// confidence bin against the diagonal, bar width ∝ count.
+pub fn reliability_svg(name: &str, s: &Summary, colour: &str) -> String {
+    let fr = Frame {
+        w: 300.0,
+        h: 300.0,
+        pad: 36.0,
+        x_max: 1.0,
+        y_max: 1.0,
+    };
+    let mut out = svg_open(fr.w, fr.h);
+    let _ = write!(
+        out,
+        r##"<text x="150" y="14" font-size="12" text-anchor="middle">{}</text>"##,
+        esc(name)
+    );
+    fr.axes("confidence", "accuracy", &mut out);
+    let _ = write!(
+        out,
+        r##"<line x1="{:.1}" y1="{:.1}" x2="{:.1}" y2="{:.1}" stroke="#999" stroke-dasharray="4 3"/>"##,
+        fr.x(0.0),
+        fr.y(0.0),
+        fr.x(1.0),
+        fr.y(1.0)
+    );
+    let total: usize = s.reliability.iter().map(|b| b.count).sum();
+    for b in s.reliability.iter().filter(|b| b.count > 0) {
+        let share = b.count as f64 / total.max(1) as f64;
+        let x0 = fr.x(b.low);
+        let x1 = fr.x(b.high);
+        let _ = write!(
+            out,
+            r##"<rect x="{:.1}" y="{:.1}" width="{:.1}" height="{:.1}" fill="{colour}" fill-opacity="{:.2}" stroke="{colour}"><title>{:.2}-{:.2}: {} items, confidence {:.3}, accuracy {:.3}</title></rect>"##,
+            x0 + 1.0,
+            fr.y(b.accuracy),
+            (x1 - x0 - 2.0).max(1.0),
+            fr.y(0.0) - fr.y(b.accuracy),
+            0.25 + 0.75 * share.sqrt(),
+            b.low,
+            b.high,
+            b.count,
+            b.confidence,
+            b.accuracy
+        );
+    }
+    out.push_str("</svg>");
+    out
+}
+
+/// Risk-coverage curves of every configuration.
+pub fn risk_coverage_svg(runs: &[(String, Summary)]) -> String {
+    let fr = Frame {
+        w: 460.0,
+        h: 320.0,
+        pad: 40.0,
+        x_max: 1.0,
+        y_max: runs
+            .iter()
+            .flat_map(|(_, s)| s.risk_coverage.iter().map(|p| p.risk))
+            .fold(0.1, f64::max),
+    };
+    let mut out = svg_open(fr.w, fr.h);
+    fr.axes("coverage", "risk (error rate)", &mut out);
+    for (i, (name, s)) in runs.iter().enumerate() {
+        let c = COLOURS[i % COLOURS.len()];
+        let pts: Vec<String> = s
+            .risk_coverage
+            .iter()
+            .map(|p| format!("{:.1},{:.1}", fr.x(p.coverage), fr.y(p.risk)))
+            .collect();
+        let _ = write!(
+            out,
+            r##"<polyline points="{}" fill="none" stroke="{c}" stroke-width="2"><title>{}</title></polyline>"##,
+            pts.join(" "),
+            esc(name)
+        );
+    }
+    legend(runs, fr.w - 150.0, 20.0, &mut out);
+    out.push_str("</svg>");
+    out
+}
+
+/// Accuracy against tokens generated per item, one point per configuration.
+pub fn accuracy_tokens_svg(runs: &[(String, Summary)]) -> String {
+    let fr = Frame {
+        w: 460.0,
+        h: 320.0,
+        pad: 44.0,
+        x_max: runs
+            .iter()
+            .map(|(_, s)| s.generated_tokens)
+            .fold(1.0, f64::max)
+            * 1.1,
+        y_max: 1.0,
+    };
+    let mut out = svg_open(fr.w, fr.h);
+    fr.axes("tokens generated per item", "accuracy", &mut out);
+    for (i, (name, s)) in runs.iter().enumerate() {
+        let c = COLOURS[i % COLOURS.len()];
+        let acc = s.accuracy.value.unwrap_or(0.0);
+        let (x, y) = (fr.x(s.generated_tokens), fr.y(acc));
+        if let Some((lo, hi)) = s.accuracy.ci95 {
+            let _ = write!(
+                out,
+                r##"<line x1="{x:.1}" y1="{:.1}" x2="{x:.1}" y2="{:.1}" stroke="{c}"/>"##,
+                fr.y(lo),
+                fr.y(hi)
+            );
+        }
+        let _ = write!(
+            out,
+            r##"<circle cx="{x:.1}" cy="{y:.1}" r="5" fill="{c}"><title>{}: accuracy {acc:.3}, {:.0} tokens</title></circle>"##,
+            esc(name),
+            s.generated_tokens
+        );
+    }
+    legend(runs, fr.w - 150.0, 20.0, &mut out);
+    out.push_str("</svg>");
+    out
+}
+
+fn legend(runs: &[(String, Summary)], x: f64, y: f64, out: &mut String) {
+    for (i, (name, _)) in runs.iter().enumerate() {
+        let c = COLOURS[i % COLOURS.len()];
+        let yy = y + 14.0 * i as f64;
+        let _ = write!(
+            out,
+            r##"<rect x="{x:.1}" y="{:.1}" width="10" height="10" fill="{c}"/><text x="{:.1}" y="{:.1}" font-size="11">{}</text>"##,
+            yy - 9.0,
+            x + 14.0,
+            yy,
+            esc(name)
+        );
+    }
+}
+
+/// The side-by-side table (markdown) of several runs.
+pub fn comparison_markdown(runs: &[(String, Summary)]) -> String {
+    let mut out = String::from(
+        "| metric |".to_string()
+            + &runs
+                .iter()
+                .map(|(n, _)| format!(" {n} |"))
+                .collect::<String>()
+            + "\n|---|"
+            + &"---|".repeat(runs.len())
+            + "\n",
+    );
+    let rows: Vec<(&str, Box<dyn Fn(&Summary) -> String>)> = vec![
+        ("items", Box::new(|s| s.n.to_string())),
+        ("accuracy", Box::new(|s| f(s.accuracy.value))),
+        ("answered accuracy", Box::new(|s| f(s.answered_accuracy))),
+        ("coverage", Box::new(|s| f(s.coverage))),
+        ("ECE (10 equal-width)", Box::new(|s| f(s.ece.value))),
+        ("ECE (10 equal-mass)", Box::new(|s| f(s.ece_equal_mass))),
+        ("Brier", Box::new(|s| f(s.brier))),
+        ("NLL", Box::new(|s| f(s.nll))),
+        ("AUROC", Box::new(|s| f(s.auroc.value))),
+        ("AUPRC", Box::new(|s| f(s.auprc))),
+        ("AURC", Box::new(|s| f(s.aurc))),
+        (
+            "selective accuracy @50%",
+            Box::new(|s| f(s.selective_accuracy[0])),
+        ),
+        (
+            "selective accuracy @80%",
+            Box::new(|s| f(s.selective_accuracy[1])),
+        ),
+        (
+            "selective accuracy @90%",
+            Box::new(|s| f(s.selective_accuracy[2])),
+        ),
+        ("decline precision", Box::new(|s| f(s.decline.precision))),
+        ("decline recall", Box::new(|s| f(s.decline.recall))),
+        ("decline F1", Box::new(|s| f(s.decline.f1))),
+        (
+            "over-declining",
+            Box::new(|s| f(s.decline.false_positive_rate)),
+        ),
+        (
+            "tokens generated / item",
+            Box::new(|s| format!("{:.0}", s.generated_tokens)),
+        ),
+        (
+            "prompt tokens / item",
+            Box::new(|s| format!("{:.0}", s.prompt_tokens)),
+        ),
+        ("seconds / item", Box::new(|s| format!("{:.1}", s.seconds))),
+    ];
+    for (name, get) in rows {
+        let _ = writeln!(
+            out,
+            "| {name} |{}",
+            runs.iter()
+                .map(|(_, s)| format!(" {} |", get(s)))
+                .collect::<String>()
+        );
+    }
+    out
+}
+
+/// The whole page.
+pub fn html(title: &str, runs: &[(String, Summary)]) -> String {
+    let mut table = String::from("<table><tr><th>metric</th>");
+    for (n, _) in runs {
+        let _ = write!(table, "<th>{}</th>", esc(n));
+    }
+    table.push_str("</tr>");
+    for line in comparison_markdown(runs).lines().skip(2) {
+        let cells: Vec<&str> = line.trim_matches('|').split('|').map(str::trim).collect();
+        table.push_str("<tr>");
+        for (i, c) in cells.iter().enumerate() {
+            if i == 0 {
+                let _ = write!(table, "<th>{}</th>", esc(c));
+            } else {
+                let _ = write!(table, "<td>{}</td>", esc(c));
+            }
+        }
+        table.push_str("</tr>");
+    }
+    table.push_str("</table>");
+    let reliability: String = runs
+        .iter()
+        .enumerate()
+        .map(|(i, (n, s))| reliability_svg(n, s, COLOURS[i % COLOURS.len()]))
+        .collect();
+    format!(
+        r#"<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>{t}</title>
+<style>
+body {{ font-family: system-ui, sans-serif; margin: 2em; color: #222; }}
+table {{ border-collapse: collapse; margin: 1em 0; }}
+th, td {{ border: 1px solid #ccc; padding: 4px 10px; text-align: right; }}
+th {{ background: #f4f4f4; text-align: left; }}
+.plots {{ display: flex; flex-wrap: wrap; gap: 1.5em; }}
+h2 {{ margin-top: 1.6em; }}
+</style></head><body>
+<h1>{t}</h1>
+<h2>Summary</h2>
+{table}
+<h2>Accuracy against tokens</h2>
+<div class="plots">{acc}</div>
+<h2>Risk-coverage (answer the most confident first)</h2>
+<div class="plots">{rc}</div>
+<h2>Reliability diagrams</h2>
+<div class="plots">{reliability}</div>
+</body></html>
+"#,
+        t = esc(title),
+        acc = accuracy_tokens_svg(runs),
+        rc = risk_coverage_svg(runs),
+    )
+}
