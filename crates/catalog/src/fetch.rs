@@ -98,6 +98,18 @@ fn pip_download(
     dir: &Path,
     progress: &dyn Progress,
 ) -> Result<(), CatalogError> {
+    pip_download_with(packages, &["--only-binary=:all:"], dir, progress)
+}
+
+/// `pip download --no-deps` with `args` (such as `--no-binary=:all:` for a
+/// source archive, or `--python-version 3.12` for a wheel that declares a
+/// newer Python than the one running pip).
+fn pip_download_with(
+    packages: &[String],
+    args: &[&str],
+    dir: &Path,
+    progress: &dyn Progress,
+) -> Result<(), CatalogError> {
     let python = std::env::var(PYTHON_ENV).unwrap_or_else(|_| "python3".into());
     progress.start(
         &format!("downloading {} package(s) from PyPI", packages.len()),
@@ -109,12 +121,12 @@ fn pip_download(
             "pip",
             "download",
             "--no-deps",
-            "--only-binary=:all:",
             "--disable-pip-version-check",
             "--quiet",
             "-d",
         ])
         .arg(dir)
+        .args(args)
         .args(packages)
         .output()
         .map_err(|e| {
@@ -134,6 +146,56 @@ fn pip_download(
         )));
     }
     Ok(())
+}
+
+/// Downloads one PyPI distribution (`name==version`) into `dest_dir`,
+/// checks its sha256 and returns its path; an existing verified file is
+/// reused. `args` go to pip (see [`pip_download_with`]).
+pub fn fetch_distribution(
+    spec: &str,
+    sha256: &str,
+    args: &[&str],
+    dest_dir: &Path,
+    progress: &dyn Progress,
+) -> Result<PathBuf, CatalogError> {
+    std::fs::create_dir_all(dest_dir).map_err(|e| CatalogError::io(dest_dir, e))?;
+    let (name, version) = spec.split_once("==").unwrap_or((spec, ""));
+    let stem = format!("{}-{}", name.replace(['-', '.'], "_"), version).to_lowercase();
+    let find = |dir: &Path| -> Option<PathBuf> {
+        std::fs::read_dir(dir)
+            .ok()?
+            .flatten()
+            .map(|e| e.path())
+            .find(|p| {
+                p.is_file()
+                    && p.file_name()
+                        .map(|n| n.to_string_lossy().to_lowercase().replace('-', "_"))
+                        .is_some_and(|n| n.starts_with(&stem.replace('-', "_")))
+            })
+    };
+    if let Some(p) = find(dest_dir) {
+        if hash_file(&p, progress)?.1 == sha256 {
+            return Ok(p);
+        }
+    }
+    let work = tempfile::tempdir_in(dest_dir).map_err(|e| CatalogError::io(dest_dir, e))?;
+    pip_download_with(&[spec.to_string()], args, work.path(), progress)?;
+    let got = find(work.path()).ok_or_else(|| {
+        CatalogError::Pip(format!(
+            "pip reported success but no file for {spec} is in {}",
+            work.path().display()
+        ))
+    })?;
+    let (_, sha) = hash_file(&got, progress)?;
+    if sha != sha256 {
+        return Err(CatalogError::Checksum {
+            what: spec.to_string(),
+            detail: format!("expected sha256 {sha256}, got {sha}"),
+        });
+    }
+    let dest = dest_dir.join(got.file_name().expect("a file"));
+    std::fs::rename(&got, &dest).map_err(|e| CatalogError::io(&dest, e))?;
+    Ok(dest)
 }
 
 /// The wheel file pip saved for `name==version`.

@@ -464,7 +464,12 @@ fn abstention(args: &Args, per_set: usize) -> Result<()> {
             );
         }
     }
+    let wanted: HashSet<&str> = items.iter().map(|i| i.1.as_str()).collect();
     let (_, rows) = done(&out_path)?;
+    let rows: Vec<Value> = rows
+        .into_iter()
+        .filter(|r| wanted.contains(r["id"].as_str().unwrap_or("")))
+        .collect();
     let mut lines = vec![
         "| set | n | should abstain | abstained | precision | recall | F1 | over-abstention | AUROC of 1 − P(True) | AUROC of 1 − confidence |".to_string(),
         "|---|---|---|---|---|---|---|---|---|---|".to_string(),
