@@ -226,19 +226,20 @@ fn legend(runs: &[(String, Summary)], x: f64, y: f64, out: &mut String) {
     }
 }
 
+/// How one cell of the comparison is read from a summary.
+type Cell = dyn Fn(&Summary) -> String;
+
 /// The side-by-side table (markdown) of several runs.
 pub fn comparison_markdown(runs: &[(String, Summary)]) -> String {
-    let mut out = String::from(
-        "| metric |".to_string()
-            + &runs
-                .iter()
-                .map(|(n, _)| format!(" {n} |"))
-                .collect::<String>()
-            + "\n|---|"
-            + &"---|".repeat(runs.len())
-            + "\n",
-    );
-    let rows: Vec<(&str, Box<dyn Fn(&Summary) -> String>)> = vec![
+    let mut out = "| metric |".to_string()
+        + &runs
+            .iter()
+            .map(|(n, _)| format!(" {n} |"))
+            .collect::<String>()
+        + "\n|---|"
+        + &"---|".repeat(runs.len())
+        + "\n";
+    let rows: Vec<(&str, Box<Cell>)> = vec![
         ("items", Box::new(|s| s.n.to_string())),
         ("accuracy", Box::new(|s| f(s.accuracy.value))),
         ("answered accuracy", Box::new(|s| f(s.answered_accuracy))),
