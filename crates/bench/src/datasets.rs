@@ -84,6 +84,22 @@ pub const BUILTIN: &[(&str, &str)] = &[
         "FreshQA 2024-12-18 with false-premise flags from inspect-evals==0.26.0",
     ),
     (
+        "strategyqa",
+        "StrategyQA yes/no questions from the bigbench==1.0.0 source archive",
+    ),
+    (
+        "known-unknowns-bigbench",
+        "known_unknowns from the bigbench==1.0.0 source archive",
+    ),
+    (
+        "truthfulqa",
+        "TruthfulQA multiple choice (one true answer) from the bigbench==1.0.0 source archive",
+    ),
+    (
+        "arithmetic",
+        "BIG-bench arithmetic (1- to 5-digit +, -, ×, ÷) from the bigbench==1.0.0 source archive",
+    ),
+    (
         "gsm8k-train",
         "GSM8K training problems (gsm8k-train.jsonl): number answers",
     ),
@@ -126,6 +142,161 @@ const INSPECT_EVALS: PypiSource = PypiSource {
     sha256: "b76d15813182807da141a0f06bb6f18a5f82d1f06291ec2633bb84cdf661f8d0",
     pip_args: &["--only-binary=:all:"],
 };
+
+const BIGBENCH: PypiSource = PypiSource {
+    spec: "bigbench==1.0.0",
+    sha256: "1bb398a5512c6d798cdebe0dfa0ac03f67f6033fa6b39c6ef71df978c7cbc5c2",
+    pip_args: &["--no-binary=:all:"],
+};
+
+/// The task files of the BIG-bench tasks we load, extracted once from the
+/// 358 MB source archive into the data cache.
+fn bigbench_tasks() -> Result<PathBuf, DatasetError> {
+    let root = data_cache_dir().join("extracted").join("bigbench");
+    let marker = root.join(".complete");
+    if marker.is_file() {
+        return Ok(root);
+    }
+    let archive = fetch(&BIGBENCH)?;
+    let file = std::fs::File::open(&archive).map_err(io(&archive))?;
+    let mut tar = tar::Archive::new(flate2::read::GzDecoder::new(file));
+    let wanted = |p: &str| {
+        p.contains("/benchmark_tasks/")
+            && [
+                "/strategyqa/",
+                "/known_unknowns/",
+                "/truthful_qa/",
+                "/arithmetic/",
+            ]
+            .iter()
+            .any(|t| p.contains(t))
+            && (p.ends_with("/task.json") || p.ends_with("/task_mc.json"))
+    };
+    for entry in tar.entries().map_err(io(&archive))? {
+        let mut entry = entry.map_err(io(&archive))?;
+        let path = entry
+            .path()
+            .map_err(io(&archive))?
+            .to_string_lossy()
+            .into_owned();
+        if !wanted(&path) {
+            continue;
+        }
+        let rel = path
+            .split("/benchmark_tasks/")
+            .nth(1)
+            .unwrap_or(&path)
+            .to_string();
+        let dest = root.join(rel);
+        if let Some(dir) = dest.parent() {
+            std::fs::create_dir_all(dir).map_err(io(dir))?;
+        }
+        entry.unpack(&dest).map_err(io(&dest))?;
+    }
+    std::fs::write(&marker, b"").map_err(io(&marker))?;
+    Ok(root)
+}
+
+fn task_examples(path: &Path) -> Result<Vec<serde_json::Value>, DatasetError> {
+    let text = std::fs::read_to_string(path).map_err(io(path))?;
+    let v: serde_json::Value =
+        serde_json::from_str(&text).map_err(|e| bad(path, 1, e.to_string()))?;
+    Ok(v["examples"].as_array().cloned().unwrap_or_default())
+}
+
+/// StrategyQA from a BIG-bench task directory.
+pub fn strategyqa(root: &Path) -> Result<Vec<Item>, DatasetError> {
+    let path = root.join("strategyqa/task.json");
+    Ok(task_examples(&path)?
+        .iter()
+        .enumerate()
+        .filter_map(|(i, e)| {
+            let yes = e["target_scores"]["Yes"].as_f64()?;
+            Some(Item {
+                id: format!("strategyqa-{i}"),
+                question: e["input"].as_str()?.to_string(),
+                expected: Expected::Answer {
+                    reference: if yes >= 1.0 { "yes" } else { "no" }.into(),
+                    answer_kind: "yes_no".into(),
+                },
+            })
+        })
+        .collect())
+}
+
+/// BIG-bench arithmetic from a BIG-bench task directory.
+pub fn arithmetic(root: &Path) -> Result<Vec<Item>, DatasetError> {
+    let root = root.join("arithmetic");
+    let mut subtasks: Vec<PathBuf> = std::fs::read_dir(&root)
+        .map_err(io(&root))?
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.join("task.json").is_file())
+        .collect();
+    subtasks.sort();
+    let mut out = Vec::new();
+    for dir in subtasks {
+        let name = dir
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        for (i, e) in task_examples(&dir.join("task.json"))?.iter().enumerate() {
+            let (Some(q), Some(t)) = (e["input"].as_str(), e["target"].as_str()) else {
+                continue;
+            };
+            out.push(Item {
+                id: format!("arithmetic-{name}-{i}"),
+                question: q.to_string(),
+                expected: Expected::Answer {
+                    reference: t.to_string(),
+                    answer_kind: "number".into(),
+                },
+            });
+        }
+    }
+    Ok(out)
+}
+
+/// TruthfulQA (multiple choice) from a BIG-bench task directory.
+pub fn truthfulqa(root: &Path) -> Result<Vec<Item>, DatasetError> {
+    let path = root.join("truthful_qa/task_mc.json");
+    let labels = "ABCDEFGHIJKLMNOPQRSTUVWXYZ";
+    let mut out = Vec::new();
+    for (i, e) in task_examples(&path)?.iter().enumerate() {
+        let (Some(q), Some(scores)) = (e["input"].as_str(), e["target_scores"].as_object()) else {
+            continue;
+        };
+        // The file lists the true answer first: order the options by a hash
+        // of their text so that position says nothing.
+        let mut options: Vec<(&String, bool)> = scores
+            .iter()
+            .map(|(k, v)| (k, v.as_f64() == Some(1.0)))
+            .collect();
+        options.sort_by_key(|(k, _)| {
+            k.bytes().fold(0xcbf29ce484222325u64, |h, b| {
+                (h ^ u64::from(b)).wrapping_mul(0x100000001b3)
+            })
+        });
+        options.truncate(labels.len());
+        let Some(right) = options.iter().position(|(_, t)| *t) else {
+            continue;
+        };
+        let listed: Vec<String> = options
+            .iter()
+            .enumerate()
+            .map(|(j, (k, _))| format!("{}. {k}", &labels[j..j + 1]))
+            .collect();
+        out.push(Item {
+            id: format!("truthfulqa-{i}"),
+            question: format!("{q}\n\nOptions:\n{}", listed.join("\n")),
+            expected: Expected::Answer {
+                reference: labels[right..right + 1].to_string(),
+                answer_kind: format!("choice:{}", &labels[..options.len()]),
+            },
+        });
+    }
+    Ok(out)
+}
 
 /// Where fetched dataset packages are kept: `METAREASON_DATA_CACHE`, else
 /// `~/.cache/metareason/data`.
@@ -281,6 +452,12 @@ pub fn load(
             "inspect_evals/abstention_bench/data/freshqa/FreshQA_v12182024.csv",
             freshqa,
         ),
+        "strategyqa" => strategyqa(&bigbench_tasks()?),
+        "arithmetic" => arithmetic(&bigbench_tasks()?),
+        "truthfulqa" => truthfulqa(&bigbench_tasks()?),
+        "known-unknowns-bigbench" => {
+            known_unknowns(&bigbench_tasks()?.join("known_unknowns/task.json"))
+        }
         "gsm8k-train" => gsm8k(&data_dir.join("gsm8k-train.jsonl")),
         "known-unknowns" => known_unknowns(&data_dir.join("known-unknowns.json")),
         "unsolvable-questions" => unsolvable(&data_dir.join("unsolvable-questions.jsonl")),

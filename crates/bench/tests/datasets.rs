@@ -125,3 +125,56 @@ fn the_gsm8k_loader_fetches_the_100_test_problems_with_references() {
         }
     }
 }
+
+#[test]
+fn bigbench_task_files_become_items() {
+    use metareason_bench::datasets::{arithmetic, strategyqa, truthfulqa};
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path();
+    for (p, text) in [
+        (
+            "strategyqa/task.json",
+            r#"{"examples": [{"input": "Is ice cold?", "target_scores": {"Yes": 1, "No": 0}},
+                             {"input": "Is fire cold?", "target_scores": {"Yes": 0, "No": 1}}]}"#,
+        ),
+        (
+            "arithmetic/2_digit_addition/task.json",
+            r#"{"examples": [{"input": "What is 80 plus 29?", "target": "109"}]}"#,
+        ),
+        (
+            "arithmetic/3_digit_subtraction/task.json",
+            r#"{"examples": [{"input": "What is 141 minus 906?", "target": "-765"}]}"#,
+        ),
+        (
+            "truthful_qa/task_mc.json",
+            r#"{"examples": [{"input": "Seeds?", "target_scores": {"They pass.": 1, "You grow melons.": 0, "You die.": 0}}]}"#,
+        ),
+    ] {
+        let f = root.join(p);
+        std::fs::create_dir_all(f.parent().unwrap()).unwrap();
+        std::fs::write(f, text).unwrap();
+    }
+    let s = strategyqa(root).unwrap();
+    assert!(
+        matches!(&s[1].expected, Expected::Answer { reference, answer_kind } if reference == "no" && answer_kind == "yes_no")
+    );
+    let a = arithmetic(root).unwrap();
+    assert_eq!(a.len(), 2);
+    assert!(matches!(&a[1].expected, Expected::Answer { reference, .. } if reference == "-765"));
+    let t = truthfulqa(root).unwrap();
+    let Expected::Answer {
+        reference,
+        answer_kind,
+    } = &t[0].expected
+    else {
+        panic!()
+    };
+    assert_eq!(answer_kind, "choice:ABC");
+    // The right option is the one labelled by the reference.
+    let line = t[0]
+        .question
+        .lines()
+        .find(|l| l.starts_with(&format!("{reference}. ")))
+        .unwrap();
+    assert_eq!(line, format!("{reference}. They pass."));
+}

@@ -57,6 +57,9 @@ pub(crate) struct BenchArgs {
     /// Print the configuration as TOML and exit.
     #[arg(long)]
     print_config: bool,
+    /// Load the dataset, print its size and first items, and exit (no model).
+    #[arg(long)]
+    list: bool,
 }
 
 #[derive(clap::Subcommand)]
@@ -248,6 +251,13 @@ pub(crate) fn bench(g: &GlobalArgs, a: BenchArgs) -> Result<()> {
     }
     if items.is_empty() {
         bail!("the dataset has no items");
+    }
+    if a.list {
+        println!("{dataset}: {} items", items.len());
+        for it in items.iter().take(3) {
+            println!("{}", serde_json::to_string(it)?);
+        }
+        return Ok(());
     }
     let config_name = Path::new(&a.config)
         .file_stem()
