@@ -84,6 +84,10 @@ pub const BUILTIN: &[(&str, &str)] = &[
         "FreshQA 2024-12-18 with false-premise flags from inspect-evals==0.26.0",
     ),
     (
+        "mmlu",
+        "an MMLU sample: 200 questions over 57 subjects from evals==3.0.1.post1 (registry/data/sandbagging/samples-all.jsonl)",
+    ),
+    (
         "strategyqa",
         "StrategyQA yes/no questions from the bigbench==1.0.0 source archive",
     ),
@@ -202,6 +206,37 @@ fn task_examples(path: &Path) -> Result<Vec<serde_json::Value>, DatasetError> {
     let v: serde_json::Value =
         serde_json::from_str(&text).map_err(|e| bad(path, 1, e.to_string()))?;
     Ok(v["examples"].as_array().cloned().unwrap_or_default())
+}
+
+/// MMLU questions with options A–D in the text and a letter answer.
+pub fn mmlu(path: &Path) -> Result<Vec<Item>, DatasetError> {
+    let file = std::fs::File::open(path).map_err(io(path))?;
+    let mut out = Vec::new();
+    for (i, line) in std::io::BufReader::new(file).lines().enumerate() {
+        let line = line.map_err(io(path))?;
+        if line.trim().is_empty() {
+            continue;
+        }
+        let v: serde_json::Value =
+            serde_json::from_str(&line).map_err(|e| bad(path, i + 1, e.to_string()))?;
+        let (Some(q), Some(a)) = (v["question"].as_str(), v["answer"].as_str()) else {
+            return Err(bad(path, i + 1, "needs \"question\" and \"answer\""));
+        };
+        // The questions end with a bare "Answer:" cue for completion models.
+        let q = q.trim().trim_end_matches("Answer:").trim_end();
+        out.push(Item {
+            id: format!(
+                "mmlu-{}-{i}",
+                v["topic"].as_str().unwrap_or("mixed").replace(' ', "_")
+            ),
+            question: q.to_string(),
+            expected: Expected::Answer {
+                reference: a.trim().to_string(),
+                answer_kind: "choice:ABCD".into(),
+            },
+        });
+    }
+    Ok(out)
 }
 
 /// StrategyQA from a BIG-bench task directory.
@@ -451,6 +486,11 @@ pub fn load(
             &INSPECT_EVALS,
             "inspect_evals/abstention_bench/data/freshqa/FreshQA_v12182024.csv",
             freshqa,
+        ),
+        "mmlu" => from_member(
+            &EVALS,
+            "evals/registry/data/sandbagging/samples-all.jsonl",
+            mmlu,
         ),
         "strategyqa" => strategyqa(&bigbench_tasks()?),
         "arithmetic" => arithmetic(&bigbench_tasks()?),

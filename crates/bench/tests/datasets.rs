@@ -178,3 +178,25 @@ fn bigbench_task_files_become_items() {
         .unwrap();
     assert_eq!(line, format!("{reference}. They pass."));
 }
+
+#[test]
+fn mmlu_lines_become_choice_items() {
+    use metareason_bench::datasets::mmlu;
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("samples.jsonl");
+    std::fs::write(
+        &p,
+        "{\"topic\": \"virology\", \"question\": \"Which?\\nA. x\\nB. y\\nC. z\\nD. w\\nAnswer:\", \"answer\": \"A\"}\n",
+    )
+    .unwrap();
+    let items = mmlu(&p).unwrap();
+    assert_eq!(items[0].id, "mmlu-virology-0");
+    assert!(items[0].question.ends_with("D. w"), "{}", items[0].question);
+    assert_eq!(
+        items[0].expected,
+        Expected::Answer {
+            reference: "A".into(),
+            answer_kind: "choice:ABCD".into()
+        }
+    );
+}
