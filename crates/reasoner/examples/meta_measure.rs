@@ -3,7 +3,7 @@
 //! ```text
 //! # Calibration: run the loop on GSM8K problems (alternately a test and a
 //! # learning problem), recording the calibration features; then report
-//! # ECE/AUROC on the test half with the shipped weights and after online
+//! # ECE/AUROC on the test half with the prior weights and after online
 //! # learning from the learning half.
 //! cargo run --release -p metareason-reasoner --example meta_measure -- calibration --limit 200
 //! cargo run --release -p metareason-reasoner --example meta_measure -- calibration-report
@@ -179,6 +179,10 @@ fn calibration(args: &Args, limit: usize) -> Result<()> {
     Ok(())
 }
 
+/// The hand-set prior of the calibration model (variance 1 per weight),
+/// in the order of `metareason_reflection::FEATURE_NAMES`.
+const PRIOR_WEIGHTS: [f64; 11] = [-1.0, 1.5, 1.2, 1.0, 2.0, 1.0, -1.5, 0.2, 0.3, 0.3, -4.0];
+
 fn row_features(r: &Value) -> Option<CalibrationFeatures> {
     serde_json::from_value(r["features"].clone()).ok()
 }
@@ -220,9 +224,11 @@ fn calibration_report(args: &Args) -> Result<()> {
     }
     let y: Vec<bool> = test.iter().map(|r| r["correct"] == true).collect();
     let feats: Vec<CalibrationFeatures> = test.iter().filter_map(|r| row_features(r)).collect();
-    let shipped = Calibrator::shipped();
-    let before: Vec<f64> = feats.iter().map(|f| shipped.confidence(f)).collect();
-    let mut learned = shipped.clone();
+    // "Before" is the hand-set prior the first measurement started from
+    // (what shipped until this measurement; the learned model ships now).
+    let prior = Calibrator::with_prior(PRIOR_WEIGHTS.to_vec(), 1.0);
+    let before: Vec<f64> = feats.iter().map(|f| prior.confidence(f)).collect();
+    let mut learned = prior.clone();
     for r in &learn {
         if let Some(f) = row_features(r) {
             learned.observe(&f, r["correct"] == true);
@@ -256,7 +262,7 @@ fn calibration_report(args: &Args) -> Result<()> {
         String::new(),
         "| confidence | n | accuracy | ECE (10 equal-width) [95% CI] | ECE (10 equal-mass) | AUROC [95% CI] | Brier | AURC | mean confidence |".into(),
         "|---|---|---|---|---|---|---|---|---|".into(),
-        describe("shipped weights (before learning)", &before, &y),
+        describe("prior weights (before learning)", &before, &y),
         describe("after learning", &after, &y),
         describe("baseline: P(True) probe", &p_true, &y),
         describe("baseline: exp(mean token log-prob)", &mean_lp, &y),
