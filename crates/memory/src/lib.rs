@@ -342,20 +342,18 @@ impl Memory {
             })?;
         }
         let conn = Connection::open(&path).map_err(|e| sql_err(&path, e))?;
-        let mut memory = Self {
-            conn,
-            path,
-            index: RefCell::new(Index::default()),
-        };
-        memory.configure()?;
-        memory.migrate()?;
-        Ok(memory)
+        Self::from_connection(conn, path)
     }
 
     /// A private database in memory (tests, dry runs).
     pub fn in_memory() -> Result<Self, MemoryError> {
         let path = PathBuf::from(":memory:");
         let conn = Connection::open_in_memory().map_err(|e| sql_err(&path, e))?;
+        Self::from_connection(conn, path)
+    }
+
+    /// Configures and migrates a fresh connection.
+    fn from_connection(conn: Connection, path: PathBuf) -> Result<Self, MemoryError> {
         let mut memory = Self {
             conn,
             path,

@@ -357,7 +357,7 @@ fn abstention_items(
     // FreshQA: false-premise questions should be declined (or corrected).
     let text = std::fs::read_to_string(data.join("freshqa.csv"))?;
     let body: String = text.lines().skip(2).collect::<Vec<_>>().join("\n");
-    let mut reader = csv_rows(&body);
+    let mut reader = metareason_bench::datasets::csv_rows(&body);
     let header = reader.remove(0);
     let col = |n: &str| header.iter().position(|h| h == n);
     let (qi, fi, ii) = (
@@ -382,38 +382,6 @@ fn abstention_items(
     items.extend(fp.into_iter().take(per_set / 2));
     items.extend(ok.into_iter().take(per_set / 2));
     Ok(items)
-}
-
-/// A small CSV reader (quoted fields with doubled quotes and newlines).
-fn csv_rows(text: &str) -> Vec<Vec<String>> {
-    let mut rows = Vec::new();
-    let mut row = Vec::new();
-    let mut field = String::new();
-    let mut quoted = false;
-    let mut chars = text.chars().peekable();
-    while let Some(c) = chars.next() {
-        match (quoted, c) {
-            (true, '"') if chars.peek() == Some(&'"') => {
-                field.push('"');
-                chars.next();
-            }
-            (true, '"') => quoted = false,
-            (true, c) => field.push(c),
-            (false, '"') => quoted = true,
-            (false, ',') => row.push(std::mem::take(&mut field)),
-            (false, '\n') => {
-                row.push(std::mem::take(&mut field));
-                rows.push(std::mem::take(&mut row));
-            }
-            (false, '\r') => {}
-            (false, c) => field.push(c),
-        }
-    }
-    if !field.is_empty() || !row.is_empty() {
-        row.push(field);
-        rows.push(row);
-    }
-    rows
 }
 
 fn abstention(args: &Args, per_set: usize) -> Result<()> {
