@@ -20,11 +20,4 @@ nobody knows or could know, or lacks information it needs. Answer Yes or No.";
 /// The user turn whose continuation is the task, for the perplexity probe.
 pub const PERPLEXITY_USER: &str = "Write a question.";
 
-/// Fills `{name}` slots.
-pub fn fill(template: &str, slots: &[(&str, &str)]) -> String {
-    let mut out = template.to_string();
-    for (k, v) in slots {
-        out = out.replace(&format!("{{{k}}}"), v);
-    }
-    out
-}
+pub use metareason_core::template::fill;

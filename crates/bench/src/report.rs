@@ -6,10 +6,30 @@ use std::fmt::Write;
 
 use crate::run::Summary;
 
-/// Distinct colours for up to eight configurations (then they repeat).
-const COLOURS: [&str; 8] = [
+/// Distinct colours for up to twelve configurations (then they repeat;
+/// lines also change dash pattern every twelve).
+const COLOURS: [&str; 12] = [
     "#1b6ac9", "#d9480f", "#2b8a3e", "#862e9c", "#e67700", "#0b7285", "#c2255c", "#495057",
+    "#74b816", "#5c7cfa", "#f08c00", "#a61e4d",
 ];
+
+/// Dash patterns of the lines of runs 1-12, 13-24, ...
+const DASHES: [&str; 3] = ["none", "6 3", "2 3"];
+
+/// Width of the legend column to the right of a plot.
+const LEGEND_W: f64 = 190.0;
+
+/// A round tick step (1, 2 or 5 times a power of ten) giving about four
+/// steps up to `max`.
+fn nice_step(max: f64) -> f64 {
+    let raw = (max / 4.0).max(1e-9);
+    let mag = 10f64.powf(raw.log10().floor());
+    [1.0, 2.0, 5.0, 10.0]
+        .into_iter()
+        .map(|m| m * mag)
+        .find(|s| *s >= raw)
+        .unwrap_or(10.0 * mag)
+}
 
 fn esc(s: &str) -> String {
     s.replace('&', "&amp;")
@@ -29,9 +49,26 @@ struct Frame {
     pad: f64,
     x_max: f64,
     y_max: f64,
+    /// Extra width on the right for a legend.
+    legend: f64,
 }
 
 impl Frame {
+    /// A frame whose axes end on round ticks at or above the maxima.
+    fn rounded(w: f64, h: f64, pad: f64, x_max: f64, y_max: f64, legend: f64) -> Self {
+        let round = |m: f64| {
+            let st = nice_step(m);
+            (m / st).ceil().max(1.0) * st
+        };
+        Self {
+            w,
+            h,
+            pad,
+            x_max: round(x_max),
+            y_max: round(y_max),
+            legend,
+        }
+    }
     fn x(&self, v: f64) -> f64 {
         self.pad + v / self.x_max.max(1e-12) * (self.w - 2.0 * self.pad)
     }
@@ -49,19 +86,29 @@ impl Frame {
             out,
             r##"<line x1="{x0:.1}" y1="{y0:.1}" x2="{x1:.1}" y2="{y0:.1}" stroke="#333"/><line x1="{x0:.1}" y1="{y0:.1}" x2="{x0:.1}" y2="{y1:.1}" stroke="#333"/>"##
         );
-        for i in 0..=4 {
-            let fx = self.x_max * i as f64 / 4.0;
-            let fy = self.y_max * i as f64 / 4.0;
+        let (sx, sy) = (nice_step(self.x_max), nice_step(self.y_max));
+        let mut fx = 0.0;
+        while fx <= self.x_max * (1.0 + 1e-9) {
             let _ = write!(
                 out,
-                r##"<text x="{:.1}" y="{:.1}" font-size="10" text-anchor="middle">{}</text><text x="{:.1}" y="{:.1}" font-size="10" text-anchor="end">{}</text>"##,
+                r##"<text x="{:.1}" y="{:.1}" font-size="10" text-anchor="middle">{}</text>"##,
                 self.x(fx),
                 y0 + 14.0,
-                tick(fx),
+                tick(fx, sx),
+            );
+            fx += sx;
+        }
+        let mut fy = 0.0;
+        while fy <= self.y_max * (1.0 + 1e-9) {
+            let _ = write!(
+                out,
+                r##"<line x1="{x0:.1}" y1="{y:.1}" x2="{x1:.1}" y2="{y:.1}" stroke="#eee"/><text x="{:.1}" y="{:.1}" font-size="10" text-anchor="end">{}</text>"##,
                 x0 - 4.0,
                 self.y(fy) + 3.0,
-                tick(fy)
+                tick(fy, sy),
+                y = self.y(fy),
             );
+            fy += sy;
         }
         let _ = write!(
             out,
@@ -76,15 +123,14 @@ impl Frame {
     }
 }
 
-fn tick(v: f64) -> String {
-    if v >= 100.0 {
-        format!("{v:.0}")
-    } else {
-        format!("{v:.2}")
-    }
+/// A tick label with as many decimals as its step needs.
+fn tick(v: f64, step: f64) -> String {
+    let decimals = (-step.log10().floor()).max(0.0) as usize;
+    format!("{v:.decimals$}")
 }
 
 fn svg_open(w: f64, h: f64) -> String {
+    let w = w.ceil();
     format!(
         r#"<svg xmlns="http://www.w3.org/2000/svg" width="{w}" height="{h}" viewBox="0 0 {w} {h}">"#
     )
@@ -93,13 +139,7 @@ fn svg_open(w: f64, h: f64) -> String {
 /// Reliability diagram of one configuration: bars of accuracy per
 /// confidence bin against the diagonal, bar width ∝ count.
 pub fn reliability_svg(name: &str, s: &Summary, colour: &str) -> String {
-    let fr = Frame {
-        w: 300.0,
-        h: 300.0,
-        pad: 36.0,
-        x_max: 1.0,
-        y_max: 1.0,
-    };
+    let fr = Frame::rounded(300.0, 300.0, 36.0, 1.0, 1.0, 0.0);
     let mut out = svg_open(fr.w, fr.h);
     let _ = write!(
         out,
@@ -141,17 +181,17 @@ pub fn reliability_svg(name: &str, s: &Summary, colour: &str) -> String {
 
 /// Risk-coverage curves of every configuration.
 pub fn risk_coverage_svg(runs: &[(String, Summary)]) -> String {
-    let fr = Frame {
-        w: 460.0,
-        h: 320.0,
-        pad: 40.0,
-        x_max: 1.0,
-        y_max: runs
-            .iter()
+    let fr = Frame::rounded(
+        460.0,
+        320.0,
+        40.0,
+        1.0,
+        runs.iter()
             .flat_map(|(_, s)| s.risk_coverage.iter().map(|p| p.risk))
             .fold(0.1, f64::max),
-    };
-    let mut out = svg_open(fr.w, fr.h);
+        LEGEND_W,
+    );
+    let mut out = svg_open(fr.w + fr.legend, fr.h);
     fr.axes("coverage", "risk (error rate)", &mut out);
     for (i, (name, s)) in runs.iter().enumerate() {
         let c = COLOURS[i % COLOURS.len()];
@@ -162,32 +202,42 @@ pub fn risk_coverage_svg(runs: &[(String, Summary)]) -> String {
             .collect();
         let _ = write!(
             out,
-            r##"<polyline points="{}" fill="none" stroke="{c}" stroke-width="2"><title>{}</title></polyline>"##,
+            r##"<polyline points="{}" fill="none" stroke="{c}" stroke-width="2" stroke-dasharray="{}"><title>{}</title></polyline>"##,
             pts.join(" "),
+            DASHES[(i / COLOURS.len()) % DASHES.len()],
             esc(name)
         );
     }
-    legend(runs, fr.w - 150.0, 20.0, &mut out);
+    let names: Vec<(usize, &str)> = runs.iter().map(|(n, _)| n.as_str()).enumerate().collect();
+    legend(&names, fr.w, 20.0, &mut out);
     out.push_str("</svg>");
     out
 }
 
-/// Accuracy against tokens generated per item, one point per configuration.
+/// Accuracy against tokens generated per item, one point per configuration
+/// with its 95% interval. Runs named `RUN+BASELINE` (a confidence baseline
+/// over RUN's answers) have RUN's point and are left out.
 pub fn accuracy_tokens_svg(runs: &[(String, Summary)]) -> String {
-    let fr = Frame {
-        w: 460.0,
-        h: 320.0,
-        pad: 44.0,
-        x_max: runs
+    let shown: Vec<(usize, &(String, Summary))> = runs
+        .iter()
+        .enumerate()
+        .filter(|(_, (n, _))| !n.contains('+'))
+        .collect();
+    let fr = Frame::rounded(
+        460.0,
+        320.0,
+        44.0,
+        shown
             .iter()
-            .map(|(_, s)| s.generated_tokens)
+            .map(|(_, (_, s))| s.generated_tokens)
             .fold(1.0, f64::max)
-            * 1.1,
-        y_max: 1.0,
-    };
-    let mut out = svg_open(fr.w, fr.h);
+            * 1.05,
+        1.0,
+        LEGEND_W,
+    );
+    let mut out = svg_open(fr.w + fr.legend, fr.h);
     fr.axes("tokens generated per item", "accuracy", &mut out);
-    for (i, (name, s)) in runs.iter().enumerate() {
+    for &(i, (name, s)) in &shown {
         let c = COLOURS[i % COLOURS.len()];
         let acc = s.accuracy.value.unwrap_or(0.0);
         let (x, y) = (fr.x(s.generated_tokens), fr.y(acc));
@@ -206,15 +256,17 @@ pub fn accuracy_tokens_svg(runs: &[(String, Summary)]) -> String {
             s.generated_tokens
         );
     }
-    legend(runs, fr.w - 150.0, 20.0, &mut out);
+    let names: Vec<(usize, &str)> = shown.iter().map(|(i, (n, _))| (*i, n.as_str())).collect();
+    legend(&names, fr.w, 20.0, &mut out);
     out.push_str("</svg>");
     out
 }
 
-fn legend(runs: &[(String, Summary)], x: f64, y: f64, out: &mut String) {
-    for (i, (name, _)) in runs.iter().enumerate() {
+/// A legend column of (run index, name) at (x, y).
+fn legend(names: &[(usize, &str)], x: f64, y: f64, out: &mut String) {
+    for (row, (i, name)) in names.iter().enumerate() {
         let c = COLOURS[i % COLOURS.len()];
-        let yy = y + 14.0 * i as f64;
+        let yy = y + 14.0 * row as f64;
         let _ = write!(
             out,
             r##"<rect x="{x:.1}" y="{:.1}" width="10" height="10" fill="{c}"/><text x="{:.1}" y="{:.1}" font-size="11">{}</text>"##,

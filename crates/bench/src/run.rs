@@ -5,9 +5,12 @@
 //! ignores a last line cut by a kill, so a killed run loses at most the item
 //! in flight.
 
-use std::collections::HashSet;
+use std::collections::{BTreeMap, HashSet};
+use std::fs::File;
 use std::io::{BufRead, Write};
 use std::path::Path;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Mutex;
 
 use serde::{Deserialize, Serialize};
 
@@ -39,6 +42,10 @@ pub struct ItemResult {
     pub prompt_tokens: u64,
     /// Wall time.
     pub seconds: f64,
+    /// Baseline confidences of the answer found (verbalized, p_true,
+    /// mean_logprob), when the configuration computed them.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub baselines: BTreeMap<String, f64>,
 }
 
 impl ItemResult {
@@ -87,6 +94,46 @@ pub fn read_results(path: &Path) -> std::io::Result<Vec<ItemResult>> {
     Ok(out)
 }
 
+/// Opens the results file for appending after reading what it holds.
+fn open_results(path: &Path) -> std::io::Result<(Vec<ItemResult>, File)> {
+    let old = read_results(path)?;
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir)?;
+    }
+    // A kill can leave a last line without its newline: start on a fresh one.
+    let needs_newline = std::fs::read(path)
+        .map(|b| b.last().is_some_and(|c| *c != b'\n'))
+        .unwrap_or(false);
+    let mut file = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)?;
+    if needs_newline {
+        file.write_all(b"\n")?;
+    }
+    Ok((old, file))
+}
+
+/// Appends one result as a whole line and flushes it.
+fn append(file: &mut File, r: &ItemResult) -> std::io::Result<()> {
+    let mut line = serde_json::to_string(r).expect("results serialise");
+    line.push('\n');
+    file.write_all(line.as_bytes())?;
+    file.flush()
+}
+
+/// Puts results in item order, dropping ids not among `items`.
+fn in_item_order(items: &[Item], mut results: Vec<ItemResult>) -> Vec<ItemResult> {
+    let order: std::collections::HashMap<&str, usize> = items
+        .iter()
+        .enumerate()
+        .map(|(i, it)| (it.id.as_str(), i))
+        .collect();
+    results.retain(|r| order.contains_key(r.id.as_str()));
+    results.sort_by_key(|r| order[r.id.as_str()]);
+    results
+}
+
 /// Runs `solve` on every item not yet in `path`, appending each result as
 /// it finishes; `progress` sees every result (old ones first). Returns all
 /// results, old and new, in item order.
@@ -105,48 +152,128 @@ where
         path: path.display().to_string(),
         source,
     };
-    let old = read_results(path).map_err(io)?;
-    let done: HashSet<String> = old.iter().map(|r| r.id.clone()).collect();
-    for r in &old {
+    let (mut results, mut file) = open_results(path).map_err(io)?;
+    let done: HashSet<String> = results.iter().map(|r| r.id.clone()).collect();
+    for r in &results {
         progress(r, false);
     }
-    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-        std::fs::create_dir_all(dir).map_err(io)?;
-    }
-    // A kill can leave a last line without its newline: start on a fresh one.
-    let needs_newline = std::fs::read(path)
-        .map(|b| b.last().is_some_and(|c| *c != b'\n'))
-        .unwrap_or(false);
-    let mut file = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(path)
-        .map_err(io)?;
-    if needs_newline {
-        file.write_all(b"\n").map_err(io)?;
-    }
-    let mut results = old;
     for item in items.iter().filter(|i| !done.contains(&i.id)) {
         let r = solve(item).map_err(|source| RunError::Item {
             id: item.id.clone(),
             source,
         })?;
-        let line = serde_json::to_string(&r).expect("results serialise");
-        file.write_all(line.as_bytes())
-            .and_then(|_| file.write_all(b"\n"))
-            .and_then(|_| file.flush())
-            .map_err(io)?;
+        append(&mut file, &r).map_err(io)?;
         progress(&r, true);
         results.push(r);
     }
-    let order: std::collections::HashMap<&str, usize> = items
+    Ok(in_item_order(items, results))
+}
+
+/// [`run`] with `jobs` workers, for backends that serve requests in
+/// parallel (an HTTP server with several slots). Each worker makes its own
+/// solver with `make` (its own connection to memory, say) and takes the next
+/// unfinished item; results are appended as they finish, in any order. The
+/// first error stops the workers after their item in flight, and is
+/// returned; every finished item is on disk.
+pub fn run_parallel<E, S, M, P>(
+    items: &[Item],
+    path: &Path,
+    jobs: usize,
+    make: M,
+    mut progress: P,
+) -> Result<Vec<ItemResult>, RunError<E>>
+where
+    E: std::error::Error + Send + 'static,
+    M: Fn(usize) -> Result<S, E> + Sync,
+    S: FnMut(&Item) -> Result<ItemResult, E>,
+    P: FnMut(&ItemResult, bool) + Send,
+{
+    let io = |source| RunError::Io {
+        path: path.display().to_string(),
+        source,
+    };
+    let (results, file) = open_results(path).map_err(io)?;
+    let done: HashSet<String> = results.iter().map(|r| r.id.clone()).collect();
+    for r in &results {
+        progress(r, false);
+    }
+    let todo: Vec<&Item> = items.iter().filter(|i| !done.contains(&i.id)).collect();
+    let next = AtomicUsize::new(0);
+    let stop = AtomicBool::new(false);
+    let sink = Mutex::new((file, progress, results, None::<RunError<E>>));
+    let fail = |e: RunError<E>| {
+        stop.store(true, Ordering::SeqCst);
+        let mut g = sink.lock().unwrap_or_else(|p| p.into_inner());
+        g.3.get_or_insert(e);
+    };
+    std::thread::scope(|scope| {
+        for worker in 0..jobs.clamp(1, todo.len().max(1)) {
+            let (next, stop, sink, todo, make, fail) = (&next, &stop, &sink, &todo, &make, &fail);
+            scope.spawn(move || {
+                let mut solve = match make(worker) {
+                    Ok(s) => s,
+                    Err(source) => {
+                        return fail(RunError::Item {
+                            id: format!("(worker {worker} start)"),
+                            source,
+                        })
+                    }
+                };
+                while !stop.load(Ordering::SeqCst) {
+                    let Some(item) = todo.get(next.fetch_add(1, Ordering::SeqCst)) else {
+                        break;
+                    };
+                    match solve(item) {
+                        Ok(r) => {
+                            let mut g = sink.lock().unwrap_or_else(|p| p.into_inner());
+                            let (file, progress, results, _) = &mut *g;
+                            if let Err(e) = append(file, &r) {
+                                drop(g);
+                                return fail(io(e));
+                            }
+                            progress(&r, true);
+                            results.push(r);
+                        }
+                        Err(source) => {
+                            return fail(RunError::Item {
+                                id: item.id.clone(),
+                                source,
+                            })
+                        }
+                    }
+                }
+            });
+        }
+    });
+    let (_, _, results, error) = sink.into_inner().unwrap_or_else(|p| p.into_inner());
+    match error {
+        Some(e) => Err(e),
+        None => Ok(in_item_order(items, results)),
+    }
+}
+
+/// The results with their confidence replaced by baseline `name` (None
+/// where the item has none): the run as that confidence source would score
+/// it.
+pub fn with_baseline_confidence(results: &[ItemResult], name: &str) -> Vec<ItemResult> {
+    results
         .iter()
-        .enumerate()
-        .map(|(i, it)| (it.id.as_str(), i))
+        .map(|r| ItemResult {
+            confidence: r.baselines.get(name).copied(),
+            ..r.clone()
+        })
+        .collect()
+}
+
+/// The baseline names present in `results`.
+pub fn baseline_names(results: &[ItemResult]) -> Vec<String> {
+    let mut names: Vec<String> = results
+        .iter()
+        .flat_map(|r| r.baselines.keys().cloned())
         .collect();
-    results.retain(|r| order.contains_key(r.id.as_str()));
-    results.sort_by_key(|r| order[r.id.as_str()]);
-    Ok(results)
+    names.sort();
+    names.dedup();
+    names
 }
 
 /// A value with its bootstrap 95% interval.

@@ -1,7 +1,12 @@
 //! Resumable runs: a rerun skips finished items; a cut last line is redone.
 
 use metareason_bench::datasets::{Expected, Item};
-use metareason_bench::run::{read_results, run, summarize, ItemResult};
+use std::collections::BTreeMap;
+
+use metareason_bench::run::{
+    baseline_names, read_results, run, run_parallel, summarize, with_baseline_confidence,
+    ItemResult,
+};
 
 fn items(n: usize) -> Vec<Item> {
     (0..n)
@@ -36,6 +41,7 @@ fn result(item: &Item) -> ItemResult {
         generated_tokens: 10,
         prompt_tokens: 5,
         seconds: 0.5,
+        baselines: BTreeMap::from([("verbalized".to_string(), 0.5)]),
     }
 }
 
@@ -107,4 +113,78 @@ fn a_summary_counts_accuracy_calibration_and_declining() {
     assert_eq!(s.decline.f1, Some(1.0));
     assert_eq!(s.decline.false_positive_rate, Some(0.0));
     assert!((s.generated_tokens - 10.0).abs() < 1e-12);
+}
+
+#[test]
+fn parallel_workers_finish_every_item_once_and_resume() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("results.jsonl");
+    let all = items(20);
+    // A first run stops at the first error; what finished is on disk.
+    let err = run_parallel(
+        &all,
+        &path,
+        3,
+        |_| {
+            Ok::<_, Boom>(|it: &Item| {
+                if it.id == "i9" {
+                    Err(Boom)
+                } else {
+                    Ok(result(it))
+                }
+            })
+        },
+        |_, _| {},
+    )
+    .unwrap_err();
+    assert!(err.to_string().contains("item i9"), "{err}");
+    let first = read_results(&path).unwrap();
+    assert!(first.len() < 20 && first.iter().all(|r| r.id != "i9"));
+    // The rerun does the rest, each remaining item exactly once, and returns
+    // them in item order.
+    let seen = std::sync::Mutex::new(Vec::new());
+    let workers = std::sync::Mutex::new(std::collections::HashSet::new());
+    let results = run_parallel(
+        &all,
+        &path,
+        4,
+        |w| {
+            workers.lock().unwrap().insert(w);
+            let seen = &seen;
+            Ok::<_, Boom>(move |it: &Item| {
+                seen.lock().unwrap().push(it.id.clone());
+                Ok(result(it))
+            })
+        },
+        |_, _| {},
+    )
+    .unwrap();
+    let mut redone = seen.into_inner().unwrap();
+    redone.sort();
+    let mut want: Vec<String> = all
+        .iter()
+        .map(|i| i.id.clone())
+        .filter(|id| first.iter().all(|r| &r.id != id))
+        .collect();
+    want.sort();
+    assert_eq!(redone, want);
+    assert_eq!(
+        results.iter().map(|r| r.id.clone()).collect::<Vec<_>>(),
+        all.iter().map(|i| i.id.clone()).collect::<Vec<_>>()
+    );
+    assert_eq!(read_results(&path).unwrap().len(), 20);
+    assert!(workers.into_inner().unwrap().len() > 1);
+}
+
+#[test]
+fn a_baseline_confidence_replaces_the_runs_own() {
+    let all = items(8);
+    let results: Vec<ItemResult> = all.iter().map(result).collect();
+    assert_eq!(baseline_names(&results), vec!["verbalized"]);
+    let v = with_baseline_confidence(&results, "verbalized");
+    // A constant confidence cannot rank right above wrong.
+    assert_eq!(summarize(&v, 1).auroc.value, Some(0.5));
+    assert!(with_baseline_confidence(&results, "p_true")
+        .iter()
+        .all(|r| r.confidence.is_none()));
 }

@@ -3,6 +3,7 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use std::sync::Mutex;
 
 use anyhow::{bail, Context, Result};
 use clap::Args;
@@ -12,7 +13,8 @@ use metareason_bench::datasets::{self, Expected, Item};
 use metareason_bench::run::{self, ItemResult, Summary, MARKDOWN_HEADER};
 use metareason_memory::{Decision, Memory};
 use metareason_monitor::SearchPolicy;
-use metareason_reasoner::{CrossCheck, Feedback, Reasoner, ReasonerConfig};
+use metareason_reasoner::{CrossCheck, Feedback, Reasoner, ReasonerConfig, ReasonerError};
+use metareason_strategy::answer::AnswerKind;
 use metareason_strategy::StrategyKind;
 use rand::seq::SliceRandom;
 use rand::SeedableRng;
@@ -60,6 +62,12 @@ pub(crate) struct BenchArgs {
     /// Load the dataset, print its size and first items, and exit (no model).
     #[arg(long)]
     list: bool,
+    /// Items solved at once: for an HTTP backend with several slots
+    /// (`--backend openai`). Workers share the memory file; what one learns
+    /// the others read before their next item. The local engine serves one
+    /// request at a time, so more jobs do not help it.
+    #[arg(long, default_value_t = 1)]
+    jobs: usize,
 }
 
 #[derive(clap::Subcommand)]
@@ -142,6 +150,8 @@ fn named_config(name: &str) -> Result<ReasonerConfig> {
             c.solve.fallbacks = Vec::new();
             c.solve.max_revisions = 0;
             c.solve.backtrack_samples = 0;
+            // Their confidence baselines, computed in the same run.
+            c.baselines = true;
             if name == "sc8" {
                 c.solve.policy = SearchPolicy::SelfConsistency { n: 8 };
             }
@@ -290,7 +300,9 @@ pub(crate) fn bench(g: &GlobalArgs, a: BenchArgs) -> Result<()> {
     } else {
         Policy::default_policy()
     };
-    let mut reasoner = Reasoner::new(model.as_ref(), embedder.as_deref(), memory, policy)?;
+    if a.jobs == 0 {
+        bail!("--jobs takes at least 1");
+    }
     let bar = ProgressBar::new(items.len() as u64);
     bar.set_style(
         ProgressStyle::with_template(
@@ -300,51 +312,82 @@ pub(crate) fn bench(g: &GlobalArgs, a: BenchArgs) -> Result<()> {
     );
     let (mut graded, mut right) = (0usize, 0usize);
     let learn = !no_memory && config.learn;
-    let solve = |item: &Item| -> Result<ItemResult, metareason_reasoner::ReasonerError> {
-        let mut cfg = config.clone();
-        let (reference, kind) = match &item.expected {
-            Expected::Answer {
-                reference,
-                answer_kind,
-            } => {
-                let kind = parse_answer_kind(answer_kind)
-                    .unwrap_or(metareason_strategy::answer::AnswerKind::Text);
-                (kind.normalize_reference(reference), Some(kind))
-            }
-            _ => (None, None),
+    let shared = a.jobs > 1;
+    let memory_path = dir.join("memory.sqlite");
+    // Feedback reads, updates and writes the learned parameters: one worker
+    // at a time, so that no update is lost.
+    let feedback_lock = Mutex::new(());
+    let make = |worker: usize| -> Result<_, ReasonerError> {
+        let memory = if no_memory {
+            None
+        } else {
+            Some(Memory::open(&memory_path)?)
         };
-        cfg.solve.answer_kind = kind.unwrap_or(metareason_strategy::answer::AnswerKind::Text);
-        let report = reasoner.run(&item.question, &cfg)?;
-        let candidate_correct = reference
-            .as_ref()
-            .map(|r| report.candidate_answer.as_ref() == Some(r));
-        let correct = reference
-            .as_ref()
-            .map(|r| report.answer.as_ref() == Some(r));
-        // Meta-reflection: graded items teach the memory.
-        if let (true, Some(id), Some(r), Some(_)) = (
-            learn,
-            report.episode_id,
-            reference.as_ref(),
-            &report.candidate_answer,
-        ) {
-            reasoner.feedback_with(id, &Feedback::Answer(r.clone()), true, cfg.distill)?;
-        }
-        Ok(ItemResult {
-            id: item.id.clone(),
-            decision: decision_name(report.decision).into(),
-            answer: report.answer.clone(),
-            reference,
-            correct,
-            should_decline: run::should_decline(item),
-            confidence: report.confidence,
-            candidate_correct,
-            generated_tokens: report.usage.generated_tokens,
-            prompt_tokens: report.usage.prompt_tokens,
-            seconds: report.seconds,
+        let mut reasoner =
+            Reasoner::new(model.as_ref(), embedder.as_deref(), memory, policy.clone())?;
+        let mut cfg = config.clone();
+        cfg.seed = cfg.seed.wrapping_add(worker as u64);
+        let feedback_lock = &feedback_lock;
+        Ok(move |item: &Item| -> Result<ItemResult, ReasonerError> {
+            if shared {
+                reasoner.reload_params()?;
+            }
+            let (reference, kind) = match &item.expected {
+                Expected::Answer {
+                    reference,
+                    answer_kind,
+                } => {
+                    let kind = parse_answer_kind(answer_kind).unwrap_or(AnswerKind::Text);
+                    (kind.normalize_reference(reference), Some(kind))
+                }
+                _ => (None, None),
+            };
+            cfg.solve.answer_kind = kind.unwrap_or(AnswerKind::Text);
+            let report = reasoner.run(&item.question, &cfg)?;
+            let candidate_correct = reference
+                .as_ref()
+                .map(|r| report.candidate_answer.as_ref() == Some(r));
+            let correct = reference
+                .as_ref()
+                .map(|r| report.answer.as_ref() == Some(r));
+            // Meta-reflection: graded items teach the memory.
+            if let (true, Some(id), Some(r), Some(_)) = (
+                learn,
+                report.episode_id,
+                reference.as_ref(),
+                &report.candidate_answer,
+            ) {
+                let _one_at_a_time = feedback_lock.lock().unwrap_or_else(|p| p.into_inner());
+                if shared {
+                    reasoner.reload_params()?;
+                }
+                reasoner.feedback_with(id, &Feedback::Answer(r.clone()), true, cfg.distill)?;
+            }
+            Ok(ItemResult {
+                id: item.id.clone(),
+                decision: decision_name(report.decision).into(),
+                answer: report.answer.clone(),
+                reference,
+                correct,
+                should_decline: run::should_decline(item),
+                confidence: report.confidence,
+                candidate_correct,
+                generated_tokens: report.usage.generated_tokens,
+                prompt_tokens: report.usage.prompt_tokens,
+                seconds: report.seconds,
+                baselines: report
+                    .baselines
+                    .map(|b| {
+                        b.named()
+                            .into_iter()
+                            .map(|(k, v)| (k.to_string(), v))
+                            .collect()
+                    })
+                    .unwrap_or_default(),
+            })
         })
     };
-    let results = run::run(&items, &dir.join("results.jsonl"), solve, |r, _| {
+    let results = run::run_parallel(&items, &dir.join("results.jsonl"), a.jobs, make, |r, _| {
         if let Some(c) = r.correct {
             graded += 1;
             right += usize::from(c);
@@ -358,19 +401,35 @@ pub(crate) fn bench(g: &GlobalArgs, a: BenchArgs) -> Result<()> {
         }
     })?;
     bar.finish_and_clear();
-    let summary: Summary = run::summarize(&results, a.seed);
-    std::fs::write(
-        dir.join("summary.json"),
-        serde_json::to_string_pretty(&serde_json::json!({
-            "dataset": dataset,
-            "config": run_name,
-            "model": model.info(),
-            "seed": a.seed,
-            "summary": summary,
-        }))?,
-    )?;
+    let write_summary = |dir: &Path, name: &str, results: &[ItemResult]| -> Result<Summary> {
+        let summary = run::summarize(results, a.seed);
+        std::fs::create_dir_all(dir)?;
+        std::fs::write(
+            dir.join("summary.json"),
+            serde_json::to_string_pretty(&serde_json::json!({
+                "dataset": dataset,
+                "config": name,
+                "model": model.info(),
+                "seed": a.seed,
+                "summary": summary,
+            }))?,
+        )?;
+        Ok(summary)
+    };
     println!("{MARKDOWN_HEADER}");
+    let summary = write_summary(&dir, &run_name, &results)?;
     println!("{}", run::markdown_row(&run_name, &summary));
+    // Each baseline confidence of the same answers, as a run of its own.
+    for b in run::baseline_names(&results) {
+        let name = format!("{run_name}+{b}");
+        let derived = dir.with_file_name(&name);
+        let s = write_summary(
+            &derived,
+            &name,
+            &run::with_baseline_confidence(&results, &b),
+        )?;
+        println!("{}", run::markdown_row(&name, &s));
+    }
     println!("results: {}", dir.display());
     let report = write_report(dir.parent().expect("run dirs sit in a dataset dir"))?;
     println!("report: {}", report.display());

@@ -444,4 +444,44 @@ fn bench_on_the_test_model_runs_resumes_and_summarises() {
         std::fs::read_to_string(&results).unwrap().lines().count(),
         2
     );
+    // Two workers, with the baseline confidences: each baseline becomes a
+    // run of its own over the same answers.
+    let with_baselines = dir.path().join("baselines.toml");
+    std::fs::write(
+        &with_baselines,
+        format!(
+            "baselines = true\n{}",
+            std::fs::read_to_string(&config).unwrap()
+        ),
+    )
+    .unwrap();
+    let mut args2 = args.to_vec();
+    let cfg = with_baselines.to_str().unwrap();
+    let at = args2
+        .iter()
+        .position(|a| *a == config.to_str().unwrap())
+        .unwrap();
+    args2[at] = cfg;
+    args2.extend(["--jobs", "2"]);
+    let o = metareason(&args2);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let lines = std::fs::read_to_string(out.join("tiny/baselines/results.jsonl")).unwrap();
+    assert_eq!(lines.lines().count(), 2, "{lines}");
+    // Items where an answer was found carry the baselines.
+    let with: Vec<serde_json::Value> = lines
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+        .filter(|v| v["baselines"].is_object())
+        .collect();
+    assert!(!with.is_empty(), "{lines}");
+    for v in &with {
+        let p = v["baselines"]["p_true"].as_f64().unwrap();
+        assert!((0.0..=1.0).contains(&p), "{v}");
+    }
+    assert!(out.join("tiny/baselines+p_true/summary.json").is_file());
+    assert!(out
+        .join("tiny/baselines+mean_logprob/summary.json")
+        .is_file());
+    let stdout = String::from_utf8_lossy(&o.stdout);
+    assert!(stdout.contains("| baselines |"), "{stdout}");
 }

@@ -25,6 +25,7 @@
 pub mod embed;
 pub mod error;
 pub mod model;
+pub mod template;
 
 pub use embed::{EmbedError, Embedder};
 

@@ -37,8 +37,8 @@ use metareason_memory::{
 };
 use metareason_monitor::{RewardWeights, SearchPolicy};
 use metareason_reflection::{
-    distill_error_note, distill_template, solution_text, CalibrationFeatures, Calibrator,
-    RewardLearner,
+    distill_error_note, distill_template, solution_text, BaselineConfidences, CalibrationFeatures,
+    Calibrator, RewardLearner,
 };
 use metareason_solver::{SolveConfig, SolveError, Solver, Trace};
 use metareason_strategy::answer::AnswerKind;
@@ -153,6 +153,10 @@ pub struct ReasonerConfig {
     pub profile: BTreeMap<String, String>,
     /// Seed of the choices (Thompson draws) and sampling.
     pub seed: u64,
+    /// Also compute the baseline confidences (verbalised, P(True), mean
+    /// log-probability) of the answer, for comparison; two short model
+    /// calls, not counted in the episode's usage.
+    pub baselines: bool,
 }
 
 impl Default for ReasonerConfig {
@@ -178,6 +182,7 @@ impl Default for ReasonerConfig {
             family: None,
             profile: BTreeMap::new(),
             seed: 0,
+            baselines: false,
         }
     }
 }
@@ -238,6 +243,9 @@ pub struct EpisodeReport {
     pub features: Option<CalibrationFeatures>,
     /// The solvability features of the chosen strategy.
     pub solvability_features: Option<Vec<f64>>,
+    /// Baseline confidences of the answer found, when asked for.
+    #[serde(default)]
+    pub baselines: Option<BaselineConfidences>,
     /// The embedder that placed the task in memory.
     pub embedder: Option<String>,
     /// Total model usage.
@@ -364,6 +372,15 @@ impl<'a> Reasoner<'a> {
         })
     }
 
+    /// Reads the learned parameters again from memory: for loops that share
+    /// one memory file, so that each sees what the others learned.
+    pub fn reload_params(&mut self) -> Result<(), ReasonerError> {
+        if let Some(m) = &self.memory {
+            self.params = MetaParams::load(m)?;
+        }
+        Ok(())
+    }
+
     /// The memory, when there is one.
     pub fn memory(&self) -> Option<&Memory> {
         self.memory.as_ref()
@@ -463,6 +480,7 @@ impl<'a> Reasoner<'a> {
             cross_check: None,
             features: None,
             solvability_features: None,
+            baselines: None,
             embedder: self.embedder.map(|e| e.name().to_string()),
             usage,
             seconds: 0.0,
@@ -558,6 +576,14 @@ impl<'a> Reasoner<'a> {
                 .unwrap_or(0.5),
             &assessment.probes,
         ));
+        if let (true, Some(answer)) = (config.baselines, trace.answer.as_deref()) {
+            report.baselines = Some(BaselineConfidences::compute(
+                self.model,
+                task,
+                answer,
+                Some(features.mean_logprob),
+            )?);
+        }
         report.features = Some(features);
         if trace.answer.is_none() {
             report.decision = Decision::Abstain;

@@ -17,7 +17,10 @@
 //! updates them.
 #![deny(missing_docs)]
 
+pub mod baselines;
 pub mod prompts;
+
+pub use baselines::BaselineConfidences;
 
 use metareason_bayes::LogisticRegression;
 use metareason_core::{LanguageModel, ModelError, Prompt, SamplingParams, Usage};

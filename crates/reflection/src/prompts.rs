@@ -17,11 +17,18 @@ wrong{reference}:\n{solution}\n\nIn one sentence, warn a solver of similar probl
 mistake most likely made here. Do not use the specific numbers of this problem. Start with \
 \"Watch out:\".";
 
-/// Fills `{name}` slots.
-pub fn fill(template: &str, slots: &[(&str, &str)]) -> String {
-    let mut out = template.to_string();
-    for (k, v) in slots {
-        out = out.replace(&format!("{{{k}}}"), v);
-    }
-    out
-}
+pub use metareason_core::template::fill;
+
+/// System prompt of the baseline confidence questions.
+pub const BASELINE_SYSTEM: &str = "You grade answers to questions. Be brief.";
+
+/// Verbalised confidence (Tian et al., 2023): `{task}`, `{answer}`.
+pub const VERBALIZED_USER: &str =
+    "Question:\n\"\"\"\n{task}\n\"\"\"\n\nProposed answer: {answer}\n\n\
+What is the probability, from 0 to 100, that the proposed answer is correct? Reply with the \
+number only.";
+
+/// P(True) of a proposed answer (Kadavath et al., 2022): `{task}`,
+/// `{answer}`.
+pub const P_TRUE_USER: &str = "Question:\n\"\"\"\n{task}\n\"\"\"\n\nProposed answer: {answer}\n\n\
+Is the proposed answer True or False? Answer with one word.";
