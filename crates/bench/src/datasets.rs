@@ -498,7 +498,7 @@ pub fn load(
         "known-unknowns-bigbench" => {
             known_unknowns(&bigbench_tasks()?.join("known_unknowns/task.json"))
         }
-        "gsm8k-train" => gsm8k(&data_dir.join("gsm8k-train.jsonl")),
+        "gsm8k-train" => gsm8k_jsonl(&data_dir.join("gsm8k-train.jsonl")),
         "known-unknowns" => known_unknowns(&data_dir.join("known-unknowns.json")),
         "unsolvable-questions" => unsolvable(&data_dir.join("unsolvable-questions.jsonl")),
         "freshqa" => freshqa(&data_dir.join("freshqa.csv")),
@@ -509,7 +509,9 @@ pub fn load(
     }
 }
 
-fn gsm8k(path: &Path) -> Result<Vec<Item>, DatasetError> {
+/// GSM8K in its JSONL form (`question`, `answer` ending in `#### N`); item
+/// ids are `gsm8k-LINE` (0-based line numbers).
+pub fn gsm8k_jsonl(path: &Path) -> Result<Vec<Item>, DatasetError> {
     let file = std::fs::File::open(path).map_err(io(path))?;
     let mut out = Vec::new();
     for (i, line) in std::io::BufReader::new(file).lines().enumerate() {

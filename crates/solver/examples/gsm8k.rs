@@ -14,7 +14,7 @@ use std::collections::HashSet;
 use std::io::{BufRead, Write};
 use std::path::PathBuf;
 
-use anyhow::{bail, Context, Result};
+use anyhow::{bail, Result};
 use clap::Parser;
 use metareason_catalog::{ModelStore, NoProgress, DEFAULT_MODEL};
 use metareason_llama::{LlamaConfig, LlamaEngine};
@@ -241,24 +241,7 @@ fn main() -> Result<()> {
         )?;
         return Ok(());
     }
-    let file = std::fs::File::open(&args.data)
-        .with_context(|| format!("cannot open {}", args.data.display()))?;
-    let mut problems = Vec::new();
-    for (i, line) in std::io::BufReader::new(file).lines().enumerate() {
-        let v: serde_json::Value = serde_json::from_str(&line?)?;
-        let q = v["question"].as_str().context("question")?.to_string();
-        let a = v["answer"].as_str().context("answer")?;
-        let reference = a
-            .rsplit("####")
-            .next()
-            .unwrap_or("")
-            .trim()
-            .replace(',', "");
-        problems.push((i, q, reference));
-    }
-    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(args.seed);
-    problems.shuffle(&mut rng);
-    problems.truncate(args.limit);
+    let problems = gsm8k_problems(&args.data, args.seed, args.limit)?;
 
     let path = ModelStore::from_env().resolve(&args.model, &NoProgress)?;
     let engine = LlamaEngine::load(LlamaConfig::new(path))?;
@@ -348,4 +331,25 @@ fn main() -> Result<()> {
     println!("{table}");
     std::fs::write(args.out.join("summary.md"), format!("{table}\n"))?;
     Ok(())
+}
+
+/// The GSM8K JSONL file as (line, question, reference), shuffled by `seed`
+/// and cut to `limit`: the bench crate's loader, in the examples' shape.
+fn gsm8k_problems(
+    path: &std::path::Path,
+    seed: u64,
+    limit: usize,
+) -> Result<Vec<(usize, String, String)>> {
+    let mut problems = Vec::new();
+    for item in metareason_bench::datasets::gsm8k_jsonl(path)? {
+        let metareason_bench::datasets::Expected::Answer { reference, .. } = item.expected else {
+            continue;
+        };
+        let line = item.id.trim_start_matches("gsm8k-").parse().unwrap_or(0);
+        problems.push((line, item.question, reference));
+    }
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
+    problems.shuffle(&mut rng);
+    problems.truncate(limit);
+    Ok(problems)
 }
