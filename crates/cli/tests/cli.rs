@@ -485,3 +485,82 @@ fn bench_on_the_test_model_runs_resumes_and_summarises() {
     let stdout = String::from_utf8_lossy(&o.stdout);
     assert!(stdout.contains("| baselines |"), "{stdout}");
 }
+
+#[test]
+fn a_bench_killed_mid_run_resumes_without_losing_or_repeating_items() {
+    if skip_model_tests() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("sums.jsonl");
+    let lines: String = (1..=8)
+        .map(|i| format!("{{\"id\": \"s{i}\", \"q\": \"What is {i} + {i}?\", \"a\": \"{}\"}}\n", 2 * i))
+        .collect();
+    std::fs::write(&data, lines).unwrap();
+    let config = dir.path().join("short.toml");
+    std::fs::write(
+        &config,
+        "strategies = [\"direct\"]\ncross_check = \"never\"\ndistill = false\n[solve]\nfallbacks = []\nmax_revisions = 0\nbacktrack_samples = 0\n[solve.settings]\nmax_tokens = 16\n",
+    )
+    .unwrap();
+    let out = dir.path().join("out");
+    let args = [
+        "--model",
+        "smollm2-135m-instruct",
+        "--threads",
+        "1",
+        "bench",
+        data.to_str().unwrap(),
+        "--field",
+        "question=q,answer=a,id=id",
+        "--answer",
+        "number",
+        "--config",
+        config.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+    ];
+    let results = out.join("sums/short/results.jsonl");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_metareason"))
+        .args(args)
+        .env_remove("METAREASON_MODEL")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    // Kill it (SIGKILL) once the first results are on disk, before the end.
+    loop {
+        let done = std::fs::read_to_string(&results)
+            .map(|t| t.lines().count())
+            .unwrap_or(0);
+        if done >= 2 {
+            break;
+        }
+        if let Some(status) = child.try_wait().unwrap() {
+            panic!("the run ended before it could be killed: {status}");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let before = std::fs::read_to_string(&results).unwrap();
+    let kept = before.lines().filter(|l| l.ends_with('}')).count();
+    assert!((2..=8).contains(&kept), "{before}");
+    // The rerun does only what is missing and ends with every item once.
+    let o = metareason(&args);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let after = std::fs::read_to_string(&results).unwrap();
+    let mut ids: Vec<String> = after
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .map(|v| v["id"].as_str().unwrap().to_string())
+        .collect();
+    ids.sort();
+    let mut want: Vec<String> = (1..=8).map(|i| format!("s{i}")).collect();
+    want.sort();
+    assert_eq!(ids, want, "{after}");
+    // What was on disk before the kill is still there, unchanged.
+    for line in before.lines().filter(|l| l.ends_with('}')) {
+        assert!(after.contains(line), "lost: {line}");
+    }
+}
