@@ -295,6 +295,10 @@ pub fn comparison_markdown(runs: &[(String, Summary)]) -> String {
         ("items", Box::new(|s| s.n.to_string())),
         ("accuracy", Box::new(|s| f(s.accuracy.value))),
         ("answered accuracy", Box::new(|s| f(s.answered_accuracy))),
+        (
+            "accuracy answering all",
+            Box::new(|s| f(s.candidate_accuracy)),
+        ),
         ("coverage", Box::new(|s| f(s.coverage))),
         ("ECE (10 equal-width)", Box::new(|s| f(s.ece.value))),
         ("ECE (10 equal-mass)", Box::new(|s| f(s.ece_equal_mass))),

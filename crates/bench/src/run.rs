@@ -296,6 +296,10 @@ pub struct Summary {
     pub accuracy: Estimate,
     /// Right answers over the graded items answered.
     pub answered_accuracy: Option<f64>,
+    /// Right answers found over graded items, whether given or withheld:
+    /// the accuracy the system would have had answering everything.
+    #[serde(default)]
+    pub candidate_accuracy: Option<f64>,
     /// Share of graded items answered.
     pub coverage: Option<f64>,
     /// ECE, 10 equal-width bins, of the confidence of the answer found.
@@ -367,6 +371,12 @@ pub fn summarize(results: &[ItemResult], seed: u64) -> Summary {
         n,
         graded: graded.len(),
         accuracy: boot(&|_, y| metrics::accuracy(y), &zeros, &right, seed),
+        candidate_accuracy: metrics::accuracy(
+            &graded
+                .iter()
+                .map(|r| r.candidate_correct == Some(true))
+                .collect::<Vec<_>>(),
+        ),
         answered_accuracy: metrics::accuracy(
             &answered
                 .iter()
@@ -401,8 +411,8 @@ pub fn should_decline(item: &Item) -> bool {
     matches!(item.expected, Expected::Decline)
 }
 
-/// One markdown row: config, n, accuracy, ECE, AUROC, AURC, decline F1,
-/// over-declining, tokens.
+/// One markdown row: config, n, accuracy, coverage, accuracy answering
+/// all, ECE, AUROC, AURC, decline F1, over-declining, tokens, seconds.
 pub fn markdown_row(name: &str, s: &Summary) -> String {
     let f = |x: Option<f64>| x.map_or("–".into(), |v| format!("{v:.3}"));
     let ci = |e: &Estimate| match e.ci95 {
@@ -410,9 +420,11 @@ pub fn markdown_row(name: &str, s: &Summary) -> String {
         None => f(e.value),
     };
     format!(
-        "| {name} | {} | {} | {} | {} | {} | {} | {} | {:.0} | {:.1} |",
+        "| {name} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {:.0} | {:.1} |",
         s.n,
         ci(&s.accuracy),
+        f(s.coverage),
+        f(s.candidate_accuracy),
         ci(&s.ece),
         ci(&s.auroc),
         f(s.aurc),
@@ -424,4 +436,4 @@ pub fn markdown_row(name: &str, s: &Summary) -> String {
 }
 
 /// The header of [`markdown_row`] tables.
-pub const MARKDOWN_HEADER: &str = "| configuration | items | accuracy [95% CI] | ECE [95% CI] | AUROC [95% CI] | AURC | decline F1 | over-declining | tokens / item | seconds / item |\n|---|---|---|---|---|---|---|---|---|---|";
+pub const MARKDOWN_HEADER: &str = "| configuration | items | accuracy [95% CI] | coverage | accuracy answering all | ECE [95% CI] | AUROC [95% CI] | AURC | decline F1 | over-declining | tokens / item | seconds / item |\n|---|---|---|---|---|---|---|---|---|---|---|---|";

@@ -105,6 +105,8 @@ fn a_summary_counts_accuracy_calibration_and_declining() {
     assert_eq!((s.n, s.graded), (8, 6));
     // Graded: i0 i1 i2 i4 i5 i6 -> right when even: i0 i2 i4 i6.
     assert!((s.accuracy.value.unwrap() - 4.0 / 6.0).abs() < 1e-12);
+    assert!((s.candidate_accuracy.unwrap() - 4.0 / 6.0).abs() < 1e-12);
+    assert_eq!(s.coverage, Some(1.0));
     // Confidence 0.9 exactly on the right ones, 0.2 on the wrong: AUROC 1.
     assert_eq!(s.auroc.value, Some(1.0));
     let (lo, hi) = s.accuracy.ci95.unwrap();

@@ -494,7 +494,12 @@ fn a_bench_killed_mid_run_resumes_without_losing_or_repeating_items() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("sums.jsonl");
     let lines: String = (1..=8)
-        .map(|i| format!("{{\"id\": \"s{i}\", \"q\": \"What is {i} + {i}?\", \"a\": \"{}\"}}\n", 2 * i))
+        .map(|i| {
+            format!(
+                "{{\"id\": \"s{i}\", \"q\": \"What is {i} + {i}?\", \"a\": \"{}\"}}\n",
+                2 * i
+            )
+        })
         .collect();
     std::fs::write(&data, lines).unwrap();
     let config = dir.path().join("short.toml");
