@@ -44,6 +44,24 @@ impl Stub {
         Stub { url, seen }
     }
 
+    /// A server that answers each connection on a thread of its own, as a
+    /// server with several slots does.
+    fn start_threaded(handler: Box<Handler>) -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!("http://{}/v1", listener.local_addr().unwrap());
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let seen2 = seen.clone();
+        let handler: Arc<Handler> = Arc::from(handler);
+        std::thread::spawn(move || {
+            for (i, stream) in listener.incoming().enumerate() {
+                let Ok(stream) = stream else { break };
+                let (handler, seen) = (handler.clone(), seen2.clone());
+                std::thread::spawn(move || serve(stream, i, &*handler, &seen));
+            }
+        });
+        Stub { url, seen }
+    }
+
     fn seen(&self) -> Vec<Seen> {
         self.seen.lock().unwrap().clone()
     }
@@ -327,4 +345,37 @@ fn bad_base_url_is_rejected_before_any_request() {
         .err()
         .unwrap();
     assert!(e.to_string().contains("http://"));
+}
+
+#[test]
+fn one_model_serves_several_callers_at_once() {
+    // Each request waits (up to 10 s) until three are in flight: a client
+    // that sent them one at a time would leave the peak at 1.
+    let in_flight = Arc::new((Mutex::new((0usize, 0usize)), std::sync::Condvar::new()));
+    let state = in_flight.clone();
+    let stub = Stub::start_threaded(Box::new(move |_, _| {
+        let (lock, cv) = &*state;
+        let mut g = lock.lock().unwrap();
+        g.0 += 1;
+        g.1 = g.1.max(g.0);
+        cv.notify_all();
+        let (mut g, _) = cv
+            .wait_timeout_while(g, Duration::from_secs(10), |g| g.1 < 3)
+            .unwrap();
+        g.0 -= 1;
+        (200, chat_answer(&["4"]), None)
+    }));
+    let mut c = config(&stub.url);
+    c.timeout = Duration::from_secs(30);
+    let m = OpenAiModel::new(c).unwrap();
+    std::thread::scope(|s| {
+        let handles: Vec<_> = (0..3)
+            .map(|_| s.spawn(|| m.generate(&request(1)).unwrap()))
+            .collect();
+        for h in handles {
+            assert_eq!(h.join().unwrap().sequences[0].text, "4");
+        }
+    });
+    assert_eq!(in_flight.0.lock().unwrap().1, 3, "requests were serialised");
+    assert_eq!(stub.seen().len(), 3);
 }
