@@ -134,6 +134,12 @@ fn in_item_order(items: &[Item], mut results: Vec<ItemResult>) -> Vec<ItemResult
     results
 }
 
+/// The results already in `path` for `items`, in item order (other ids
+/// are left out).
+pub fn finished(items: &[Item], path: &Path) -> std::io::Result<Vec<ItemResult>> {
+    Ok(in_item_order(items, read_results(path)?))
+}
+
 /// Runs `solve` on every item not yet in `path`, appending each result as
 /// it finishes; `progress` sees every result (old ones first). Returns all
 /// results, old and new, in item order.

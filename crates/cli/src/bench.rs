@@ -68,6 +68,10 @@ pub(crate) struct BenchArgs {
     /// request at a time, so more jobs do not help it.
     #[arg(long, default_value_t = 1)]
     jobs: usize,
+    /// Summarise the items already finished (of a run stopped early, say)
+    /// without loading a model or running anything.
+    #[arg(long)]
+    summarize_only: bool,
 }
 
 #[derive(clap::Subcommand)]
@@ -284,6 +288,72 @@ pub(crate) fn bench(g: &GlobalArgs, a: BenchArgs) -> Result<()> {
         .unwrap_or_else(|| dataset.clone());
     let dir = a.out.join(&dataset_name).join(&run_name);
     std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    let results_path = dir.join("results.jsonl");
+    let (results, model_info) = if a.summarize_only {
+        let results = run::finished(&items, &results_path)
+            .with_context(|| format!("cannot read {}", results_path.display()))?;
+        if results.is_empty() {
+            bail!(
+                "{}: no finished items to summarise (run without --summarize-only first)",
+                results_path.display()
+            );
+        }
+        // The model named by the run's earlier summary, when there is one.
+        let info = std::fs::read_to_string(dir.join("summary.json"))
+            .ok()
+            .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok())
+            .map(|v| v["model"].clone())
+            .unwrap_or(serde_json::Value::Null);
+        (results, info)
+    } else {
+        run_items(g, &a, &config, &items, &dir, no_policy, no_memory)?
+    };
+    let write_summary = |dir: &Path, name: &str, results: &[ItemResult]| -> Result<Summary> {
+        let summary = run::summarize(results, a.seed);
+        std::fs::create_dir_all(dir)?;
+        std::fs::write(
+            dir.join("summary.json"),
+            serde_json::to_string_pretty(&serde_json::json!({
+                "dataset": dataset,
+                "config": name,
+                "model": model_info,
+                "seed": a.seed,
+                "summary": summary,
+            }))?,
+        )?;
+        Ok(summary)
+    };
+    println!("{MARKDOWN_HEADER}");
+    let summary = write_summary(&dir, &run_name, &results)?;
+    println!("{}", run::markdown_row(&run_name, &summary));
+    // Each baseline confidence of the same answers, as a run of its own.
+    for b in run::baseline_names(&results) {
+        let name = format!("{run_name}+{b}");
+        let derived = dir.with_file_name(&name);
+        let s = write_summary(
+            &derived,
+            &name,
+            &run::with_baseline_confidence(&results, &b),
+        )?;
+        println!("{}", run::markdown_row(&name, &s));
+    }
+    println!("results: {}", dir.display());
+    let report = write_report(dir.parent().expect("run dirs sit in a dataset dir"))?;
+    println!("report: {}", report.display());
+    Ok(())
+}
+
+/// Runs the items not yet finished; returns every result and the model's
+/// description.
+fn run_items(
+    g: &GlobalArgs,
+    a: &BenchArgs,
+    config: &ReasonerConfig,
+    items: &[Item],
+    dir: &Path,
+    no_policy: bool,
+    no_memory: bool,
+) -> Result<(Vec<ItemResult>, serde_json::Value)> {
     let memory = if no_memory {
         None
     } else {
@@ -387,7 +457,7 @@ pub(crate) fn bench(g: &GlobalArgs, a: BenchArgs) -> Result<()> {
             })
         })
     };
-    let results = run::run_parallel(&items, &dir.join("results.jsonl"), a.jobs, make, |r, _| {
+    let results = run::run_parallel(items, &dir.join("results.jsonl"), a.jobs, make, |r, _| {
         if let Some(c) = r.correct {
             graded += 1;
             right += usize::from(c);
@@ -401,37 +471,5 @@ pub(crate) fn bench(g: &GlobalArgs, a: BenchArgs) -> Result<()> {
         }
     })?;
     bar.finish_and_clear();
-    let write_summary = |dir: &Path, name: &str, results: &[ItemResult]| -> Result<Summary> {
-        let summary = run::summarize(results, a.seed);
-        std::fs::create_dir_all(dir)?;
-        std::fs::write(
-            dir.join("summary.json"),
-            serde_json::to_string_pretty(&serde_json::json!({
-                "dataset": dataset,
-                "config": name,
-                "model": model.info(),
-                "seed": a.seed,
-                "summary": summary,
-            }))?,
-        )?;
-        Ok(summary)
-    };
-    println!("{MARKDOWN_HEADER}");
-    let summary = write_summary(&dir, &run_name, &results)?;
-    println!("{}", run::markdown_row(&run_name, &summary));
-    // Each baseline confidence of the same answers, as a run of its own.
-    for b in run::baseline_names(&results) {
-        let name = format!("{run_name}+{b}");
-        let derived = dir.with_file_name(&name);
-        let s = write_summary(
-            &derived,
-            &name,
-            &run::with_baseline_confidence(&results, &b),
-        )?;
-        println!("{}", run::markdown_row(&name, &s));
-    }
-    println!("results: {}", dir.display());
-    let report = write_report(dir.parent().expect("run dirs sit in a dataset dir"))?;
-    println!("report: {}", report.display());
-    Ok(())
+    Ok((results, serde_json::to_value(model.info())?))
 }

@@ -551,6 +551,17 @@ fn a_bench_killed_mid_run_resumes_without_losing_or_repeating_items() {
     let before = std::fs::read_to_string(&results).unwrap();
     let kept = before.lines().filter(|l| l.ends_with('}')).count();
     assert!((2..=8).contains(&kept), "{before}");
+    // What finished can be summarised without a model.
+    let mut summarize = args.to_vec();
+    summarize[1] = "/nonexistent/model.gguf";
+    summarize.push("--summarize-only");
+    let o = metareason(&summarize);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let summary: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(out.join("sums/short/summary.json")).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(summary["summary"]["n"], kept);
     // The rerun does only what is missing and ends with every item once.
     let o = metareason(&args);
     assert!(o.status.success(), "{}", stderr(&o));
