@@ -108,6 +108,15 @@ fn load_summary(dir: &Path) -> Result<(String, Summary)> {
     Ok((name, s))
 }
 
+/// Writes `text` to a temporary file beside `path` and renames it into
+/// place: a kill leaves the old file or the new one, never half of one.
+fn write_whole(path: &Path, text: &str) -> Result<()> {
+    let tmp = path.with_extension("tmp");
+    std::fs::write(&tmp, text).with_context(|| format!("cannot write {}", tmp.display()))?;
+    std::fs::rename(&tmp, path).with_context(|| format!("cannot write {}", path.display()))?;
+    Ok(())
+}
+
 /// Writes DIR/report.html over every run directory in DIR; returns its path.
 fn write_report(dir: &Path) -> Result<PathBuf> {
     let mut runs = Vec::new();
@@ -133,7 +142,7 @@ fn write_report(dir: &Path) -> Result<PathBuf> {
             .unwrap_or_default()
     );
     let path = dir.join("report.html");
-    std::fs::write(&path, metareason_bench::report::html(&title, &runs))?;
+    write_whole(&path, &metareason_bench::report::html(&title, &runs))?;
     Ok(path)
 }
 
@@ -311,9 +320,9 @@ pub(crate) fn bench(g: &GlobalArgs, a: BenchArgs) -> Result<()> {
     let write_summary = |dir: &Path, name: &str, results: &[ItemResult]| -> Result<Summary> {
         let summary = run::summarize(results, a.seed);
         std::fs::create_dir_all(dir)?;
-        std::fs::write(
-            dir.join("summary.json"),
-            serde_json::to_string_pretty(&serde_json::json!({
+        write_whole(
+            &dir.join("summary.json"),
+            &serde_json::to_string_pretty(&serde_json::json!({
                 "dataset": dataset,
                 "config": name,
                 "model": model_info,
