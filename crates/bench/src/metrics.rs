@@ -279,9 +279,12 @@ pub fn prf(flagged: &[bool], should: &[bool]) -> Prf {
     let div = |a: usize, b: usize| (b > 0).then(|| a as f64 / b as f64);
     let precision = div(c[0], c[0] + c[1]);
     let recall = div(c[0], c[0] + c[2]);
+    // Where flagging was right somewhere but nothing right was flagged, F1
+    // is 0 (also when nothing was flagged at all: never declining earns
+    // no credit); it is undefined only when nothing should be flagged.
     let f1 = match (precision, recall) {
         (Some(p), Some(r)) if p + r > 0.0 => Some(2.0 * p * r / (p + r)),
-        (Some(_), Some(_)) => Some(0.0),
+        (_, Some(_)) => Some(0.0),
         _ => None,
     };
     Prf {

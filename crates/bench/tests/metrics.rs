@@ -112,11 +112,15 @@ fn precision_recall_f1_and_over_refusal() {
     assert!(close(p.recall, 2.0 / 3.0));
     assert!(close(p.f1, 2.0 / 3.0));
     assert!(close(p.false_positive_rate, 0.5));
-    // Nothing flagged: precision undefined, recall 0.
+    // Nothing flagged: precision undefined, recall 0, F1 0.
     let p = prf(&[false, false], &[true, false]);
     assert_eq!(p.precision, None);
     assert!(close(p.recall, 0.0));
-    assert_eq!(p.f1, None);
+    assert!(close(p.f1, 0.0));
+    // Nothing should be flagged: recall and F1 undefined.
+    let p = prf(&[true, false], &[false, false]);
+    assert_eq!((p.recall, p.f1), (None, None));
+    assert!(close(p.false_positive_rate, 0.5));
 }
 
 #[test]
