@@ -255,6 +255,16 @@ pub fn accuracy_tokens_svg(runs: &[(String, Summary)]) -> String {
             esc(name),
             s.generated_tokens
         );
+        // A run that withholds answers: hollow, the accuracy it would have
+        // had answering everything.
+        if let Some(all) = s.candidate_accuracy.filter(|a| (a - acc).abs() > 1e-9) {
+            let _ = write!(
+                out,
+                r##"<circle cx="{x:.1}" cy="{:.1}" r="5" fill="none" stroke="{c}" stroke-width="2"><title>{}: accuracy answering all {all:.3}</title></circle>"##,
+                fr.y(all),
+                esc(name)
+            );
+        }
     }
     let names: Vec<(usize, &str)> = shown.iter().map(|(i, (n, _))| (*i, n.as_str())).collect();
     legend(&names, fr.w, 20.0, &mut out);
@@ -388,6 +398,7 @@ h2 {{ margin-top: 1.6em; }}
 <h2>Summary</h2>
 {table}
 <h2>Accuracy against tokens</h2>
+<p>Filled: accuracy (a withheld answer counts as not right), with its 95% interval; hollow: the accuracy of answering everything, for runs that withhold answers.</p>
 <div class="plots">{acc}</div>
 <h2>Risk-coverage (answer the most confident first)</h2>
 <div class="plots">{rc}</div>
