@@ -337,6 +337,10 @@ pub fn comparison_markdown(runs: &[(String, Summary)]) -> String {
             Box::new(|s| f(s.decline.false_positive_rate)),
         ),
         (
+            "AUROC of 1 − confidence for declining",
+            Box::new(|s| f(s.decline_auroc)),
+        ),
+        (
             "tokens generated / item",
             Box::new(|s| format!("{:.0}", s.generated_tokens)),
         ),

@@ -326,6 +326,11 @@ pub struct Summary {
     pub selective_accuracy: [Option<f64>; 3],
     /// Declining where declining is right, over items where it is known.
     pub decline: Prf,
+    /// AUROC of 1 − confidence for telling the items where declining is
+    /// right from the others (items with a confidence): how well the
+    /// confidence alone would pick what to decline, at any threshold.
+    #[serde(default)]
+    pub decline_auroc: Option<f64>,
     /// Tokens generated per item.
     pub generated_tokens: f64,
     /// Prompt tokens per item.
@@ -404,6 +409,13 @@ pub fn summarize(results: &[ItemResult], seed: u64) -> Summary {
         aurc: metrics::aurc(&conf, &ok),
         selective_accuracy: [0.5, 0.8, 0.9].map(|c| metrics::selective_accuracy(&conf, &ok, c)),
         decline,
+        decline_auroc: {
+            let (c, y): (Vec<f64>, Vec<bool>) = results
+                .iter()
+                .filter_map(|r| Some((1.0 - r.confidence?, r.should_decline)))
+                .unzip();
+            metrics::auroc(&c, &y)
+        },
         generated_tokens: mean(&|r| r.generated_tokens as f64),
         prompt_tokens: mean(&|r| r.prompt_tokens as f64),
         seconds: mean(&|r| r.seconds),

@@ -114,6 +114,10 @@ fn a_summary_counts_accuracy_calibration_and_declining() {
     // Declined exactly where declining is right.
     assert_eq!(s.decline.f1, Some(1.0));
     assert_eq!(s.decline.false_positive_rate, Some(0.0));
+    // Items to decline (i3, i7: odd, confidence 0.2) against the rest
+    // (0.9 on even, 0.2 on i1, i5): 1 − confidence ranks them above the even
+    // ones and ties the odd ones: (2·4 + 0.5·2·2) / (2·6) = 10/12.
+    assert!((s.decline_auroc.unwrap() - 10.0 / 12.0).abs() < 1e-12);
     assert!((s.generated_tokens - 10.0).abs() < 1e-12);
 }
 
