@@ -509,6 +509,39 @@ pub fn load(
     }
 }
 
+/// The first `limit` of `items` after a shuffle seeded by `seed` (all of
+/// them, shuffled, without a limit). The same seed picks the same items, and
+/// a larger limit extends a smaller one's subset, so a run can grow.
+pub fn seeded_subset<T>(mut items: Vec<T>, seed: u64, limit: Option<usize>) -> Vec<T> {
+    use rand::seq::SliceRandom;
+    items.shuffle(&mut metareason_bayes::seeded(seed));
+    if let Some(limit) = limit {
+        items.truncate(limit);
+    }
+    items
+}
+
+/// GSM8K as (line, question, reference), the shape the measurement
+/// examples use, in the order of [`seeded_subset`].
+pub fn gsm8k_numbered(
+    path: &Path,
+    seed: u64,
+    limit: usize,
+) -> Result<Vec<(usize, String, String)>, DatasetError> {
+    let items = seeded_subset(gsm8k_jsonl(path)?, seed, Some(limit));
+    Ok(items
+        .into_iter()
+        .filter_map(|item| match item.expected {
+            Expected::Answer { reference, .. } => Some((
+                item.id.trim_start_matches("gsm8k-").parse().unwrap_or(0),
+                item.question,
+                reference,
+            )),
+            _ => None,
+        })
+        .collect())
+}
+
 /// GSM8K in its JSONL form (`question`, `answer` ending in `#### N`); item
 /// ids are `gsm8k-LINE` (0-based line numbers).
 pub fn gsm8k_jsonl(path: &Path) -> Result<Vec<Item>, DatasetError> {

@@ -200,3 +200,17 @@ fn mmlu_lines_become_choice_items() {
         }
     );
 }
+
+#[test]
+fn a_seeded_subset_is_stable_and_a_larger_limit_extends_it() {
+    use metareason_bench::datasets::seeded_subset;
+    let all: Vec<u32> = (0..50).collect();
+    let small = seeded_subset(all.clone(), 7, Some(10));
+    let large = seeded_subset(all.clone(), 7, Some(20));
+    assert_eq!(small, seeded_subset(all.clone(), 7, Some(10)));
+    assert_eq!(&large[..10], &small[..]);
+    assert_ne!(small, seeded_subset(all.clone(), 8, Some(10)));
+    let mut every = seeded_subset(all.clone(), 7, None);
+    every.sort();
+    assert_eq!(every, all);
+}

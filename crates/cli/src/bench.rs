@@ -16,8 +16,6 @@ use metareason_monitor::SearchPolicy;
 use metareason_reasoner::{CrossCheck, Feedback, Reasoner, ReasonerConfig, ReasonerError};
 use metareason_strategy::answer::AnswerKind;
 use metareason_strategy::StrategyKind;
-use rand::seq::SliceRandom;
-use rand::SeedableRng;
 
 use crate::{open_embedder, open_model, parse_answer_kind, GlobalArgs};
 
@@ -267,10 +265,8 @@ pub(crate) fn bench(g: &GlobalArgs, a: BenchArgs) -> Result<()> {
         .clone()
         .unwrap_or_else(datasets::default_data_dir);
     let mut items = datasets::load(&dataset, &data_dir, &fields, &a.answer)?;
-    if let Some(limit) = a.limit {
-        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(a.seed);
-        items.shuffle(&mut rng);
-        items.truncate(limit);
+    if a.limit.is_some() {
+        items = datasets::seeded_subset(items, a.seed, a.limit);
     }
     if items.is_empty() {
         bail!("the dataset has no items");

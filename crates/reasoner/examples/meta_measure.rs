@@ -84,28 +84,15 @@ fn engine(model: &str) -> Result<LlamaEngine> {
     Ok(LlamaEngine::load(LlamaConfig::new(path))?)
 }
 
-/// The GSM8K JSONL file as (line, question, reference), shuffled by `seed`
-/// and cut to `limit`: the bench crate's loader, in the examples' shape.
-fn gsm8k_problems(path: &Path, seed: u64, limit: usize) -> Result<Vec<(usize, String, String)>> {
-    let mut problems = Vec::new();
-    for item in metareason_bench::datasets::gsm8k_jsonl(path)? {
-        let metareason_bench::datasets::Expected::Answer { reference, .. } = item.expected else {
-            continue;
-        };
-        let line = item.id.trim_start_matches("gsm8k-").parse().unwrap_or(0);
-        problems.push((line, item.question, reference));
-    }
-    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
-    problems.shuffle(&mut rng);
-    problems.truncate(limit);
-    Ok(problems)
-}
-
 fn calibration(args: &Args, limit: usize) -> Result<()> {
     std::fs::create_dir_all(&args.out)?;
     let out_path = args.out.join("calibration.jsonl");
     let (seen, _) = done(&out_path)?;
-    let problems = gsm8k_problems(&args.data.join("gsm8k-train.jsonl"), args.seed, limit)?;
+    let problems = metareason_bench::datasets::gsm8k_numbered(
+        &args.data.join("gsm8k-train.jsonl"),
+        args.seed,
+        limit,
+    )?;
     let engine = engine(&args.model)?;
     let minilm = ModelStore::from_env()
         .ensure("all-minilm-l6-v2", &NoProgress)

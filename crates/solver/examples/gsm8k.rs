@@ -22,8 +22,6 @@ use metareason_monitor::{SearchPolicy, SearchSettings, StopRule};
 use metareason_solver::{SolveConfig, Solver};
 use metareason_strategy::answer::AnswerKind;
 use metareason_strategy::StrategyKind;
-use rand::seq::SliceRandom;
-use rand::SeedableRng;
 use serde_json::json;
 
 #[derive(Parser)]
@@ -241,7 +239,7 @@ fn main() -> Result<()> {
         )?;
         return Ok(());
     }
-    let problems = gsm8k_problems(&args.data, args.seed, args.limit)?;
+    let problems = metareason_bench::datasets::gsm8k_numbered(&args.data, args.seed, args.limit)?;
 
     let path = ModelStore::from_env().resolve(&args.model, &NoProgress)?;
     let engine = LlamaEngine::load(LlamaConfig::new(path))?;
@@ -331,25 +329,4 @@ fn main() -> Result<()> {
     println!("{table}");
     std::fs::write(args.out.join("summary.md"), format!("{table}\n"))?;
     Ok(())
-}
-
-/// The GSM8K JSONL file as (line, question, reference), shuffled by `seed`
-/// and cut to `limit`: the bench crate's loader, in the examples' shape.
-fn gsm8k_problems(
-    path: &std::path::Path,
-    seed: u64,
-    limit: usize,
-) -> Result<Vec<(usize, String, String)>> {
-    let mut problems = Vec::new();
-    for item in metareason_bench::datasets::gsm8k_jsonl(path)? {
-        let metareason_bench::datasets::Expected::Answer { reference, .. } = item.expected else {
-            continue;
-        };
-        let line = item.id.trim_start_matches("gsm8k-").parse().unwrap_or(0);
-        problems.push((line, item.question, reference));
-    }
-    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
-    problems.shuffle(&mut rng);
-    problems.truncate(limit);
-    Ok(problems)
 }
