@@ -20,6 +20,20 @@ fn stderr(o: &Output) -> String {
     String::from_utf8_lossy(&o.stderr).into_owned()
 }
 
+/// DIR/short.toml: a bench configuration that answers directly, with no
+/// cross-check, distillation, fallback or revision, in at most `max_tokens`.
+fn short_bench_config(dir: &std::path::Path, max_tokens: u32) -> std::path::PathBuf {
+    let config = dir.join("short.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "strategies = [\"direct\"]\ncross_check = \"never\"\ndistill = false\n[solve]\nfallbacks = []\nmax_revisions = 0\nbacktrack_samples = 0\n[solve.settings]\nmax_tokens = {max_tokens}\n"
+        ),
+    )
+    .unwrap();
+    config
+}
+
 fn skip_model_tests() -> bool {
     std::env::var_os("METAREASON_SKIP_MODEL_TESTS").is_some_and(|v| v == "1")
 }
@@ -388,12 +402,7 @@ fn bench_on_the_test_model_runs_resumes_and_summarises() {
         "key,prompt,gold,skip\na,What is 2 + 2?,4,no\nb,What will I dream tonight?,,yes\n",
     )
     .unwrap();
-    let config = dir.path().join("short.toml");
-    std::fs::write(
-        &config,
-        "strategies = [\"direct\"]\ncross_check = \"never\"\ndistill = false\n[solve]\nfallbacks = []\nmax_revisions = 0\nbacktrack_samples = 0\n[solve.settings]\nmax_tokens = 24\n",
-    )
-    .unwrap();
+    let config = short_bench_config(dir.path(), 24);
     let out = dir.path().join("out");
     let args = [
         "--model",
@@ -502,12 +511,7 @@ fn a_bench_killed_mid_run_resumes_without_losing_or_repeating_items() {
         })
         .collect();
     std::fs::write(&data, lines).unwrap();
-    let config = dir.path().join("short.toml");
-    std::fs::write(
-        &config,
-        "strategies = [\"direct\"]\ncross_check = \"never\"\ndistill = false\n[solve]\nfallbacks = []\nmax_revisions = 0\nbacktrack_samples = 0\n[solve.settings]\nmax_tokens = 16\n",
-    )
-    .unwrap();
+    let config = short_bench_config(dir.path(), 16);
     let out = dir.path().join("out");
     let args = [
         "--model",
