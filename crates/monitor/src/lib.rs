@@ -46,6 +46,13 @@ pub enum Event {
         /// Mean step rewards of the kept ones.
         kept_scores: Vec<f64>,
     },
+    /// A beam cut by the depth limit was finished by a rollout.
+    BeamFinished {
+        /// Rank of the beam among the survivors (0-based).
+        beam: usize,
+        /// Tokens the rollout generated.
+        rollout_tokens: u64,
+    },
     /// One MCTS iteration.
     MctsIteration {
         /// Iteration (0-based).

@@ -7,9 +7,9 @@
 //! vote over rollouts. Every prefix is a partial assistant reply, so the
 //! backend's prefix cache serves it.
 
-use metareason_core::{GenerateRequest, ModelError, Prompt, Usage};
+use metareason_core::{ModelError, Prompt, Usage};
 
-use crate::search::{score_reply, Candidate, ScoredStep, Searcher};
+use crate::search::{Candidate, ScoredStep, Searcher};
 use crate::Event;
 
 /// MCTS settings.
@@ -104,8 +104,10 @@ pub(crate) fn run(
             let depth = nodes[i].depth + 1;
             let mut first = None;
             for d in drafts {
-                let answered = s.kind.extract(&d.step.text).is_some()
-                    && d.step.text.to_lowercase().contains("answer");
+                let answered = s.kind.extract_marked(&d.step.text).is_some();
+                // A blank line is not a step of reasoning: it does not count
+                // towards the depth limit.
+                let depth = depth - usize::from(d.step.text.trim().is_empty());
                 nodes.push(Node {
                     parent: Some(i),
                     step: Some(d.step),
@@ -128,28 +130,7 @@ pub(crate) fn run(
         let candidate = if nodes[i].ended || exhausted(used) {
             s.assemble(steps, nodes[i].ended, 0, 0.0)
         } else {
-            let prefix = s.prefix_of(&steps);
-            let left = if limit == 0 {
-                u64::MAX
-            } else {
-                limit.saturating_sub(used.generated_tokens)
-            };
-            let mut params = s.rollout_params(it as u64);
-            params.max_tokens = (u64::from(params.max_tokens)).min(left.max(1)) as u32;
-            let g = s.model.generate(&GenerateRequest::new(
-                prompt.clone().with_assistant_prefix(prefix.clone()),
-                params,
-            ))?;
-            *used += g.usage;
-            let seq = &g.sequences[0];
-            let mut rollout = score_reply(seq, s.strategy, s.kind, s.weights);
-            s.judge_steps(prompt, &steps, &mut rollout.steps, used)?;
-            let mut all = steps;
-            all.extend(rollout.steps);
-            let mut c = s.assemble(all, rollout.complete, rollout.tokens, seq.total_logprob());
-            c.text = format!("{prefix}{}", seq.text);
-            c.answer = s.kind.extract(&c.text);
-            c
+            s.complete_from(prompt, steps, it as u64, used, limit)?
         };
         let value = candidate.score;
         candidates.push(candidate);

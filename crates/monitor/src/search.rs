@@ -533,6 +533,41 @@ impl Searcher<'_> {
         Ok(drafts)
     }
 
+    /// Completes a partial reply (`steps`) with one sampled rollout and
+    /// returns the whole reply as a candidate: the steps so far keep their
+    /// rewards, the rollout's steps are scored (and judged) as they come.
+    pub(crate) fn complete_from(
+        &self,
+        prompt: &Prompt,
+        steps: Vec<ScoredStep>,
+        round: u64,
+        used: &mut Usage,
+        limit: u64,
+    ) -> Result<Candidate, ModelError> {
+        let prefix = self.prefix_of(&steps);
+        let left = if limit == 0 {
+            u64::MAX
+        } else {
+            limit.saturating_sub(used.generated_tokens)
+        };
+        let mut params = self.rollout_params(round);
+        params.max_tokens = (u64::from(params.max_tokens)).min(left.max(1)) as u32;
+        let g = self.model.generate(&GenerateRequest::new(
+            prompt.clone().with_assistant_prefix(prefix.clone()),
+            params,
+        ))?;
+        *used += g.usage;
+        let seq = &g.sequences[0];
+        let mut rollout = score_reply(seq, self.strategy, self.kind, self.weights);
+        self.judge_steps(prompt, &steps, &mut rollout.steps, used)?;
+        let mut all = steps;
+        all.extend(rollout.steps);
+        let mut c = self.assemble(all, rollout.complete, rollout.tokens, seq.total_logprob());
+        c.text = format!("{prefix}{}", seq.text);
+        c.answer = self.kind.extract(&c.text);
+        Ok(c)
+    }
+
     /// The partial reply that a path of steps spells.
     pub(crate) fn prefix_of(&self, steps: &[ScoredStep]) -> String {
         let d = &self.strategy.step_delimiter;
@@ -585,22 +620,26 @@ impl Searcher<'_> {
         #[derive(Clone)]
         struct Node {
             steps: Vec<ScoredStep>,
-            done: bool,
+            /// The reply ended by itself or stated its final answer.
+            finished: bool,
             tokens: u64,
             logprob_sum: f64,
         }
+        // Blank lines are not steps of reasoning: they neither count towards
+        // the depth limit nor dilute the mean reward.
+        let open = |n: &Node| !n.finished && depth_of_steps(&n.steps) < max_steps;
         let mean = |n: &Node| mean_reward(&n.steps);
         let mut beam = vec![Node {
             steps: Vec::new(),
-            done: false,
+            finished: false,
             tokens: 0,
             logprob_sum: 0.0,
         }];
         let mut rng_seed = ChaCha8Rng::seed_from_u64(self.settings.seed);
-        for depth in 0..max_steps {
-            if beam.iter().all(|n| n.done) {
-                break;
-            }
+        // Every round adds a step (perhaps blank) to every open node; a
+        // model that writes only blank lines stops at twice the depth limit.
+        let mut round = 0;
+        while beam.iter().any(open) && round < 2 * max_steps.max(1) {
             if budget.exhausted() {
                 events.push(Event::BudgetExhausted {
                     tokens: budget.used.generated_tokens,
@@ -609,7 +648,7 @@ impl Searcher<'_> {
             }
             let mut children = Vec::new();
             for node in &beam {
-                if node.done {
+                if !open(node) {
                     children.push(node.clone());
                     continue;
                 }
@@ -624,33 +663,58 @@ impl Searcher<'_> {
                 )?;
                 for d in drafts {
                     let mut child = node.clone();
-                    let answered = self.kind.extract(&d.step.text).is_some()
-                        && d.step.text.to_lowercase().contains("answer");
-                    child.done = d.ended || answered;
+                    // Only an explicitly stated answer finishes a reply: a
+                    // step that mentions "answer" and a number does not.
+                    child.finished = d.ended || self.kind.extract_marked(&d.step.text).is_some();
                     child.tokens += d.tokens;
                     child.logprob_sum += d.logprob_sum;
                     child.steps.push(d.step);
                     children.push(child);
                 }
             }
+            // Sampled steps often repeat each other; a duplicate path would
+            // take a place in the beam from a different one.
+            let mut seen = std::collections::HashSet::new();
+            children.retain(|c| seen.insert(self.prefix_of(&c.steps)));
             children.sort_by(|a, b| mean(b).total_cmp(&mean(a)));
             let kept: Vec<f64> = children.iter().take(width.max(1)).map(mean).collect();
             events.push(Event::BeamStep {
-                depth,
+                depth: round,
                 children: children.len(),
                 kept_scores: kept,
             });
             children.truncate(width.max(1));
             beam = children;
+            round += 1;
         }
-        Ok(beam
-            .into_iter()
-            .map(|n| {
-                let done = n.done;
-                self.assemble(n.steps, done, n.tokens, n.logprob_sum)
-            })
-            .collect())
+        // A survivor cut by the depth limit has no final answer yet: a
+        // rollout finishes it (budget permitting), so that every candidate
+        // is a whole reply and not a guess from its last number.
+        let mut out = Vec::with_capacity(beam.len());
+        for (k, n) in beam.into_iter().enumerate() {
+            if n.finished || budget.exhausted() {
+                out.push(self.assemble(n.steps, n.finished, n.tokens, n.logprob_sum));
+                continue;
+            }
+            let (tokens, logprob_sum) = (n.tokens, n.logprob_sum);
+            let mut c =
+                self.complete_from(prompt, n.steps, k as u64, &mut budget.used, budget.limit)?;
+            c.mean_logprob = (logprob_sum + c.mean_logprob * c.tokens as f64)
+                / (tokens + c.tokens).max(1) as f64;
+            c.tokens += tokens;
+            events.push(Event::BeamFinished {
+                beam: k,
+                rollout_tokens: c.tokens - tokens,
+            });
+            out.push(c);
+        }
+        Ok(out)
     }
+}
+
+/// Steps that are not blank lines.
+fn depth_of_steps(steps: &[ScoredStep]) -> usize {
+    steps.iter().filter(|s| !s.text.trim().is_empty()).count()
 }
 
 /// A step generated during a step-level search.

@@ -177,6 +177,132 @@ fn beam_keeps_exactly_the_top_width_nodes_by_reward() {
 }
 
 #[test]
+fn a_beam_keeps_no_duplicate_paths() {
+    // Two of three sampled first steps are the same; width 2 keeps the two
+    // different ones, not the better one twice.
+    let first = [
+        Reply::text("Step good.\n").logprob(-0.05),
+        Reply::text("Step good.\n").logprob(-0.05),
+        Reply::text("Step fine.\n").logprob(-0.4),
+    ];
+    let model = ScriptedModel::new()
+        .on(
+            When::PrefixContains("Step".into()),
+            [Reply::text("The answer is 3.")],
+        )
+        .on(When::Always, first);
+    let out = run(
+        &model,
+        SearchPolicy::Beam {
+            width: 2,
+            expansions: 3,
+            max_steps: 4,
+        },
+    );
+    let Event::BeamStep { children, .. } = &out.events[0] else {
+        panic!("expected a beam step first: {:?}", out.events)
+    };
+    assert_eq!(*children, 2);
+    let texts: Vec<&str> = out.candidates.iter().map(|c| c.text.as_str()).collect();
+    assert_eq!(texts.len(), 2);
+    assert!(texts[0].starts_with("Step good."), "{texts:?}");
+    assert!(texts[1].starts_with("Step fine."), "{texts:?}");
+}
+
+#[test]
+fn a_step_that_only_mentions_an_answer_does_not_end_a_beam() {
+    // The first step names "answer" and a number; the reply goes on to state
+    // its answer. Taking the first step as the end would answer 22.
+    let model = ScriptedModel::new()
+        .on(
+            When::PrefixContains("22 apples".into()),
+            [Reply::text("The answer is 5.")],
+        )
+        .on(
+            When::Always,
+            [Reply::text("To find the answer, count the 22 apples.\n")],
+        );
+    let out = run(
+        &model,
+        SearchPolicy::Beam {
+            width: 1,
+            expansions: 1,
+            max_steps: 4,
+        },
+    );
+    let best = out.best();
+    assert_eq!(best.answer.as_ref().unwrap().normalized, "5");
+    assert!(best.complete);
+    assert_eq!(best.steps.len(), 2);
+}
+
+#[test]
+fn a_beam_cut_by_the_depth_limit_is_finished_by_a_rollout() {
+    // Steps are one line each; at one step the beam is cut, and a rollout
+    // (which does not stop at a line end) writes the rest of the reply.
+    let model = ScriptedModel::new()
+        .on(
+            When::PrefixContains("Step one.".into()),
+            [Reply::text("Then 2 + 2 = 4.\nThe answer is 4.")],
+        )
+        .on(When::Always, [Reply::text("Step one.\n")]);
+    let out = run(
+        &model,
+        SearchPolicy::Beam {
+            width: 1,
+            expansions: 1,
+            max_steps: 1,
+        },
+    );
+    let best = out.best();
+    assert_eq!(best.text, "Step one.\nThen 2 + 2 = 4.\nThe answer is 4.");
+    assert_eq!(best.answer.as_ref().unwrap().normalized, "4");
+    assert!(best.complete);
+    assert_eq!(best.steps.len(), 3);
+    let finished: Vec<u64> = out
+        .events
+        .iter()
+        .filter_map(|e| match e {
+            Event::BeamFinished { rollout_tokens, .. } => Some(*rollout_tokens),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(finished.len(), 1);
+    assert!(finished[0] > 0);
+    // The candidate's tokens count the step and the rollout.
+    assert_eq!(best.tokens, out.usage.generated_tokens);
+}
+
+#[test]
+fn blank_lines_do_not_use_up_the_depth_of_a_beam() {
+    // The model puts a blank line after every step; with two steps allowed
+    // the beam still reaches the second step's stated answer itself.
+    let model = ScriptedModel::new()
+        .on(
+            When::PrefixContains("Step one.\n\n".into()),
+            [Reply::text("The answer is 9.")],
+        )
+        .on(
+            When::PrefixContains("Step one.\n".into()),
+            [Reply::text("\n")],
+        )
+        .on(When::Always, [Reply::text("Step one.\n")]);
+    let out = run(
+        &model,
+        SearchPolicy::Beam {
+            width: 1,
+            expansions: 1,
+            max_steps: 2,
+        },
+    );
+    assert_eq!(out.best().answer.as_ref().unwrap().normalized, "9");
+    assert!(!out
+        .events
+        .iter()
+        .any(|e| matches!(e, Event::BeamFinished { .. })));
+}
+
+#[test]
 fn mcts_produces_rollouts_and_votes_over_them() {
     let model = ScriptedModel::new()
         .on(

@@ -140,6 +140,15 @@ pub fn close_enough(exact: &Rational, written: &Rational, written_text: &str) ->
 }
 
 impl AnswerKind {
+    /// The final answer only when the text states it with an explicit marker
+    /// (`The answer is X`, `Answer: X`, `#### X`, `\boxed{X}`): how a
+    /// step-level search tells a finished reply from a step that merely
+    /// mentions a number, such as "to answer this, note the 22 apples".
+    pub fn extract_marked(&self, text: &str) -> Option<Answer> {
+        let marked = marked_answer(text)?;
+        self.extract(&marked)
+    }
+
     /// Finds the final answer in a reasoning text: an explicit marker first
     /// (`#### X`, `\boxed{X}`, `The answer is X`, `Answer: X`), then, for
     /// numbers, the last number written.
@@ -283,6 +292,24 @@ mod tests {
 
     fn num(text: &str) -> String {
         AnswerKind::Number.extract(text).unwrap().normalized
+    }
+
+    #[test]
+    fn only_a_marked_answer_counts_as_final() {
+        let n = AnswerKind::Number;
+        assert_eq!(
+            n.extract_marked("The answer is 1,200."),
+            n.extract("The answer is 1,200.")
+        );
+        assert_eq!(n.extract_marked("#### 7").unwrap().normalized, "7");
+        // A step that mentions "answer" and a number is not a final answer.
+        assert!(n
+            .extract_marked("To find the answer, we need 22 apples.")
+            .is_none());
+        assert!(n.extract_marked("Step 2: 48 / 2 = 24").is_none());
+        assert!(n.extract_marked("The answer is unclear.").is_none());
+        let yn = AnswerKind::YesNo;
+        assert_eq!(yn.extract_marked("Answer: yes").unwrap().normalized, "yes");
     }
 
     #[test]
