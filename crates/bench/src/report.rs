@@ -191,7 +191,7 @@ pub fn risk_coverage_svg(runs: &[(String, Summary)]) -> String {
             .fold(0.1, f64::max),
         LEGEND_W,
     );
-    let mut out = svg_open(fr.w + fr.legend, fr.h);
+    let mut out = svg_open(fr.w + fr.legend, height_with_legend(fr.h, runs.len()));
     fr.axes("coverage", "risk (error rate)", &mut out);
     for (i, (name, s)) in runs.iter().enumerate() {
         let c = COLOURS[i % COLOURS.len()];
@@ -235,7 +235,7 @@ pub fn accuracy_tokens_svg(runs: &[(String, Summary)]) -> String {
         1.0,
         LEGEND_W,
     );
-    let mut out = svg_open(fr.w + fr.legend, fr.h);
+    let mut out = svg_open(fr.w + fr.legend, height_with_legend(fr.h, shown.len()));
     fr.axes("tokens generated per item", "accuracy", &mut out);
     for &(i, (name, s)) in &shown {
         let c = COLOURS[i % COLOURS.len()];
@@ -272,20 +272,30 @@ pub fn accuracy_tokens_svg(runs: &[(String, Summary)]) -> String {
     out
 }
 
-/// A legend column of (run index, name) at (x, y).
+/// A legend column of (run index, name) at (x, y): a short line in the
+/// run's colour and dash pattern (runs past the palette are dashed).
 fn legend(names: &[(usize, &str)], x: f64, y: f64, out: &mut String) {
     for (row, (i, name)) in names.iter().enumerate() {
         let c = COLOURS[i % COLOURS.len()];
+        let dash = DASHES[(i / COLOURS.len()) % DASHES.len()];
         let yy = y + 14.0 * row as f64;
         let _ = write!(
             out,
-            r##"<rect x="{x:.1}" y="{:.1}" width="10" height="10" fill="{c}"/><text x="{:.1}" y="{:.1}" font-size="11">{}</text>"##,
-            yy - 9.0,
-            x + 14.0,
+            r##"<line x1="{x:.1}" y1="{:.1}" x2="{:.1}" y2="{:.1}" stroke="{c}" stroke-width="3" stroke-dasharray="{dash}"/><text x="{:.1}" y="{:.1}" font-size="11">{}</text>"##,
+            yy - 4.0,
+            x + 18.0,
+            yy - 4.0,
+            x + 22.0,
             yy,
             esc(name)
         );
     }
+}
+
+/// Height of a plot whose legend lists `entries` runs: the legend may be
+/// taller than the plot.
+fn height_with_legend(plot_h: f64, entries: usize) -> f64 {
+    plot_h.max(20.0 + 14.0 * entries as f64 + 10.0)
 }
 
 /// How one cell of the comparison is read from a summary.
@@ -364,7 +374,9 @@ pub fn comparison_markdown(runs: &[(String, Summary)]) -> String {
 
 /// The whole page.
 pub fn html(title: &str, runs: &[(String, Summary)]) -> String {
-    let mut table = String::from("<table><tr><th>metric</th>");
+    // Many runs make a wide table: it scrolls sideways with its metric
+    // names held in place.
+    let mut table = String::from(r#"<div class="wide"><table><tr><th>metric</th>"#);
     for (n, _) in runs {
         let _ = write!(table, "<th>{}</th>", esc(n));
     }
@@ -381,7 +393,7 @@ pub fn html(title: &str, runs: &[(String, Summary)]) -> String {
         }
         table.push_str("</tr>");
     }
-    table.push_str("</table>");
+    table.push_str("</table></div>");
     let reliability: String = runs
         .iter()
         .enumerate()
@@ -395,6 +407,8 @@ body {{ font-family: system-ui, sans-serif; margin: 2em; color: #222; }}
 table {{ border-collapse: collapse; margin: 1em 0; }}
 th, td {{ border: 1px solid #ccc; padding: 4px 10px; text-align: right; }}
 th {{ background: #f4f4f4; text-align: left; }}
+.wide {{ overflow-x: auto; max-width: 100%; }}
+.wide tr > th:first-child {{ position: sticky; left: 0; }}
 .plots {{ display: flex; flex-wrap: wrap; gap: 1.5em; }}
 h2 {{ margin-top: 1.6em; }}
 </style></head><body>

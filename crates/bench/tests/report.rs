@@ -57,3 +57,26 @@ fn the_page_has_every_run_and_the_token_plot_skips_derived_runs() {
     let table = comparison_markdown(&[("full".into(), full)]);
     assert!(table.contains("| coverage | 0.750 |"), "{table}");
 }
+
+#[test]
+fn many_runs_stay_apart_in_the_legend_and_the_table_scrolls() {
+    let s = run(&[true, false], &[false, false]);
+    let runs: Vec<(String, Summary)> = (0..14).map(|i| (format!("run{i}"), s.clone())).collect();
+    let rc = metareason_bench::report::risk_coverage_svg(&runs);
+    // Runs 0-11 take the palette solid; 12 and 13 reuse its first colours
+    // dashed, in the lines and in the legend alike.
+    assert_eq!(
+        rc.matches(r#"stroke-dasharray="6 3""#).count(),
+        2 * 2,
+        "{rc}"
+    );
+    assert_eq!(rc.matches(r#"stroke-dasharray="none""#).count(), 12 * 2);
+    // Fourteen legend rows fit beside the 320-pixel plot; forty do not, and
+    // the picture grows to hold them.
+    assert!(rc.contains(r#"height="320""#), "{}", &rc[..200]);
+    let many: Vec<(String, Summary)> = (0..40).map(|i| (format!("r{i}"), s.clone())).collect();
+    let tall = metareason_bench::report::risk_coverage_svg(&many);
+    assert!(tall.contains(r#"height="590""#), "{}", &tall[..200]);
+    let page = html("t", &runs);
+    assert!(page.contains(r#"<div class="wide"><table>"#));
+}
