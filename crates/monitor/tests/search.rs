@@ -35,6 +35,14 @@ fn run_with(
     searcher.run(&policy, &Prompt::user("q")).unwrap()
 }
 
+fn beam(width: usize, expansions: usize, max_steps: usize) -> SearchPolicy {
+    SearchPolicy::Beam {
+        width,
+        expansions,
+        max_steps,
+    }
+}
+
 fn adaptive(threshold: f64) -> SearchPolicy {
     SearchPolicy::Adaptive {
         max_samples: 8,
@@ -119,14 +127,7 @@ fn beam_keeps_exactly_the_top_width_nodes_by_reward() {
             [Reply::text("The answer is 3.").logprob(-0.1)],
         )
         .on(When::Always, first);
-    let out = run(
-        &model,
-        SearchPolicy::Beam {
-            width: 2,
-            expansions: 3,
-            max_steps: 4,
-        },
-    );
+    let out = run(&model, beam(2, 3, 4));
     let w = RewardWeights::default();
     // The scripted model cuts "Step good.\n" into the tokens "Step" and " good.".
     let reward = |text: &str| {
@@ -191,14 +192,7 @@ fn a_beam_keeps_no_duplicate_paths() {
             [Reply::text("The answer is 3.")],
         )
         .on(When::Always, first);
-    let out = run(
-        &model,
-        SearchPolicy::Beam {
-            width: 2,
-            expansions: 3,
-            max_steps: 4,
-        },
-    );
+    let out = run(&model, beam(2, 3, 4));
     let Event::BeamStep { children, .. } = &out.events[0] else {
         panic!("expected a beam step first: {:?}", out.events)
     };
@@ -222,14 +216,7 @@ fn a_step_that_only_mentions_an_answer_does_not_end_a_beam() {
             When::Always,
             [Reply::text("To find the answer, count the 22 apples.\n")],
         );
-    let out = run(
-        &model,
-        SearchPolicy::Beam {
-            width: 1,
-            expansions: 1,
-            max_steps: 4,
-        },
-    );
+    let out = run(&model, beam(1, 1, 4));
     let best = out.best();
     assert_eq!(best.answer.as_ref().unwrap().normalized, "5");
     assert!(best.complete);
@@ -246,14 +233,7 @@ fn a_beam_cut_by_the_depth_limit_is_finished_by_a_rollout() {
             [Reply::text("Then 2 + 2 = 4.\nThe answer is 4.")],
         )
         .on(When::Always, [Reply::text("Step one.\n")]);
-    let out = run(
-        &model,
-        SearchPolicy::Beam {
-            width: 1,
-            expansions: 1,
-            max_steps: 1,
-        },
-    );
+    let out = run(&model, beam(1, 1, 1));
     let best = out.best();
     assert_eq!(best.text, "Step one.\nThen 2 + 2 = 4.\nThe answer is 4.");
     assert_eq!(best.answer.as_ref().unwrap().normalized, "4");
@@ -287,14 +267,7 @@ fn blank_lines_do_not_use_up_the_depth_of_a_beam() {
             [Reply::text("\n")],
         )
         .on(When::Always, [Reply::text("Step one.\n")]);
-    let out = run(
-        &model,
-        SearchPolicy::Beam {
-            width: 1,
-            expansions: 1,
-            max_steps: 2,
-        },
-    );
+    let out = run(&model, beam(1, 1, 2));
     assert_eq!(out.best().answer.as_ref().unwrap().normalized, "9");
     assert!(!out
         .events
