@@ -488,12 +488,7 @@ impl Searcher<'_> {
         used: &mut Usage,
         limit: u64,
     ) -> Result<Vec<StepDraft>, ModelError> {
-        let left = if limit == 0 {
-            u64::MAX
-        } else {
-            limit.saturating_sub(used.generated_tokens)
-        };
-        let max = (u64::from(self.settings.max_step_tokens)).min(left.max(1)) as u32;
+        let max = tokens_left(used, limit, self.settings.max_step_tokens);
         let req = GenerateRequest::new(
             prompt
                 .clone()
@@ -545,13 +540,8 @@ impl Searcher<'_> {
         limit: u64,
     ) -> Result<Candidate, ModelError> {
         let prefix = self.prefix_of(&steps);
-        let left = if limit == 0 {
-            u64::MAX
-        } else {
-            limit.saturating_sub(used.generated_tokens)
-        };
         let mut params = self.rollout_params(round);
-        params.max_tokens = (u64::from(params.max_tokens)).min(left.max(1)) as u32;
+        params.max_tokens = tokens_left(used, limit, params.max_tokens);
         let g = self.model.generate(&GenerateRequest::new(
             prompt.clone().with_assistant_prefix(prefix.clone()),
             params,
@@ -710,6 +700,17 @@ impl Searcher<'_> {
         }
         Ok(out)
     }
+}
+
+/// At most `want` tokens, fewer when a generation budget (`limit`, 0 for
+/// none) is nearly used up; at least 1.
+fn tokens_left(used: &Usage, limit: u64, want: u32) -> u32 {
+    let left = if limit == 0 {
+        u64::MAX
+    } else {
+        limit.saturating_sub(used.generated_tokens)
+    };
+    u64::from(want).min(left.max(1)) as u32
 }
 
 /// Steps that are not blank lines.
