@@ -285,6 +285,23 @@ fn main() -> Result<()> {
                 "cached_prompt_tokens": trace.usage.cached_prompt_tokens,
                 "seconds": trace.usage.wall_time.as_secs_f64(),
                 "candidates": trace.attempts[trace.final_attempt].outcome.candidates.len(),
+                // The control and regulation the full configuration exercises.
+                "first_answer": trace.attempts[0].outcome.best().answer.as_ref().map(|x| x.normalized.clone()),
+                "final_strategy": trace.attempts[trace.final_attempt].strategy,
+                "findings": trace.attempts[trace.final_attempt].findings.len(),
+                "switches": trace.switches.iter().map(|s| json!({
+                    "to": s.to, "reason": s.reason,
+                })).collect::<Vec<_>>(),
+                "backtracks": trace.backtracks.iter().map(|b| json!({
+                    "at_step": b.at_step, "accepted": b.accepted,
+                })).collect::<Vec<_>>(),
+                "revisions": trace.revisions.iter().map(|r| json!({
+                    "from_step": r.from_step,
+                    "confidence_before": r.confidence_before,
+                    "confidence_after": r.confidence_after,
+                    "accepted": r.accepted,
+                    "answer_after": r.attempt.as_ref().and_then(|a| a.outcome.best().answer.as_ref().map(|x| x.normalized.clone())),
+                })).collect::<Vec<_>>(),
                 // Every sample in the order drawn: stopping rules can be
                 // replayed on this stream offline.
                 "samples": trace.attempts[trace.final_attempt].outcome.candidates.iter().map(|c| json!({
