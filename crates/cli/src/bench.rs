@@ -204,6 +204,7 @@ fn ablate(c: &mut ReasonerConfig, modules: &[String]) -> Result<(bool, bool)> {
             }
             "regulation" => {
                 c.solve.max_revisions = 0;
+                c.solve.switch_on_flag = false;
                 c.solve.critique = false;
                 c.cross_check = CrossCheck::Never;
             }

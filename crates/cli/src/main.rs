@@ -21,7 +21,7 @@ use metareason_embed::MiniLm;
 use metareason_llama::{LlamaConfig, LlamaEmbedder, LlamaEngine};
 use metareason_memory::{Decision, Memory};
 use metareason_monitor::{SearchPolicy, SearchSettings};
-use metareason_openai::{OpenAiConfig, OpenAiModel};
+use metareason_openai::{OpenAiConfig, OpenAiModel, RewardEndpoint, RewardProtocol};
 use metareason_reasoner::{summary, CrossCheck, Feedback, Reasoner, ReasonerConfig};
 use metareason_solver::{policy_by_name, SolveConfig};
 use metareason_strategy::answer::AnswerKind;
@@ -192,6 +192,20 @@ struct SolveArgs {
     /// Ask the model whether each step is correct; P(Yes) joins the step reward.
     #[arg(long)]
     judge_steps: bool,
+    /// Judge each step with a process reward model behind this server
+    /// instead: the base URL up to /v1 for vLLM (`vllm serve
+    /// Qwen/Qwen2.5-Math-PRM-7B --task reward`), the endpoint's URL for
+    /// --reward-protocol json.
+    #[arg(long, value_name = "URL")]
+    reward_url: Option<String>,
+    /// How to speak to the reward server: vllm (its /pooling endpoint, steps
+    /// separated by <extra_0>) or json ({"question", "steps"} answered by
+    /// {"reward"}).
+    #[arg(long, default_value = "vllm", value_name = "PROTOCOL")]
+    reward_protocol: String,
+    /// The reward model's name on the server.
+    #[arg(long, default_value = "Qwen/Qwen2.5-Math-PRM-7B", value_name = "NAME")]
+    reward_model: String,
     /// Print the whole trace as JSON instead of the summary.
     #[arg(long)]
     json: bool,
@@ -413,6 +427,21 @@ fn open_model(g: &GlobalArgs) -> Result<Arc<dyn LanguageModel>> {
     }
 }
 
+/// The process reward model behind `url`, checked before any model loads.
+fn open_reward_endpoint(
+    g: &GlobalArgs,
+    url: &str,
+    protocol: &str,
+    model: &str,
+) -> Result<RewardEndpoint> {
+    let Some(protocol) = RewardProtocol::by_name(protocol) else {
+        bail!("unknown --reward-protocol '{protocol}': use vllm or json");
+    };
+    let mut config = OpenAiConfig::new(url.to_string(), model.to_string());
+    config.timeout = Duration::from_secs(g.timeout.max(1));
+    RewardEndpoint::new(config, protocol).context("cannot use the reward server")
+}
+
 fn parse_answer_kind(s: &str) -> Result<AnswerKind> {
     Ok(match s {
         "number" => AnswerKind::Number,
@@ -549,6 +578,11 @@ fn solve(g: &GlobalArgs, a: SolveArgs) -> Result<()> {
     } else {
         Some(open_memory(a.memory.memory.as_ref())?)
     };
+    let reward = a
+        .reward_url
+        .as_ref()
+        .map(|url| open_reward_endpoint(g, url, &a.reward_protocol, &a.reward_model))
+        .transpose()?;
     let model = open_model(g)?;
     let embedder = if memory.is_some() {
         open_embedder(g)
@@ -556,6 +590,9 @@ fn solve(g: &GlobalArgs, a: SolveArgs) -> Result<()> {
         None
     };
     let mut reasoner = Reasoner::new(model.as_ref(), embedder.as_deref(), memory, mission)?;
+    if let Some(r) = &reward {
+        reasoner = reasoner.with_step_judge(r);
+    }
     let report = reasoner.run(&a.question, &config)?;
     let graded = match (&a.reference, report.episode_id) {
         (Some(r), Some(id)) if report.candidate_answer.is_some() => {

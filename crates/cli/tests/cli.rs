@@ -204,6 +204,34 @@ fn solve_rejects_unknown_strategies_and_answer_kinds() {
     ]);
     assert_eq!(o.status.code(), Some(1));
     assert!(stderr(&o).contains("unknown answer kind"));
+    // A bad reward server is refused before the model loads.
+    for (args, want) in [
+        (
+            [
+                "--reward-url",
+                "http://127.0.0.1:9/v1",
+                "--reward-protocol",
+                "prm",
+            ],
+            "unknown --reward-protocol 'prm': use vllm or json",
+        ),
+        (
+            [
+                "--reward-url",
+                "localhost:8000",
+                "--reward-protocol",
+                "json",
+            ],
+            "must start with http:// or https://",
+        ),
+    ] {
+        let mut all = vec!["--model", "/nonexistent/x.gguf", "solve", "2+2?"];
+        all.extend(args);
+        let o = metareason(&all);
+        assert_eq!(o.status.code(), Some(1));
+        let e = stderr(&o);
+        assert!(e.contains(want) && !e.contains("x.gguf"), "{e}");
+    }
     let o = metareason(&["solve", "2+2?", "--search", "astar"]);
     assert_eq!(o.status.code(), Some(2));
 }

@@ -2,7 +2,16 @@
 //! judge returns the probability that a step is correct given the question
 //! and the steps before it.
 
+use metareason_core::template::fill;
 use metareason_core::{LanguageModel, ModelError, Prompt, Usage};
+
+/// System prompt of the model judging a step.
+pub const JUDGE_SYSTEM: &str = "You check one step of a solution at a time.";
+
+/// User prompt of the model judging a step: `{task}`, `{before}` (the steps
+/// so far, or "(none)"), `{step}`. Scored as P("Yes") against P("No").
+pub const JUDGE_USER: &str = "Task:\n{task}\n\nSteps so far:\n{before}\n\nNext step:\n{step}\n\n\
+Is the next step correct? Answer Yes or No.";
 
 /// Judges single reasoning steps.
 pub trait StepJudge: Send + Sync {
@@ -42,11 +51,11 @@ impl StepJudge for ModelJudge<'_> {
         } else {
             earlier.join("\n")
         };
-        let prompt = Prompt::user(format!(
-            "Task:\n{task}\n\nSteps so far:\n{before}\n\nNext step:\n{step}\n\n\
-             Is the next step correct? Answer Yes or No."
+        let prompt = Prompt::user(fill(
+            JUDGE_USER,
+            &[("task", task), ("before", &before), ("step", step)],
         ))
-        .with_system("You check one step of a solution at a time.");
+        .with_system(JUDGE_SYSTEM);
         let (p, usage) = self.model.choice_probabilities(&prompt, &["Yes", "No"])?;
         Ok((p[0], usage))
     }

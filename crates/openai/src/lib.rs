@@ -15,10 +15,17 @@
 //! - Requests time out, and 429 and 5xx answers are retried with exponential
 //!   backoff (honouring `Retry-After`).
 //!
+//! - [`RewardEndpoint`] asks a process reward model behind a server (vLLM's
+//!   `/pooling`, or a small JSON protocol) to judge each reasoning step; its
+//!   answer joins the step reward Q_t.
+//!
 //! This is the only crate that knows the wire format.
 #![deny(missing_docs)]
 
+mod reward;
 mod wire;
+
+pub use reward::{RewardEndpoint, RewardProtocol};
 
 use std::time::{Duration, Instant};
 
@@ -142,13 +149,18 @@ impl OpenAiModel {
         format!("{}/{path}", self.config.base_url.trim_end_matches('/'))
     }
 
-    /// POSTs a JSON body, retrying what is worth retrying; returns the parsed answer.
+    /// POSTs a JSON body to `path` under the base URL, retrying what is
+    /// worth retrying; returns the parsed answer.
     fn post(&self, path: &str, body: &Value) -> Result<Value, ModelError> {
-        let url = self.url(path);
+        self.post_url(&self.url(path), body)
+    }
+
+    /// [`Self::post`] to a full URL.
+    fn post_url(&self, url: &str, body: &Value) -> Result<Value, ModelError> {
         let mut delay = self.config.backoff;
         let mut attempt = 0;
         loop {
-            let mut req = self.client.post(&url).json(body);
+            let mut req = self.client.post(url).json(body);
             if let Some(key) = &self.config.api_key {
                 req = req.bearer_auth(key);
             }
@@ -162,7 +174,7 @@ impl OpenAiModel {
                         .and_then(|v| v.to_str().ok())
                         .and_then(|v| v.trim().parse::<u64>().ok())
                         .map(|s| Duration::from_secs(s.min(30)));
-                    let text = resp.text().map_err(|e| transport_error(&url, &e, self))?;
+                    let text = resp.text().map_err(|e| transport_error(url, &e, self))?;
                     if status.is_success() {
                         return serde_json::from_str(&text).map_err(|e| {
                             ModelError::Protocol(format!(
@@ -184,7 +196,7 @@ impl OpenAiModel {
                     // A timeout is not retried: the server is slow, not gone,
                     // and waiting again would multiply the user's wait.
                     if e.is_timeout() || attempt >= self.config.max_retries {
-                        return Err(transport_error(&url, &e, self));
+                        return Err(transport_error(url, &e, self));
                     }
                     retry_after = None;
                     tracing::warn!(%url, error = %e, attempt, "retrying");

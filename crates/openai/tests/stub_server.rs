@@ -8,7 +8,8 @@ use std::time::Duration;
 use metareason_core::{
     FinishReason, GenerateRequest, LanguageModel, ModelError, Prompt, SamplingParams, ScoreRequest,
 };
-use metareason_openai::{OpenAiConfig, OpenAiModel};
+use metareason_monitor::StepJudge;
+use metareason_openai::{OpenAiConfig, OpenAiModel, RewardEndpoint, RewardProtocol};
 use serde_json::{json, Value};
 
 /// What the stub saw.
@@ -378,4 +379,96 @@ fn one_model_serves_several_callers_at_once() {
     });
     assert_eq!(in_flight.0.lock().unwrap().1, 3, "requests were serialised");
     assert_eq!(stub.seen().len(), 3);
+}
+
+#[test]
+fn vllm_pooling_reward_sends_the_steps_with_separators_and_reads_p_good() {
+    let stub = Stub::start(Box::new(|_, _| {
+        (
+            200,
+            json!({"object": "list", "data": [{"index": 0, "object": "pooling",
+                   "data": [[0.2, 0.8], [0.9, 0.1]]}]})
+            .to_string(),
+            None,
+        )
+    }));
+    let judge =
+        RewardEndpoint::new(config(&stub.url), RewardProtocol::by_name("vllm").unwrap()).unwrap();
+    let task = Prompt::user("What is 2+2?").with_system("Be brief.");
+    let (p, usage) = judge
+        .judge(&task, &["2 + 2 = 4".to_string()], "The answer is 5.")
+        .unwrap();
+    assert_eq!(p, 0.1);
+    assert_eq!(usage.generated_tokens, 0);
+    let seen = stub.seen();
+    assert_eq!(seen.len(), 1);
+    // /pooling sits beside /v1, not under it.
+    assert_eq!(seen[0].path, "/pooling");
+    assert_eq!(seen[0].auth.as_deref(), Some("Bearer sk-test"));
+    assert_eq!(seen[0].body["model"], "stub-model");
+    assert_eq!(seen[0].body["messages"][0]["content"], "What is 2+2?");
+    assert_eq!(
+        seen[0].body["messages"][1]["content"],
+        "2 + 2 = 4<extra_0>The answer is 5.<extra_0>"
+    );
+}
+
+#[test]
+fn json_reward_protocol_posts_question_and_steps_to_the_url() {
+    let stub = Stub::start(Box::new(|_, s| {
+        let n = s.body["steps"].as_array().map_or(0, Vec::len);
+        (
+            200,
+            json!({"rewards": vec![0.5; n - 1].into_iter().chain([0.75]).collect::<Vec<_>>()})
+                .to_string(),
+            None,
+        )
+    }));
+    let url = format!("{}/score-steps", stub.url);
+    let judge = RewardEndpoint::new(config(&url), RewardProtocol::Json).unwrap();
+    let (p, _) = judge
+        .judge(
+            &Prompt::user("Q?"),
+            &["a".to_string(), "b".to_string()],
+            "c",
+        )
+        .unwrap();
+    assert_eq!(p, 0.75);
+    let seen = stub.seen();
+    assert_eq!(seen[0].path, "/v1/score-steps");
+    assert_eq!(seen[0].body["question"], "Q?");
+    assert_eq!(seen[0].body["steps"], json!(["a", "b", "c"]));
+}
+
+#[test]
+fn reward_server_faults_are_clear_errors() {
+    // A generation server that knows nothing of /pooling answers 404.
+    let stub = Stub::start(Box::new(|_, _| {
+        (404, "{\"detail\":\"Not Found\"}".into(), None)
+    }));
+    let judge =
+        RewardEndpoint::new(config(&stub.url), RewardProtocol::by_name("vllm").unwrap()).unwrap();
+    let e = judge.judge(&Prompt::user("Q?"), &[], "s").unwrap_err();
+    assert!(matches!(e, ModelError::Server { status: 404, .. }), "{e}");
+
+    // A reward outside [0, 1] (a raw logit, say) is refused, not used.
+    let stub = Stub::start(Box::new(|_, _| (200, "{\"reward\": 3.2}".into(), None)));
+    let judge = RewardEndpoint::new(config(&stub.url), RewardProtocol::Json).unwrap();
+    let e = judge.judge(&Prompt::user("Q?"), &[], "s").unwrap_err();
+    assert!(
+        matches!(e, ModelError::Protocol(ref m) if m.contains("outside [0, 1]")),
+        "{e}"
+    );
+
+    // A server that is down.
+    let port = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let mut c = config(&format!("http://127.0.0.1:{port}/v1"));
+    c.max_retries = 0;
+    let judge = RewardEndpoint::new(c, RewardProtocol::Json).unwrap();
+    let e = judge.judge(&Prompt::user("Q?"), &[], "s").unwrap_err();
+    assert!(matches!(e, ModelError::Unreachable(_)), "{e}");
 }

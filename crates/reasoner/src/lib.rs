@@ -35,7 +35,7 @@ use metareason_core::{EmbedError, Embedder, LanguageModel, ModelError, Usage};
 use metareason_memory::{
     Decision, EpisodeRecord, FindingRecord, Memory, MemoryError, MetaEntry, MetaKind, StepRecord,
 };
-use metareason_monitor::{RewardWeights, SearchPolicy};
+use metareason_monitor::{RewardWeights, SearchPolicy, StepJudge};
 use metareason_reflection::{
     distill_error_note, distill_template, solution_text, BaselineConfidences, CalibrationFeatures,
     Calibrator, RewardLearner,
@@ -333,6 +333,7 @@ impl MetaParams {
 pub struct Reasoner<'a> {
     model: &'a dyn LanguageModel,
     embedder: Option<&'a dyn Embedder>,
+    step_judge: Option<&'a dyn StepJudge>,
     memory: Option<Memory>,
     policy: Policy,
     /// The learned parameters in use.
@@ -365,11 +366,19 @@ impl<'a> Reasoner<'a> {
         Ok(Self {
             model,
             embedder,
+            step_judge: None,
             memory,
             policy,
             params,
             rng: None,
         })
+    }
+
+    /// Judges every step of the main solve with `judge` (a process reward
+    /// model behind a server, say); the cross-check stays unjudged.
+    pub fn with_step_judge(mut self, judge: &'a dyn StepJudge) -> Self {
+        self.step_judge = Some(judge);
+        self
     }
 
     /// Reads the learned parameters again from memory: for loops that share
@@ -513,7 +522,11 @@ impl<'a> Reasoner<'a> {
             .iter()
             .map(|(_, _, t)| t.clone())
             .collect();
-        let trace = Solver::new(self.model).solve(task, &solve)?;
+        let solver = match self.step_judge {
+            Some(j) => Solver::new(self.model).with_step_judge(j),
+            None => Solver::new(self.model),
+        };
+        let trace = solver.solve(task, &solve)?;
         usage += trace.usage;
         let belief = assessment
             .options

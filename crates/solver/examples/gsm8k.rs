@@ -182,10 +182,21 @@ fn config(name: &str) -> Result<SolveConfig> {
             strategy: StrategyKind::ProgramAided,
             ..base.clone()
         },
+        // The task level's control and regulation on greedy chain of
+        // thought: backtracking on collapse, one revision, program-aided
+        // as the strategy switched to.
         "full" => SolveConfig {
             fallbacks: vec![StrategyKind::ProgramAided],
             max_revisions: 1,
             backtrack_samples: 3,
+            ..base.clone()
+        },
+        // The same without switching when a check still fails after revision.
+        "full_no_switch_on_flag" => SolveConfig {
+            fallbacks: vec![StrategyKind::ProgramAided],
+            max_revisions: 1,
+            backtrack_samples: 3,
+            switch_on_flag: false,
             ..base.clone()
         },
         "sc8" => with(SearchPolicy::SelfConsistency { n: 8 }),

@@ -19,6 +19,7 @@
 //! ```
 #![deny(missing_docs)]
 
+pub mod prompts;
 mod trace;
 
 use std::time::Instant;
@@ -109,6 +110,9 @@ pub struct SolveConfig {
     /// On collapse, continuations resampled from the step before it (0: do
     /// not backtrack, switch strategy at once).
     pub backtrack_samples: usize,
+    /// Switch to the next strategy when a verifier still flags the answer
+    /// after revision.
+    pub switch_on_flag: bool,
     /// Ask the model to critique its solution.
     pub critique: bool,
     /// Ask the model whether each step is correct; P(Yes) joins the step
@@ -135,6 +139,7 @@ impl Default for SolveConfig {
             collapse: CollapseRule::default(),
             max_revisions: 1,
             backtrack_samples: 3,
+            switch_on_flag: true,
             critique: false,
             judge_steps: false,
             examples: Vec::new(),
@@ -193,6 +198,7 @@ pub enum SolveError {
 /// Solves tasks with one model.
 pub struct Solver<'a> {
     model: &'a dyn LanguageModel,
+    judge: Option<&'a dyn StepJudge>,
 }
 
 /// Features of a finished attempt that the interim confidence uses.
@@ -229,7 +235,28 @@ fn estimate_confidence(
 impl<'a> Solver<'a> {
     /// A solver on `model`.
     pub fn new(model: &'a dyn LanguageModel) -> Self {
-        Self { model }
+        Self { model, judge: None }
+    }
+
+    /// Judges every step with `judge` (for example a process reward model
+    /// behind a server): its P(correct) joins each step's reward, whatever
+    /// [`SolveConfig::judge_steps`] says.
+    pub fn with_step_judge(mut self, judge: &'a dyn StepJudge) -> Self {
+        self.judge = Some(judge);
+        self
+    }
+
+    /// The judge of this attempt's steps: the external one, else the model
+    /// itself when [`SolveConfig::judge_steps`] asks for it.
+    fn step_judge<'j>(
+        &'j self,
+        config: &SolveConfig,
+        model_judge: &'j ModelJudge<'a>,
+    ) -> Option<&'j dyn StepJudge> {
+        match self.judge {
+            Some(j) => Some(j),
+            None => config.judge_steps.then_some(model_judge as &dyn StepJudge),
+        }
     }
 
     /// Solves `question` and returns the whole trace.
@@ -303,6 +330,7 @@ impl<'a> Solver<'a> {
                 rewards,
             });
         }
+        let tried = attempts.len();
         // The attempt with the highest estimated confidence answers.
         let best = (0..attempts.len())
             .max_by(|&a, &b| attempts[a].confidence.total_cmp(&attempts[b].confidence))
@@ -330,6 +358,46 @@ impl<'a> Solver<'a> {
             revisions.push(rev);
             if !accepted {
                 break;
+            }
+        }
+        // A fault that a verifier still flags after revision: the next
+        // untried strategy takes the task on, and the more confident attempt
+        // answers. (On 50 GSM8K problems the arithmetic check flagged 5
+        // chains, all wrong; revision mended none of them.)
+        let mut untried = plan
+            .iter()
+            .skip(if config.switch_on_flag {
+                tried
+            } else {
+                plan.len()
+            })
+            .copied();
+        while let Some(flag) = attempts[final_attempt]
+            .findings
+            .iter()
+            .find(|f| f.is_failure())
+            .cloned()
+        {
+            let Some(next) = untried.next() else { break };
+            let from = &attempts[final_attempt];
+            switches.push(Switch {
+                from: from.strategy,
+                to: next,
+                reason: format!(
+                    "the {} check still fails{}: {}",
+                    flag.verifier.name(),
+                    flag.step
+                        .map(|s| format!(" at step {}", s + 1))
+                        .unwrap_or_default(),
+                    flag.message
+                ),
+                rewards: rewards_of(from),
+            });
+            let attempt = self.attempt(question, next, config, sandbox.as_ref(), &mut usage)?;
+            attempts.push(attempt);
+            let new = attempts.len() - 1;
+            if attempts[new].confidence > attempts[final_attempt].confidence {
+                final_attempt = new;
             }
         }
         let chosen = &attempts[final_attempt];
@@ -375,7 +443,7 @@ impl<'a> Solver<'a> {
             kind: &config.answer_kind,
             weights: &config.weights,
             settings: &config.settings,
-            judge: config.judge_steps.then_some(&judge as &dyn StepJudge),
+            judge: self.step_judge(config, &judge),
         };
         let mut outcome = searcher.run(&config.policy, &prompt)?;
         *usage += outcome.usage;
@@ -465,21 +533,23 @@ impl<'a> Solver<'a> {
         let past = if notes.is_empty() {
             String::new()
         } else {
-            format!(
-                "Mistakes made on similar problems before:\n{}\n\n",
-                notes
-                    .iter()
-                    .map(|n| format!("- {n}"))
-                    .collect::<Vec<_>>()
-                    .join("\n")
-            )
+            let notes = notes
+                .iter()
+                .map(|n| format!("- {n}"))
+                .collect::<Vec<_>>()
+                .join("\n");
+            prompts::fill(prompts::CRITIQUE_PAST, &[("notes", &notes)])
         };
-        let prompt = Prompt::user(format!(
-            "Problem: {question}\n\nProposed solution, step by step:\n{steps}\n\n\
-             Automatic checks:\n{checks}\n\n{past}\
-             Is the proposed solution correct? Answer Yes or No."
+        let prompt = Prompt::user(prompts::fill(
+            prompts::CRITIQUE_USER,
+            &[
+                ("question", question),
+                ("steps", &steps),
+                ("checks", &checks),
+                ("past", &past),
+            ],
         ))
-        .with_system("You are a strict reviewer of solutions.");
+        .with_system(prompts::CRITIQUE_SYSTEM);
         let (p, u) = self.model.choice_probabilities(&prompt, &["Yes", "No"])?;
         Ok((p[0], u))
     }
@@ -511,11 +581,13 @@ impl<'a> Solver<'a> {
             .rev()
             .find(|m| m.role == metareason_core::Role::User)
         {
-            *last = Message::user(format!(
-                "{}\n\nA check of an earlier attempt found this problem at its step {}: {}\nAvoid it.",
-                last.content,
-                from_step + 1,
-                flag.message
+            *last = Message::user(prompts::fill(
+                prompts::REVISION_USER,
+                &[
+                    ("task", &last.content),
+                    ("step", &(from_step + 1).to_string()),
+                    ("finding", &flag.message),
+                ],
             ));
         }
         let (outcome, findings, program_run) = self.continue_from(

@@ -212,3 +212,126 @@ fn a_collapsed_step_is_backtracked_and_resampled_before_switching() {
     assert!(t.switches.is_empty());
     assert_eq!(t.answer.as_deref(), Some("17"));
 }
+
+/// A judge that finds every step after the first wrong, and records what it saw.
+struct DoubtingJudge {
+    seen: std::sync::Mutex<Vec<(usize, String)>>,
+}
+
+impl metareason_monitor::StepJudge for DoubtingJudge {
+    fn judge(
+        &self,
+        _question: &metareason_core::Prompt,
+        earlier: &[String],
+        step: &str,
+    ) -> Result<(f64, metareason_core::Usage), metareason_core::ModelError> {
+        self.seen
+            .lock()
+            .unwrap()
+            .push((earlier.len(), step.to_string()));
+        Ok((
+            if earlier.is_empty() { 0.9 } else { 0.02 },
+            Default::default(),
+        ))
+    }
+}
+
+#[test]
+fn an_external_step_judge_scores_every_step_without_judge_steps() {
+    let model = ScriptedModel::new().on(
+        When::Always,
+        [Reply::text("3 * 4 = 12\n12 + 5 = 17\nThe answer is 17.")],
+    );
+    let judge = DoubtingJudge {
+        seen: Default::default(),
+    };
+    let cfg = SolveConfig {
+        max_revisions: 0,
+        backtrack_samples: 0,
+        ..config()
+    };
+    assert!(!cfg.judge_steps);
+    let judged = Solver::new(&model)
+        .with_step_judge(&judge)
+        .solve("q", &cfg)
+        .unwrap();
+    let plain = Solver::new(&model).solve("q", &cfg).unwrap();
+    let steps = &judged.attempts[0].outcome.best().steps;
+    let signals: Vec<Option<f64>> = steps.iter().map(|s| s.signals.judge).collect();
+    assert_eq!(signals, [Some(0.9), Some(0.02), Some(0.02)]);
+    // Each step was judged once, after the steps before it.
+    let seen = judge.seen.lock().unwrap().clone();
+    assert_eq!(
+        seen,
+        [
+            (0, "3 * 4 = 12".to_string()),
+            (1, "12 + 5 = 17".to_string()),
+            (2, "The answer is 17.".to_string())
+        ]
+    );
+    // The judge's doubt lowers the later steps' rewards.
+    let plain_steps = &plain.attempts[0].outcome.best().steps;
+    assert!(plain_steps[0].signals.judge.is_none());
+    assert!(steps[0].reward > plain_steps[0].reward);
+    assert!(steps[1].reward < plain_steps[1].reward);
+}
+
+#[test]
+fn a_check_that_still_fails_after_revision_switches_to_the_next_strategy() {
+    // The chain's arithmetic is wrong and its revision no better; the
+    // program gets it right.
+    let model = ScriptedModel::new()
+        .on(
+            When::PromptContains("Python".into()),
+            [Reply::text("```python\nprint(3 * 4 + 5)\n```")],
+        )
+        .on(
+            When::PromptContains(REVISION_MARK.into()),
+            [Reply::text("12 + 5 = 19\nThe answer is 19.")],
+        )
+        .on(
+            When::Always,
+            [Reply::text("3 * 4 = 12\n12 + 5 = 18\nThe answer is 18.")],
+        );
+    let cfg = SolveConfig {
+        fallbacks: vec![StrategyKind::ProgramAided],
+        ..SolveConfig::default()
+    };
+    let t = Solver::new(&model).solve("q", &cfg).unwrap();
+    assert_eq!(t.revisions.len(), 1);
+    assert!(!t.revisions[0].accepted);
+    assert_eq!(t.switches.len(), 1, "{}", t.summary());
+    let s = &t.switches[0];
+    assert_eq!(
+        (s.from, s.to),
+        (StrategyKind::ChainOfThought, StrategyKind::ProgramAided)
+    );
+    assert!(
+        s.reason
+            .starts_with("the arithmetic check still fails at step 2:"),
+        "{}",
+        s.reason
+    );
+    assert_eq!(s.rewards.len(), 3);
+    assert_eq!(t.attempts.len(), 2);
+    assert_eq!(t.final_attempt, 1);
+    assert_eq!(t.answer.as_deref(), Some("17"));
+
+    // Switched off, the flagged chain answers.
+    let off = SolveConfig {
+        switch_on_flag: false,
+        ..cfg.clone()
+    };
+    let t = Solver::new(&model).solve("q", &off).unwrap();
+    assert!(t.switches.is_empty());
+    assert_eq!(t.answer.as_deref(), Some("18"));
+
+    // A chain no check flags is not second-guessed.
+    let clean = ScriptedModel::new().on(
+        When::Always,
+        [Reply::text("3 * 4 = 12\n12 + 5 = 17\nThe answer is 17.")],
+    );
+    let t = Solver::new(&clean).solve("q", &cfg).unwrap();
+    assert!(t.switches.is_empty());
+    assert_eq!(t.attempts.len(), 1);
+}

@@ -31,6 +31,18 @@ pub enum VerifierKind {
     Critique,
 }
 
+impl VerifierKind {
+    /// The verifier's name, as in the trace.
+    pub fn name(self) -> &'static str {
+        match self {
+            VerifierKind::Arithmetic => "arithmetic",
+            VerifierKind::Program => "program",
+            VerifierKind::Format => "format",
+            VerifierKind::Critique => "critique",
+        }
+    }
+}
+
 /// The verdict of one check.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
