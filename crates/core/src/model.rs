@@ -106,6 +106,16 @@ impl Prompt {
         self
     }
 
+    /// The last user message: the task, for judges that see only the task.
+    /// Empty when there is none.
+    pub fn last_user(&self) -> &str {
+        self.messages
+            .iter()
+            .rev()
+            .find(|m| m.role == Role::User)
+            .map_or("", |m| m.content.as_str())
+    }
+
     /// Returns an error if the prompt has nothing in it to answer.
     pub fn validate(&self) -> Result<(), ModelError> {
         if self.messages.iter().all(|m| m.content.trim().is_empty())

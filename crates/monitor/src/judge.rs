@@ -39,13 +39,7 @@ impl StepJudge for ModelJudge<'_> {
         earlier: &[String],
         step: &str,
     ) -> Result<(f64, Usage), ModelError> {
-        let task = question
-            .messages
-            .iter()
-            .rev()
-            .find(|m| m.role == metareason_core::Role::User)
-            .map(|m| m.content.as_str())
-            .unwrap_or("");
+        let task = question.last_user();
         let before = if earlier.is_empty() {
             "(none)".to_string()
         } else {

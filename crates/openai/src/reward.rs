@@ -16,7 +16,7 @@
 //!   `{"reward": r}` or `{"rewards": [r1, …, rn]}` (the last is used), every
 //!   reward in [0, 1].
 
-use metareason_core::{ModelError, Prompt, Role, Usage};
+use metareason_core::{ModelError, Prompt, Usage};
 use metareason_monitor::StepJudge;
 use serde_json::{json, Value};
 
@@ -138,13 +138,7 @@ impl StepJudge for RewardEndpoint {
         earlier: &[String],
         step: &str,
     ) -> Result<(f64, Usage), ModelError> {
-        let task = question
-            .messages
-            .iter()
-            .rev()
-            .find(|m| m.role == Role::User)
-            .map(|m| m.content.as_str())
-            .unwrap_or("");
+        let task = question.last_user();
         let steps: Vec<&str> = earlier
             .iter()
             .map(String::as_str)
