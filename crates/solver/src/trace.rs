@@ -98,7 +98,8 @@ pub struct Trace {
     pub confidence: f64,
     /// Index into `attempts` of the one that answers.
     pub final_attempt: usize,
-    /// Every attempt, in order (accepted revisions are appended).
+    /// Every attempt, in order: strategies tried, accepted revisions, then
+    /// strategies switched to because a check still failed after revision.
     pub attempts: Vec<Attempt>,
     /// Strategy switches.
     pub switches: Vec<Switch>,
