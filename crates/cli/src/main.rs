@@ -157,7 +157,7 @@ struct SolveArgs {
     #[arg(long, default_value = "program_aided")]
     fallback: String,
     /// Search policy.
-    #[arg(long, default_value = "greedy", value_parser = ["greedy", "bon", "sc", "beam", "mcts", "adaptive", "adaptive_dirichlet"])]
+    #[arg(long, default_value = "greedy", value_parser = ["greedy", "bon", "sc", "beam", "mcts", "mcts_puct", "adaptive", "adaptive_dirichlet"])]
     search: String,
     /// Samples (bon, sc), the most samples (adaptive), or iterations (mcts).
     #[arg(long, default_value_t = 8)]

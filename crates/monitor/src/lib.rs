@@ -19,7 +19,9 @@ use serde::{Deserialize, Serialize};
 
 pub use judge::{ModelJudge, StepJudge};
 pub use reward::{RewardWeights, StepSignals};
-pub use search::{Candidate, ScoredStep, SearchOutcome, SearchPolicy, SearchSettings, Searcher};
+pub use search::{
+    Candidate, ScoredStep, SearchOutcome, SearchPolicy, SearchSettings, Searcher, TreeSelection,
+};
 pub use stopping::StopRule;
 
 /// Something that happened during a search, for the trace.

@@ -1,15 +1,16 @@
-//! Monte Carlo tree search over reasoning steps (UCT).
+//! Monte Carlo tree search over reasoning steps (UCT or PUCT).
 //!
 //! A node is a partial reply (a path of steps). Each iteration selects a
-//! leaf by UCT, expands it with sampled next steps, completes the reply from
-//! one new child with a sampled rollout, and backs the rollout's mean step
+//! leaf by UCT or PUCT, expands it with sampled next steps, completes the
+//! reply from one new child (the first under UCT, the one with the highest
+//! step reward under PUCT) with a sampled rollout, and backs the rollout's mean step
 //! reward up the path. Every rollout is a candidate; the answer is chosen by
 //! vote over rollouts. Every prefix is a partial assistant reply, so the
 //! backend's prefix cache serves it.
 
 use metareason_core::{ModelError, Prompt, Usage};
 
-use crate::search::{Candidate, ScoredStep, Searcher};
+use crate::search::{Candidate, ScoredStep, Searcher, TreeSelection};
 use crate::Event;
 
 /// MCTS settings.
@@ -19,6 +20,7 @@ pub(crate) struct MctsConfig {
     pub expansions: usize,
     pub exploration: f64,
     pub max_steps: usize,
+    pub selection: TreeSelection,
 }
 
 struct Node {
@@ -41,6 +43,38 @@ fn path(nodes: &[Node], mut i: usize) -> Vec<ScoredStep> {
     }
     steps.reverse();
     steps
+}
+
+fn reward(n: &Node) -> f64 {
+    n.step.as_ref().map_or(0.0, |s| s.reward)
+}
+
+/// The selection score of child `c` of node `p`.
+fn selection_score(nodes: &[Node], p: usize, c: usize, cfg: MctsConfig) -> f64 {
+    let (parent, n) = (&nodes[p], &nodes[c]);
+    let mean = |n: &Node| n.value_sum / f64::from(n.visits.max(1));
+    match cfg.selection {
+        TreeSelection::Uct => {
+            if n.visits == 0 {
+                return f64::INFINITY;
+            }
+            let parent_visits = f64::from(parent.visits.max(1));
+            mean(n) + cfg.exploration * (parent_visits.ln() / f64::from(n.visits)).sqrt()
+        }
+        TreeSelection::Puct => {
+            let total: f64 = parent.children.iter().map(|&s| reward(&nodes[s])).sum();
+            let prior = if total > 0.0 {
+                reward(n) / total
+            } else {
+                1.0 / parent.children.len() as f64
+            };
+            // First-play urgency: an unvisited child is valued at its
+            // parent's mean, so the prior decides among unvisited children.
+            let q = if n.visits == 0 { mean(parent) } else { mean(n) };
+            q + cfg.exploration * prior * f64::from(parent.visits.max(1)).sqrt()
+                / (1.0 + f64::from(n.visits))
+        }
+    }
 }
 
 pub(crate) fn run(
@@ -72,21 +106,11 @@ pub(crate) fn run(
         // Selection.
         let mut i = 0;
         while !nodes[i].children.is_empty() && !nodes[i].ended {
-            let parent_visits = f64::from(nodes[i].visits.max(1));
-            i = *nodes[i]
-                .children
+            let children = &nodes[i].children;
+            let score = |c: usize| selection_score(&nodes, i, c, cfg);
+            i = *children
                 .iter()
-                .max_by(|&&a, &&b| {
-                    let uct = |c: usize| {
-                        let n = &nodes[c];
-                        if n.visits == 0 {
-                            return f64::INFINITY;
-                        }
-                        n.value_sum / f64::from(n.visits)
-                            + cfg.exploration * (parent_visits.ln() / f64::from(n.visits)).sqrt()
-                    };
-                    uct(a).total_cmp(&uct(b)).then(b.cmp(&a))
-                })
+                .max_by(|&&a, &&b| score(a).total_cmp(&score(b)).then(b.cmp(&a)))
                 .expect("non-empty");
         }
         // Expansion.
@@ -121,7 +145,22 @@ pub(crate) fn run(
                 nodes[i].children.push(id);
                 first.get_or_insert(id);
             }
-            if let Some(f) = first {
+            let new = &nodes[i].children;
+            let pick = match cfg.selection {
+                TreeSelection::Uct => first,
+                // The new child the step reward likes best (the first on ties).
+                TreeSelection::Puct => {
+                    new.iter()
+                        .copied()
+                        .filter(|&c| Some(c) >= first)
+                        .max_by(|&a, &b| {
+                            reward(&nodes[a])
+                                .total_cmp(&reward(&nodes[b]))
+                                .then(b.cmp(&a))
+                        })
+                }
+            };
+            if let Some(f) = pick {
                 i = f;
             }
         }

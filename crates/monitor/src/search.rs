@@ -60,17 +60,35 @@ pub enum SearchPolicy {
         /// Most steps per reply.
         max_steps: usize,
     },
-    /// Monte Carlo tree search over steps (UCT), valued by rollouts.
+    /// Monte Carlo tree search over steps (UCT or PUCT), valued by rollouts.
     Mcts {
         /// Selection-expansion-rollout rounds.
         iterations: usize,
         /// Children per expanded node.
         expansions: usize,
-        /// UCT exploration constant.
+        /// Exploration constant of the selection rule.
         exploration: f64,
         /// Most steps per reply.
         max_steps: usize,
+        /// How a child is selected.
+        #[serde(default)]
+        selection: TreeSelection,
     },
+}
+
+/// How MCTS selects the child to descend into.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TreeSelection {
+    /// UCT: mean value + c·sqrt(ln N / n); every child is tried once
+    /// before any is tried twice.
+    #[default]
+    Uct,
+    /// PUCT: mean value + c·P·sqrt(N) / (1 + n), with the prior P of a
+    /// child its step reward Q_t normalised over its siblings; an unvisited
+    /// child is valued at its parent's mean. The step reward decides which
+    /// sibling is rolled out first.
+    Puct,
 }
 
 impl SearchPolicy {
@@ -324,6 +342,7 @@ impl Searcher<'_> {
                 expansions,
                 exploration,
                 max_steps,
+                selection,
             } => crate::mcts::run(
                 self,
                 prompt,
@@ -332,6 +351,7 @@ impl Searcher<'_> {
                     expansions: *expansions,
                     exploration: *exploration,
                     max_steps: *max_steps,
+                    selection: *selection,
                 },
                 &mut budget.used,
                 budget.limit,

@@ -4,6 +4,7 @@ use metareason_core::Prompt;
 use metareason_monitor::search::vote;
 use metareason_monitor::{
     Event, RewardWeights, SearchPolicy, SearchSettings, Searcher, StepSignals, StopRule,
+    TreeSelection,
 };
 use metareason_scripted::{Reply, ScriptedModel, When};
 use metareason_strategy::answer::AnswerKind;
@@ -293,6 +294,7 @@ fn mcts_produces_rollouts_and_votes_over_them() {
             expansions: 2,
             exploration: 1.0,
             max_steps: 4,
+            selection: TreeSelection::Uct,
         },
     );
     assert_eq!(out.candidates.len(), 4);
@@ -357,4 +359,59 @@ fn a_step_judge_overrides_token_confidence() {
     // Without a judge the more confident, wrong reply wins; with it, the right one.
     assert_eq!(pick(None), "13");
     assert_eq!(pick(Some(&Distrust)), "12");
+}
+
+#[test]
+fn puct_rolls_out_the_child_the_step_reward_prefers_and_uct_the_first() {
+    // The root's two sampled next steps: an unsure one first, a sure one
+    // second. Each leads to its own answer.
+    let model = || {
+        ScriptedModel::new()
+            .on(
+                When::PrefixContains("Unsure".into()),
+                [Reply::text("The answer is 5.")],
+            )
+            .on(
+                When::PrefixContains("Sure".into()),
+                [Reply::text("The answer is 4.")],
+            )
+            .on(
+                When::Always,
+                [
+                    Reply::text("Unsure step.\n").logprob(-4.0),
+                    Reply::text("Sure step.\n"),
+                ],
+            )
+    };
+    let mcts = |selection| SearchPolicy::Mcts {
+        iterations: 1,
+        expansions: 2,
+        exploration: 1.0,
+        max_steps: 4,
+        selection,
+    };
+    let uct = run(&model(), mcts(TreeSelection::Uct));
+    assert_eq!(uct.candidates.len(), 1);
+    assert!(uct.candidates[0].text.starts_with("Unsure step."));
+    assert_eq!(uct.best().answer.as_ref().unwrap().normalized, "5");
+    let puct = run(&model(), mcts(TreeSelection::Puct));
+    assert_eq!(puct.candidates.len(), 1);
+    assert!(puct.candidates[0].text.starts_with("Sure step."));
+    assert_eq!(puct.best().answer.as_ref().unwrap().normalized, "4");
+    // The policy's JSON form: PUCT named, UCT the default when absent.
+    let json = serde_json::to_value(mcts(TreeSelection::Puct)).unwrap();
+    assert_eq!(json["selection"], "puct");
+    let old = serde_json::json!({"policy": "mcts", "iterations": 2, "expansions": 2,
+                                 "exploration": 1.0, "max_steps": 4});
+    let back: SearchPolicy = serde_json::from_value(old).unwrap();
+    assert_eq!(
+        back,
+        SearchPolicy::Mcts {
+            iterations: 2,
+            expansions: 2,
+            exploration: 1.0,
+            max_steps: 4,
+            selection: TreeSelection::Uct,
+        }
+    );
 }

@@ -18,7 +18,7 @@ use anyhow::{bail, Result};
 use clap::Parser;
 use metareason_catalog::{ModelStore, NoProgress, DEFAULT_MODEL};
 use metareason_llama::{LlamaConfig, LlamaEngine};
-use metareason_monitor::{SearchPolicy, SearchSettings, StopRule};
+use metareason_monitor::{SearchPolicy, SearchSettings, StopRule, TreeSelection};
 use metareason_solver::{SolveConfig, Solver};
 use metareason_strategy::answer::AnswerKind;
 use metareason_strategy::StrategyKind;
@@ -234,6 +234,14 @@ fn config(name: &str) -> Result<SolveConfig> {
             expansions: 2,
             exploration: 1.0,
             max_steps: 16,
+            selection: TreeSelection::Uct,
+        }),
+        "mcts_puct" => with(SearchPolicy::Mcts {
+            iterations: 6,
+            expansions: 2,
+            exploration: 1.0,
+            max_steps: 16,
+            selection: TreeSelection::Puct,
         }),
         other => bail!("unknown config {other}"),
     })

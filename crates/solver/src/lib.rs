@@ -28,7 +28,7 @@ use metareason_core::{LanguageModel, Message, ModelError, Prompt, Usage};
 use metareason_monitor::search::{best_by_score, majority, mean_reward, vote};
 use metareason_monitor::{
     Candidate, ModelJudge, RewardWeights, SearchOutcome, SearchPolicy, SearchSettings, Searcher,
-    StepJudge, StopRule,
+    StepJudge, StopRule, TreeSelection,
 };
 use metareason_sandbox::{Limits, Sandbox, SandboxError};
 use metareason_strategy::answer::{Answer, AnswerKind};
@@ -179,6 +179,14 @@ pub fn policy_by_name(name: &str, samples: usize) -> Option<SearchPolicy> {
             expansions: 2,
             exploration: 1.0,
             max_steps: 12,
+            selection: TreeSelection::Uct,
+        },
+        "mcts_puct" => SearchPolicy::Mcts {
+            iterations: n,
+            expansions: 2,
+            exploration: 1.0,
+            max_steps: 12,
+            selection: TreeSelection::Puct,
         },
         _ => return None,
     })
