@@ -438,6 +438,11 @@ fn open_reward_endpoint(
         bail!("unknown --reward-protocol '{protocol}': use vllm or json");
     };
     let mut config = OpenAiConfig::new(url.to_string(), model.to_string());
+    // The reward server has a key of its own: the generation server's key
+    // (OPENAI_API_KEY, say) is not sent to another host.
+    config.api_key = std::env::var("METAREASON_REWARD_API_KEY")
+        .ok()
+        .filter(|k| !k.is_empty());
     config.timeout = Duration::from_secs(g.timeout.max(1));
     RewardEndpoint::new(config, protocol).context("cannot use the reward server")
 }
