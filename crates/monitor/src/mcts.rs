@@ -126,7 +126,7 @@ pub(crate) fn run(
                 limit,
             )?;
             let depth = nodes[i].depth + 1;
-            let mut first = None;
+            let start = nodes.len();
             for d in drafts {
                 let answered = s.kind.extract_marked(&d.step.text).is_some();
                 // A blank line is not a step of reasoning: it does not count
@@ -143,22 +143,16 @@ pub(crate) fn run(
                 });
                 let id = nodes.len() - 1;
                 nodes[i].children.push(id);
-                first.get_or_insert(id);
             }
-            let new = &nodes[i].children;
+            let mut new = start..nodes.len();
             let pick = match cfg.selection {
-                TreeSelection::Uct => first,
+                TreeSelection::Uct => new.next(),
                 // The new child the step reward likes best (the first on ties).
-                TreeSelection::Puct => {
-                    new.iter()
-                        .copied()
-                        .filter(|&c| Some(c) >= first)
-                        .max_by(|&a, &b| {
-                            reward(&nodes[a])
-                                .total_cmp(&reward(&nodes[b]))
-                                .then(b.cmp(&a))
-                        })
-                }
+                TreeSelection::Puct => new.max_by(|&a, &b| {
+                    reward(&nodes[a])
+                        .total_cmp(&reward(&nodes[b]))
+                        .then(b.cmp(&a))
+                }),
             };
             if let Some(f) = pick {
                 i = f;

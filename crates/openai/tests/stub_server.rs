@@ -142,6 +142,16 @@ fn chat_answer(texts: &[&str]) -> String {
     .to_string()
 }
 
+/// A base URL on a loopback port nobody listens on (bound, then dropped).
+fn closed_port_url() -> String {
+    let port = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    format!("http://127.0.0.1:{port}/v1")
+}
+
 fn config(url: &str) -> OpenAiConfig {
     let mut c = OpenAiConfig::new(url, "stub-model");
     c.api_key = Some("sk-test".into());
@@ -286,13 +296,7 @@ fn a_slow_server_times_out() {
 
 #[test]
 fn a_server_that_is_down_is_unreachable() {
-    // Bind then drop: the port is closed.
-    let port = TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let mut c = config(&format!("http://127.0.0.1:{port}/v1"));
+    let mut c = config(&closed_port_url());
     c.max_retries = 1;
     let m = OpenAiModel::new(c).unwrap();
     let e = m.generate(&request(1)).unwrap_err();
@@ -461,12 +465,7 @@ fn reward_server_faults_are_clear_errors() {
     );
 
     // A server that is down.
-    let port = TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let mut c = config(&format!("http://127.0.0.1:{port}/v1"));
+    let mut c = config(&closed_port_url());
     c.max_retries = 0;
     let judge = RewardEndpoint::new(c, RewardProtocol::Json).unwrap();
     let e = judge.judge(&Prompt::user("Q?"), &[], "s").unwrap_err();

@@ -193,11 +193,8 @@ fn config(name: &str) -> Result<SolveConfig> {
         },
         // The same without switching when a check still fails after revision.
         "full_no_switch_on_flag" => SolveConfig {
-            fallbacks: vec![StrategyKind::ProgramAided],
-            max_revisions: 1,
-            backtrack_samples: 3,
             switch_on_flag: false,
-            ..base.clone()
+            ..config("full")?
         },
         "sc8" => with(SearchPolicy::SelfConsistency { n: 8 }),
         "adaptive" => with(SearchPolicy::Adaptive {
