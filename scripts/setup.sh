@@ -1,23 +1,42 @@
 #!/usr/bin/env bash
-# Installs what building metareason needs on a fresh Debian/Ubuntu machine:
-# cmake and libclang (llama.cpp and its bindings), a C/C++ compiler, Python's
-# pip (models are fetched from PyPI packages), bubblewrap (the sandbox that
-# runs model-written programs). Idempotent and quiet when all
-# is there already.
+# Installs what building and running metareason needs on a fresh Debian or
+# Ubuntu machine: cmake, a C/C++ compiler and libclang-dev (llama.cpp and
+# bindgen, which loads libclang and its headers), Python with pip (models are
+# fetched from PyPI packages; the sandbox runs programs with the system
+# Python), bubblewrap (the sandbox for model-written programs), git (the
+# commit in a benchmark run's manifest). Idempotent and quiet when all is
+# there already.
+#
+# Packages are checked by name with dpkg, not by looking for files: a machine
+# with libclang-cpp14 but not libclang-dev has look-alike files
+# (libclang-cpp.so.14) and no libclang.so or clang's headers, and bindgen
+# then fails with "Unable to find libclang".
 set -euo pipefail
 
+packages=(cmake g++ git libclang-dev bubblewrap python3 python3-pip ca-certificates)
+
 need=()
-command -v cmake >/dev/null 2>&1 || need+=(cmake)
-command -v c++ >/dev/null 2>&1 || need+=(g++)
-command -v git >/dev/null 2>&1 || need+=(git)
-command -v bwrap >/dev/null 2>&1 || need+=(bubblewrap)   # the sandbox for model-written programs
-if ! ls /usr/lib/llvm-*/lib/libclang*.so* >/dev/null 2>&1 && ! ldconfig -p 2>/dev/null | grep -q libclang; then
-  need+=(libclang-dev)
-fi
-[ -x /usr/bin/python3 ] || need+=(python3)   # the sandbox runs programs with a system Python
-if ! python3 -m pip --version >/dev/null 2>&1; then
-  command -v python3 >/dev/null 2>&1 || need+=(python3)
-  need+=(python3-pip)
+if command -v dpkg-query >/dev/null 2>&1; then
+  for p in "${packages[@]}"; do
+    status=$(dpkg-query -W -f='${Status}' "$p" 2>/dev/null || true)
+    [ "$status" = "install ok installed" ] || need+=("$p")
+  done
+else
+  # Not Debian: check for the very things the build uses, and say what is
+  # missing instead of guessing a package manager.
+  missing=()
+  command -v cmake >/dev/null 2>&1 || missing+=(cmake)
+  command -v c++ >/dev/null 2>&1 || missing+=("a C++ compiler")
+  command -v bwrap >/dev/null 2>&1 || missing+=(bubblewrap)
+  command -v python3 >/dev/null 2>&1 || missing+=(python3)
+  python3 -m pip --version >/dev/null 2>&1 || missing+=("python3 pip")
+  if [ -z "${LIBCLANG_PATH:-}" ] && ! ldconfig -p 2>/dev/null | grep -Eq 'libclang(-[0-9.]+)?\.so'; then
+    missing+=("libclang (the development package, or set LIBCLANG_PATH)")
+  fi
+  if [ ${#missing[@]} -gt 0 ]; then
+    echo "metareason setup: not a Debian/Ubuntu system; install these yourself and run again: ${missing[*]}" >&2
+    exit 1
+  fi
 fi
 
 if [ ${#need[@]} -gt 0 ]; then
@@ -28,7 +47,7 @@ if [ ${#need[@]} -gt 0 ]; then
     SUDO="sudo"
   fi
   $SUDO apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${need[@]}" >/dev/null
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
 fi
 
 if ! command -v cargo >/dev/null 2>&1; then

@@ -218,6 +218,10 @@ impl Sandbox {
 
     fn run_in(&self, dir: &tempfile::TempDir, argv: &[&str]) -> Result<Run, SandboxError> {
         let mut cmd = Command::new(&self.bwrap);
+        // bwrap itself starts with an empty environment: `--clearenv` cleans
+        // only the program's, and bwrap is PID 1 inside the box, so anything
+        // it inherited (API keys among it) would be readable in /proc/1/environ.
+        cmd.env_clear();
         cmd.args([
             "--ro-bind",
             "/",
