@@ -13,7 +13,7 @@
 # then fails with "Unable to find libclang".
 set -euo pipefail
 
-packages=(cmake g++ git libclang-dev bubblewrap python3 python3-pip ca-certificates)
+packages=(cmake make g++ git libclang-dev bubblewrap python3 python3-pip ca-certificates)
 
 need=()
 if command -v dpkg-query >/dev/null 2>&1; then
