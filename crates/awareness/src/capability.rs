@@ -49,23 +49,31 @@ pub struct StrategyBelief {
     pub weight: f64,
 }
 
-/// Beliefs for `strategies` from the task's `neighbours` and per-strategy
-/// outcome `counts` (strategy, with outcome, correct).
+/// Beliefs for `strategies` (with their prior P(success), `priors[i]` for
+/// `strategies[i]`) from the task's `neighbours` and per-strategy outcome
+/// `counts` (strategy, with outcome, correct).
 pub fn beliefs(
     neighbours: &[Neighbour],
     counts: &[(String, u64, u64)],
     strategies: &[&str],
+    priors: &[f64],
     settings: &CapabilitySettings,
 ) -> Vec<StrategyBelief> {
     strategies
         .iter()
-        .map(|&s| {
+        .enumerate()
+        .map(|(i, &s)| {
+            let prior = priors.get(i).copied().unwrap_or(0.5);
             let (n, k) = counts
                 .iter()
                 .find(|(name, _, _)| name == s)
                 .map(|(_, n, k)| (*n, *k))
                 .unwrap_or((0, 0));
-            let overall = Beta::new(1.0 + k as f64, 1.0 + (n - k) as f64).expect("positive");
+            // The prior counts as two observations at its mean: Beta(1, 1)
+            // for a prior of 1/2.
+            let p0 = prior.clamp(0.01, 0.99);
+            let overall = Beta::new(2.0 * p0 + k as f64, 2.0 * (1.0 - p0) + (n - k) as f64)
+                .expect("positive");
             let m = settings.pooling.max(1e-6);
             let mut posterior =
                 Beta::new(m * overall.mean(), m * (1.0 - overall.mean())).expect("positive");

@@ -8,14 +8,19 @@
 //!    answered and the question's perplexity — through a logistic
 //!    solvability model learned from outcomes;
 //! 3. an out-of-distribution score from embedding distance;
-//! 4. the strategy F by expected utility (P(success) × value − token cost),
+//! 4. whether the question can be answered at all ([`answerability`]): a
+//!    posterior from probes, and a decline before any attempt when it is
+//!    confidently low under the policy's costs;
+//! 5. the strategy F by expected utility (P(success) × value − token cost),
 //!    by Thompson sampling while exploring or by the posterior mean; then
 //!    answer, abstain (unable) or refuse (not allowed).
 //!
 //! Every number behind the decision is in the [`Assessment`].
 #![deny(missing_docs)]
 
+pub mod answerability;
 pub mod capability;
+pub mod kind;
 pub mod policy;
 pub mod prompts;
 
@@ -25,7 +30,9 @@ use metareason_memory::{Decision, Memory, MemoryError};
 use rand::Rng;
 use serde::{Deserialize, Serialize};
 
+pub use answerability::{AnswerabilityModel, AnswerabilityVerdict, Suspect};
 pub use capability::{beliefs, ood_score, CapabilitySettings, StrategyBelief};
+pub use kind::{choose_answer_kind, KindChoice};
 pub use policy::{Action, Costs, Policy, PolicyContext, PolicyError, PolicyVerdict};
 
 /// Why an assessment failed.
@@ -46,6 +53,8 @@ pub struct StrategyOption {
     pub name: String,
     /// Tokens it is expected to generate.
     pub expected_tokens: u64,
+    /// Its P(success) before any experience on tasks of this kind.
+    pub prior: f64,
 }
 
 /// What the cheap probes measured.
@@ -56,6 +65,19 @@ pub struct Probes {
     /// Mean token log-probability of the question (its log-perplexity,
     /// negated).
     pub question_logprob: Option<f64>,
+    /// The model's P(Yes) that the question rests on a false premise.
+    #[serde(default)]
+    pub p_false_premise: Option<f64>,
+    /// The model's P(Yes) that the question asks what nobody knows.
+    #[serde(default)]
+    pub p_unknowable: Option<f64>,
+    /// The model's P(Yes) that the context given with the question holds
+    /// the answer (only for tasks that carry a context).
+    #[serde(default)]
+    pub p_context_suffices: Option<f64>,
+    /// The model's own P("unknown") as its answer, when allowed to say so.
+    #[serde(default)]
+    pub p_unknown_reply: Option<f64>,
     /// Cost of the probes.
     pub usage: Usage,
 }
@@ -160,6 +182,9 @@ pub struct Assessment {
     pub reply: Option<String>,
     /// Whether the strategy was chosen by Thompson sampling.
     pub explored: bool,
+    /// Whether the question can be answered at all (None without probes).
+    #[serde(default)]
+    pub answerability: Option<AnswerabilityVerdict>,
     /// Model calls made.
     pub usage: Usage,
 }
@@ -172,16 +197,43 @@ pub struct Awareness<'a> {
     pub policy: &'a Policy,
     /// Settings.
     pub settings: AwarenessSettings,
+    /// P(answerable | probes).
+    pub answerability: &'a AnswerabilityModel,
 }
 
 impl Awareness<'_> {
-    /// Runs the probes on `task`.
+    /// Runs the probes on `task`: the yes/no questions about it (sharing
+    /// one prompt prefix), the model's own P("unknown"), and perplexity.
     pub fn probe(&self, task: &str) -> Result<Probes, ModelError> {
         let mut usage = Usage::default();
-        let prompt = Prompt::user(prompts::fill(prompts::PROBE_USER, &[("task", task)]))
+        let mut ask = |probe: &str| -> Result<f64, ModelError> {
+            let prompt = Prompt::user(prompts::fill(
+                prompts::PROBE_USER,
+                &[("task", task), ("probe", probe)],
+            ))
             .with_system(prompts::PROBE_SYSTEM);
-        let (p, u) = self.model.choice_probabilities(&prompt, &["Yes", "No"])?;
-        usage += u;
+            let (p, u) = self.model.choice_probabilities(&prompt, &["Yes", "No"])?;
+            usage += u;
+            Ok(p[0])
+        };
+        let p_true = ask(prompts::PROBE_ANSWERABLE)?;
+        let p_false_premise = ask(prompts::PROBE_FALSE_PREMISE)?;
+        let p_unknowable = ask(prompts::PROBE_UNKNOWABLE)?;
+        let p_context_suffices = if has_context(task) {
+            Some(ask(prompts::PROBE_CONTEXT)?)
+        } else {
+            None
+        };
+        let unknown = self.model.score(&ScoreRequest {
+            prompt: Prompt {
+                assistant_prefix: prompts::UNKNOWN_PREFIX.to_string(),
+                ..Prompt::user(prompts::fill(prompts::UNKNOWN_USER, &[("task", task)]))
+                    .with_system(prompts::UNKNOWN_SYSTEM)
+            },
+            continuation: " unknown".to_string(),
+            top_logprobs: 0,
+        })?;
+        usage += unknown.usage;
         let scored = self.model.score(&ScoreRequest {
             prompt: Prompt::user(prompts::PERPLEXITY_USER),
             continuation: task.to_string(),
@@ -190,8 +242,12 @@ impl Awareness<'_> {
         usage += scored.usage;
         let n = scored.tokens.len().max(1) as f64;
         Ok(Probes {
-            p_true: Some(p[0]),
+            p_true: Some(p_true),
             question_logprob: Some(scored.total_logprob() / n),
+            p_false_premise: Some(p_false_premise),
+            p_unknowable: Some(p_unknowable),
+            p_context_suffices,
+            p_unknown_reply: Some(unknown.total_logprob().exp().clamp(0.0, 1.0)),
             usage,
         })
     }
@@ -228,6 +284,7 @@ impl Awareness<'_> {
             costs,
             reply: None,
             explored: false,
+            answerability: None,
             usage,
         };
         if let Some((rule, action, reply)) = verdict.fired {
@@ -262,7 +319,14 @@ impl Awareness<'_> {
         out.ood = ood_score(&neighbours, 5);
         out.neighbours = neighbours.len();
         let names: Vec<&str> = options.iter().map(|o| o.name.as_str()).collect();
-        out.beliefs = beliefs(&neighbours, &counts, &names, &self.settings.capability);
+        let priors: Vec<f64> = options.iter().map(|o| o.prior).collect();
+        out.beliefs = beliefs(
+            &neighbours,
+            &counts,
+            &names,
+            &priors,
+            &self.settings.capability,
+        );
         if self.settings.probes {
             out.probes = self.probe(task)?;
             usage += out.probes.usage;
@@ -313,6 +377,36 @@ impl Awareness<'_> {
             .iter()
             .map(|o| o.utility)
             .fold(f64::NEG_INFINITY, f64::max);
+        if self.settings.probes {
+            let x = answerability::features(&out.probes, out.ood);
+            let p = self.answerability.p_answerable(&x);
+            let threshold = answerability::decline_threshold(&costs, best_mean);
+            let verdict = AnswerabilityVerdict {
+                p_answerable: p,
+                threshold,
+                declined: self.settings.allow_abstain && p < threshold,
+                suspect: Suspect::of(&out.probes),
+                features: x,
+            };
+            let declined = verdict.declined;
+            out.answerability = Some(verdict.clone());
+            if declined {
+                out.decision = Decision::Abstain;
+                out.reason = format!(
+                    "the question looks unanswerable ({}): P(answerable) {p:.2} < {threshold:.2}, \
+                     where declining (a claim that can be wrong, like an answer) beats \
+                     attempting (best strategy's utility {best_mean:.3}); P(True) {}, P(false \
+                     premise) {}, P(unknowable) {}, P(\"unknown\") {}",
+                    verdict.suspect.name(),
+                    fmt_p(out.probes.p_true),
+                    fmt_p(out.probes.p_false_premise),
+                    fmt_p(out.probes.p_unknowable),
+                    fmt_p(out.probes.p_unknown_reply),
+                );
+                out.reply = Some(verdict.suspect.reply().to_string());
+                return Ok(out);
+            }
+        }
         if self.settings.allow_abstain && best_mean < abstain {
             out.decision = Decision::Abstain;
             out.reason = format!(
@@ -341,4 +435,15 @@ impl Awareness<'_> {
         }
         Ok(out)
     }
+}
+
+fn fmt_p(p: Option<f64>) -> String {
+    p.map_or("not probed".into(), |p| format!("{p:.2}"))
+}
+
+/// Whether the task carries a context of its own to answer from (a
+/// `Context:` section or a passage before the question).
+pub fn has_context(task: &str) -> bool {
+    let lower = task.to_lowercase();
+    lower.contains("context:") || lower.contains("passage:") || lower.contains("text:")
 }

@@ -2,8 +2,8 @@
 
 use metareason_awareness::policy::PolicyError;
 use metareason_awareness::{
-    beliefs, default_solvability, ood_score, Awareness, AwarenessSettings, CapabilitySettings,
-    Policy, PolicyContext, StrategyOption,
+    beliefs, default_solvability, ood_score, AnswerabilityModel, Awareness, AwarenessSettings,
+    CapabilitySettings, Policy, PolicyContext, StrategyOption,
 };
 use metareason_bayes::seeded;
 use metareason_memory::{Decision, Neighbour};
@@ -168,7 +168,7 @@ fn capability_posteriors_weight_neighbours_by_similarity_and_pool_toward_the_ove
         nb(4, 0.95, "a", None),      // no outcome
         nb(5, 1.0, "b", Some(true)),
     ];
-    let b = beliefs(&neighbours, &counts, &["a", "b", "c"], &settings);
+    let b = beliefs(&neighbours, &counts, &["a", "b", "c"], &[0.5; 3], &settings);
     // a: overall Beta(7, 3) -> mean 0.7; prior Beta(2.8, 1.2); +w=1 failure,
     // +w=exp(-1) success.
     let w = (-1.0f64).exp();
@@ -191,10 +191,12 @@ fn options() -> Vec<StrategyOption> {
         StrategyOption {
             name: "chain_of_thought".into(),
             expected_tokens: 250,
+            prior: 0.5,
         },
         StrategyOption {
             name: "program_aided".into(),
             expected_tokens: 100,
+            prior: 0.5,
         },
     ]
 }
@@ -214,6 +216,7 @@ fn an_unanswerable_question_is_abstained_from_and_an_answerable_one_answered() {
             abstain_later: false,
             ..AwarenessSettings::default()
         },
+        answerability: AnswerabilityModel::shipped(),
     };
     let out = a
         .assess(
@@ -228,7 +231,10 @@ fn an_unanswerable_question_is_abstained_from_and_an_answerable_one_answered() {
         .unwrap();
     assert_eq!(out.decision, Decision::Abstain, "{}", out.reason);
     assert!((out.probes.p_true.unwrap() - 0.05).abs() < 1e-6);
-    assert!(out.reason.contains("abstaining"), "{}", out.reason);
+    // Attempting is expected to lose: declined, by the answerability
+    // model (declining beats an attempt of negative utility) or by the
+    // capability rule, whichever comes first; both weigh the utility.
+    assert!(out.reason.contains("utility"), "{}", out.reason);
     // With it, attempting costs at most an abstention plus tokens: try.
     let a = Awareness {
         settings: AwarenessSettings::default(),
@@ -254,6 +260,7 @@ fn an_unanswerable_question_is_abstained_from_and_an_answerable_one_answered() {
         model: &sure,
         policy: &policy,
         settings: AwarenessSettings::default(),
+        answerability: AnswerabilityModel::shipped(),
     };
     let out = a
         .assess(
@@ -284,6 +291,7 @@ fn a_refusal_names_its_rule_and_skips_the_probes() {
         model: &model,
         policy: &policy,
         settings: AwarenessSettings::default(),
+        answerability: AnswerabilityModel::shipped(),
     };
     let out = a
         .assess(

@@ -7,6 +7,7 @@
 #![deny(missing_docs)]
 
 pub mod datasets;
+pub mod grade;
 pub mod metrics;
 pub mod report;
 pub mod run;

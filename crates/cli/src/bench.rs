@@ -10,6 +10,7 @@ use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
 use metareason_awareness::Policy;
 use metareason_bench::datasets::{self, Expected, Item};
+use metareason_bench::grade::is_correct;
 use metareason_bench::run::{self, ItemResult, Summary, MARKDOWN_HEADER};
 use metareason_memory::{Decision, Memory};
 use metareason_monitor::SearchPolicy;
@@ -272,6 +273,11 @@ pub(crate) fn bench(g: &GlobalArgs, a: BenchArgs) -> Result<()> {
     if items.is_empty() {
         bail!("the dataset has no items");
     }
+    for it in &items {
+        if let Expected::Answer { answer_kind, .. } = &it.expected {
+            parse_answer_kind(answer_kind).with_context(|| format!("item {}", it.id))?;
+        }
+    }
     if a.list {
         println!("{dataset}: {} items", items.len());
         for it in items.iter().take(3) {
@@ -408,36 +414,53 @@ fn run_items(
             if shared {
                 reasoner.reload_params()?;
             }
-            let (reference, kind) = match &item.expected {
+            let (raw_reference, kind) = match &item.expected {
                 Expected::Answer {
                     reference,
                     answer_kind,
-                } => {
-                    let kind = parse_answer_kind(answer_kind).unwrap_or(AnswerKind::Text);
-                    (kind.normalize_reference(reference), Some(kind))
-                }
+                } => (
+                    Some(reference.clone()),
+                    // Checked for every item before the run.
+                    Some(parse_answer_kind(answer_kind).expect("answer kinds were checked")),
+                ),
                 _ => (None, None),
             };
-            cfg.solve.answer_kind = kind.unwrap_or(AnswerKind::Text);
-            let report = reasoner.run(&item.question, &cfg)?;
-            let candidate_correct = reference
-                .as_ref()
-                .map(|r| report.candidate_answer.as_ref() == Some(r));
-            let correct = reference
-                .as_ref()
-                .map(|r| report.answer.as_ref() == Some(r));
-            // Meta-reflection: graded items teach the memory.
-            if let (true, Some(id), Some(r), Some(_)) = (
-                learn,
-                report.episode_id,
-                reference.as_ref(),
-                &report.candidate_answer,
-            ) {
-                let _one_at_a_time = feedback_lock.lock().unwrap_or_else(|p| p.into_inner());
-                if shared {
-                    reasoner.reload_params()?;
+            let reference = raw_reference
+                .as_deref()
+                .zip(kind.as_ref())
+                .map(|(r, k)| k.normalize_reference(r).unwrap_or_else(|| r.to_string()));
+            let grade = |answer: Option<&String>| -> Option<bool> {
+                let (r, k) = (raw_reference.as_deref()?, kind.as_ref()?);
+                Some(answer.is_some_and(|a| is_correct(k, r, a)))
+            };
+            // A number, yes/no or choice item says what kind of answer it
+            // wants, as its task format does; a short-text item (or one
+            // without a reference) leaves the kind to the loop, as a user
+            // asking it would.
+            match kind.clone().filter(|k| *k != AnswerKind::Text) {
+                Some(k) => {
+                    cfg.solve.answer_kind = k;
+                    cfg.infer_answer_kind = false;
                 }
-                reasoner.feedback_with(id, &Feedback::Answer(r.clone()), true, cfg.distill)?;
+                None => cfg.infer_answer_kind = true,
+            }
+            let report = reasoner.run(&item.question, &cfg)?;
+            let candidate_correct = grade(report.candidate_answer.as_ref());
+            let correct = grade(report.answer.as_ref());
+            // Meta-reflection: graded items teach the memory.
+            if let (true, Some(id), Some(right)) = (learn, report.episode_id, candidate_correct) {
+                if report.candidate_answer.is_some() {
+                    let _one_at_a_time = feedback_lock.lock().unwrap_or_else(|p| p.into_inner());
+                    if shared {
+                        reasoner.reload_params()?;
+                    }
+                    let verdict = if right {
+                        Feedback::Correct
+                    } else {
+                        Feedback::Wrong
+                    };
+                    reasoner.feedback_with(id, &verdict, true, cfg.distill)?;
+                }
             }
             Ok(ItemResult {
                 id: item.id.clone(),

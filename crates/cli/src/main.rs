@@ -141,15 +141,16 @@ struct GenerateArgs {
 struct SolveArgs {
     /// The task.
     question: String,
-    /// Strategy: auto (self-awareness chooses among --strategies), direct,
-    /// chain_of_thought (cot), plan_then_solve (plan), program_aided (pal),
-    /// example_guided.
+    /// Strategy: auto (self-awareness chooses among --strategies, of those
+    /// that suit the answer kind), direct, chain_of_thought (cot),
+    /// plan_then_solve (plan), program_aided (pal), example_guided, respond.
     #[arg(long, default_value = "auto")]
     strategy: String,
-    /// The strategies `auto` chooses among (comma-separated).
+    /// The strategies `auto` chooses among (comma-separated); only those
+    /// that suit the task's answer kind are offered.
     #[arg(
         long,
-        default_value = "chain_of_thought,program_aided,plan_then_solve,example_guided"
+        default_value = "direct,chain_of_thought,plan_then_solve,program_aided,example_guided,respond"
     )]
     strategies: String,
     /// Strategies to switch to when step rewards collapse (comma-separated;
@@ -177,8 +178,10 @@ struct SolveArgs {
     /// Most tokens of one reply.
     #[arg(long, default_value_t = 512)]
     max_tokens: u32,
-    /// Kind of answer: number, yesno, text, or choice:ABCD.
-    #[arg(long, default_value = "number")]
+    /// Kind of answer: auto (inferred from the task: rules, then the
+    /// model when they are unsure), number, yes_no, text (a short answer),
+    /// free_text (a reply in prose), or choice:ABCD.
+    #[arg(long, default_value = "auto")]
     answer: String,
     /// Rounds of revision at most.
     #[arg(long, default_value_t = 1)]
@@ -448,20 +451,15 @@ fn open_reward_endpoint(
 }
 
 fn parse_answer_kind(s: &str) -> Result<AnswerKind> {
-    Ok(match s {
-        "number" => AnswerKind::Number,
-        "yesno" | "yes_no" => AnswerKind::YesNo,
-        "text" => AnswerKind::Text,
-        _ => match s.strip_prefix("choice:") {
-            Some(labels) if !labels.is_empty() => AnswerKind::Choice {
-                labels: labels
-                    .chars()
-                    .map(|c| c.to_ascii_uppercase().to_string())
-                    .collect(),
-            },
-            _ => bail!("unknown answer kind '{s}': use number, yesno, text or choice:ABCD"),
-        },
-    })
+    Ok(s.parse::<AnswerKind>()?)
+}
+
+/// `auto` (None: inferred from the task) or a kind.
+fn parse_answer_choice(s: &str) -> Result<Option<AnswerKind>> {
+    if s.trim().eq_ignore_ascii_case("auto") {
+        return Ok(None);
+    }
+    parse_answer_kind(s).map(Some)
 }
 
 fn parse_strategy(s: &str) -> Result<StrategyKind> {
@@ -504,6 +502,7 @@ fn solve(g: &GlobalArgs, a: SolveArgs) -> Result<()> {
     if a.question.trim().is_empty() {
         bail!("the question is empty: give a task to solve");
     }
+    let answer_kind = parse_answer_choice(&a.answer)?;
     let strategies: Vec<StrategyKind> = if a.strategy == "auto" {
         a.strategies
             .split(',')
@@ -536,7 +535,12 @@ fn solve(g: &GlobalArgs, a: SolveArgs) -> Result<()> {
         profile.insert(k.trim().to_string(), v.trim().to_string());
     }
     let solve = SolveConfig {
-        strategy: strategies[0],
+        // With `auto`, self-awareness replaces it by its choice.
+        strategy: if a.strategy == "auto" {
+            SolveConfig::default().strategy
+        } else {
+            strategies[0]
+        },
         fallbacks,
         policy,
         settings: SearchSettings {
@@ -546,7 +550,7 @@ fn solve(g: &GlobalArgs, a: SolveArgs) -> Result<()> {
             budget_tokens: a.budget_tokens,
             ..SearchSettings::default()
         },
-        answer_kind: parse_answer_kind(&a.answer)?,
+        answer_kind: answer_kind.clone().unwrap_or_default(),
         max_revisions: a.revisions,
         backtrack_samples: a.backtrack,
         critique: a.critique,
@@ -555,6 +559,7 @@ fn solve(g: &GlobalArgs, a: SolveArgs) -> Result<()> {
     };
     let config = ReasonerConfig {
         solve,
+        infer_answer_kind: answer_kind.is_none(),
         strategies,
         awareness: AwarenessSettings {
             explore: a.explore,

@@ -363,6 +363,8 @@ impl Searcher<'_> {
                 "the search produced no candidate".into(),
             ));
         }
+        let mut candidates = candidates;
+        unify_answers(self.kind, &mut candidates);
         let votes = vote(&candidates);
         let chosen = match policy {
             SearchPolicy::Greedy => 0,
@@ -482,6 +484,7 @@ impl Searcher<'_> {
             let got = self.sample(prompt, n, self.settings.temperature, round * 1000, budget)?;
             round += 1;
             all.extend(got);
+            unify_answers(self.kind, &mut all);
             let votes = vote(&all);
             let confidence = rule.confidence(&votes);
             let stop = rule.should_stop(&votes);
@@ -746,7 +749,29 @@ pub(crate) struct StepDraft {
     pub logprob_sum: f64,
 }
 
-/// Votes per normalised answer.
+/// Puts answers that say the same thing under one text, the first of their
+/// group's ([`AnswerKind::meaning_groups`]), so that votes count meanings:
+/// "shakespeare" and "william shakespeare" are one answer. The raw text of
+/// each answer is kept.
+pub fn unify_answers(kind: &AnswerKind, candidates: &mut [Candidate]) {
+    let answers: Vec<(usize, String)> = candidates
+        .iter()
+        .enumerate()
+        .filter_map(|(i, c)| Some((i, c.answer.as_ref()?.normalized.clone())))
+        .collect();
+    let texts: Vec<&str> = answers.iter().map(|(_, a)| a.as_str()).collect();
+    let groups = kind.meaning_groups(&texts);
+    for (j, &head) in groups.iter().enumerate() {
+        if head != j {
+            let text = answers[head].1.clone();
+            if let Some(a) = candidates[answers[j].0].answer.as_mut() {
+                a.normalized = text;
+            }
+        }
+    }
+}
+
+/// Votes per (normalised) answer.
 pub fn vote(candidates: &[Candidate]) -> BTreeMap<String, usize> {
     let mut votes = BTreeMap::new();
     for c in candidates {

@@ -27,8 +27,9 @@ use std::collections::BTreeMap;
 use std::time::Instant;
 
 use metareason_awareness::{
-    default_solvability, solvability_features, Assessment, Awareness, AwarenessError,
-    AwarenessSettings, Policy, PolicyContext, StrategyOption,
+    choose_answer_kind, default_solvability, solvability_features, AnswerabilityModel, Assessment,
+    Awareness, AwarenessError, AwarenessSettings, KindChoice, Policy, PolicyContext,
+    StrategyOption,
 };
 use metareason_bayes::{seeded, LogisticRegression};
 use metareason_core::{EmbedError, Embedder, LanguageModel, ModelError, Usage};
@@ -42,7 +43,7 @@ use metareason_reflection::{
 };
 use metareason_solver::{SolveConfig, SolveError, Solver, Trace};
 use metareason_strategy::answer::AnswerKind;
-use metareason_strategy::StrategyKind;
+use metareason_strategy::{strategies_for, StrategyKind};
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
@@ -82,6 +83,8 @@ pub mod param_names {
     pub const SOLVABILITY: &str = "solvability";
     /// The step-reward learner.
     pub const REWARD: &str = "reward_weights";
+    /// The answerability model (not learned online: set it from a fit).
+    pub const ANSWERABILITY: &str = "answerability";
 }
 
 /// Why the loop failed.
@@ -127,11 +130,21 @@ pub enum CrossCheck {
 #[serde(default)]
 pub struct ReasonerConfig {
     /// The task-level configuration; its strategy is replaced by the one
-    /// self-awareness chooses.
+    /// self-awareness chooses, and its answer kind by the inferred one
+    /// unless `infer_answer_kind` is off.
     pub solve: SolveConfig,
-    /// The strategies F is chosen from (example-guided only counts when
-    /// memory has templates for the task).
+    /// Infer the answer kind from the task (rules, then the model when they
+    /// are unsure); off, `solve.answer_kind` is used as given.
+    pub infer_answer_kind: bool,
+    /// The strategies F is chosen from; of these, the ones that suit the
+    /// task's answer kind are offered (all of them when none suits, as
+    /// when the caller forces one). Example-guided only counts when memory
+    /// has templates for the task.
     pub strategies: Vec<StrategyKind>,
+    /// Stop after self-awareness: the decision says whether the task would
+    /// be attempted; nothing is solved (for measuring the assessment and
+    /// collecting its features).
+    pub assess_only: bool,
     /// Self-awareness settings.
     pub awareness: AwarenessSettings,
     /// When to cross-check with a second strategy.
@@ -163,12 +176,9 @@ impl Default for ReasonerConfig {
     fn default() -> Self {
         Self {
             solve: SolveConfig::default(),
-            strategies: vec![
-                StrategyKind::ChainOfThought,
-                StrategyKind::ProgramAided,
-                StrategyKind::PlanThenSolve,
-                StrategyKind::ExampleGuided,
-            ],
+            infer_answer_kind: true,
+            strategies: StrategyKind::ALL.to_vec(),
+            assess_only: false,
             awareness: AwarenessSettings::default(),
             cross_check: CrossCheck::WhenUnsure {
                 low: 0.2,
@@ -221,6 +231,9 @@ pub struct EpisodeReport {
     pub task: String,
     /// Answer, abstain or refuse.
     pub decision: Decision,
+    /// The answer kind the task was solved under, and how it was chosen.
+    #[serde(default = "given_number")]
+    pub answer_kind: KindChoice,
     /// The answer given (None when declining).
     pub answer: Option<String>,
     /// The answer found, also when it was withheld.
@@ -252,6 +265,10 @@ pub struct EpisodeReport {
     pub usage: Usage,
     /// Wall time in seconds.
     pub seconds: f64,
+}
+
+fn given_number() -> KindChoice {
+    KindChoice::given(AnswerKind::Number)
 }
 
 /// The outcome of an episode, told afterwards.
@@ -287,6 +304,8 @@ pub struct MetaParams {
     pub solvability: LogisticRegression,
     /// Step-reward weights.
     pub reward: RewardLearner,
+    /// P(answerable) before the task.
+    pub answerability: AnswerabilityModel,
 }
 
 impl Default for MetaParams {
@@ -295,6 +314,7 @@ impl Default for MetaParams {
             calibration: Calibrator::shipped(),
             solvability: default_solvability(),
             reward: RewardLearner::from_weights(&RewardWeights::default(), 0.25),
+            answerability: AnswerabilityModel::shipped().clone(),
         }
     }
 }
@@ -317,6 +337,10 @@ impl MetaParams {
                 .parameter::<RewardLearner>(param_names::REWARD)?
                 .filter(|m| m.model.dim() == d.reward.model.dim())
                 .unwrap_or(d.reward),
+            answerability: memory
+                .parameter::<AnswerabilityModel>(param_names::ANSWERABILITY)?
+                .filter(AnswerabilityModel::is_current)
+                .unwrap_or(d.answerability),
         })
     }
 
@@ -442,13 +466,19 @@ impl<'a> Reasoner<'a> {
         let mut rng = rng.clone();
         let embedding = self.embed(task);
         let retrieved = self.retrieve(embedding.as_deref(), config);
-        let options: Vec<StrategyOption> = config
-            .strategies
+        let kind = if config.infer_answer_kind {
+            choose_answer_kind(self.model, task)?
+        } else {
+            KindChoice::given(config.solve.answer_kind.clone())
+        };
+        let offered = offered_strategies(&config.strategies, &kind.kind);
+        let options: Vec<StrategyOption> = offered
             .iter()
             .filter(|k| **k != StrategyKind::ExampleGuided || !retrieved.templates.is_empty())
             .map(|k| StrategyOption {
                 name: k.name().to_string(),
                 expected_tokens: u64::from(k.strategy().expected_tokens),
+                prior: k.strategy().prior_for(&kind.kind).unwrap_or(0.5),
             })
             .collect();
         let mut settings = config.awareness.clone();
@@ -458,6 +488,7 @@ impl<'a> Reasoner<'a> {
             model: self.model,
             policy: &self.policy,
             settings,
+            answerability: &self.params.answerability,
         };
         let context = PolicyContext {
             profile: config.profile.clone(),
@@ -473,11 +504,13 @@ impl<'a> Reasoner<'a> {
             &mut rng,
         )?;
         let mut usage = assessment.usage;
+        usage += kind.usage;
         let mut report = EpisodeReport {
             schema: EPISODE_SCHEMA.to_string(),
             episode_id: None,
             task: task.to_string(),
             decision: assessment.decision,
+            answer_kind: kind.clone(),
             answer: None,
             candidate_answer: None,
             confidence: None,
@@ -501,6 +534,11 @@ impl<'a> Reasoner<'a> {
             self.rng = Some(rng);
             return self.finish(report, embedding, config, started);
         }
+        if config.assess_only {
+            report.reason = format!("{} (assessment only: not attempted)", report.reason);
+            self.rng = Some(rng);
+            return self.finish(report, embedding, config, started);
+        }
         let chosen = assessment
             .strategy
             .as_deref()
@@ -508,6 +546,10 @@ impl<'a> Reasoner<'a> {
             .unwrap_or(config.solve.strategy);
         let mut solve = config.solve.clone();
         solve.strategy = chosen;
+        solve.answer_kind = kind.kind.clone();
+        // Fallbacks that suit the task; a factual question does not fall
+        // back to a program.
+        solve.fallbacks = fallbacks_for(&config.solve.fallbacks, chosen, &kind.kind);
         solve.weights = self.params.reward.weights();
         solve.settings.seed = solve.settings.seed.wrapping_add(config.seed);
         solve.examples = report
@@ -542,12 +584,8 @@ impl<'a> Reasoner<'a> {
             CrossCheck::Always => true,
             CrossCheck::WhenUnsure { low, high } => (low..=high).contains(&unsure),
         };
-        if check && trace.answer.is_some() {
-            let second = if chosen == StrategyKind::ProgramAided {
-                StrategyKind::ChainOfThought
-            } else {
-                StrategyKind::ProgramAided
-            };
+        let second = second_opinion(chosen, &kind.kind);
+        if let (true, true, Some(second)) = (check, trace.answer.is_some(), second) {
             let cfg = SolveConfig {
                 strategy: second,
                 fallbacks: Vec::new(),
@@ -560,10 +598,12 @@ impl<'a> Reasoner<'a> {
             };
             let other = Solver::new(self.model).solve(task, &cfg)?;
             usage += other.usage;
-            let agrees = other
-                .answer
-                .as_ref()
-                .map(|a| Some(a) == trace.answer.as_ref());
+            let agrees = other.answer.as_ref().map(|a| {
+                trace
+                    .answer
+                    .as_ref()
+                    .is_some_and(|b| kind.kind.same_meaning(a, b))
+            });
             features.cross_check = match agrees {
                 Some(true) => 1.0,
                 Some(false) => -1.0,
@@ -667,7 +707,7 @@ impl<'a> Reasoner<'a> {
                 serde_json::to_value(StoredFeatures {
                     calibration: report.features.clone(),
                     solvability: report.solvability_features.clone(),
-                    answer_kind: config.solve.answer_kind.clone(),
+                    answer_kind: report.answer_kind.kind.clone(),
                     reason: report.reason.clone(),
                 })
                 .expect("features serialise"),
@@ -829,6 +869,66 @@ impl<'a> Reasoner<'a> {
     }
 }
 
+/// The strategies of `configured` that suit `kind`, or all of them when none
+/// does (the caller forced a strategy).
+fn offered_strategies(configured: &[StrategyKind], kind: &AnswerKind) -> Vec<StrategyKind> {
+    let suited = strategies_for(kind);
+    let offered: Vec<StrategyKind> = configured
+        .iter()
+        .copied()
+        .filter(|k| suited.contains(k))
+        .collect();
+    if offered.is_empty() {
+        configured.to_vec()
+    } else {
+        offered
+    }
+}
+
+/// The fallbacks of `configured` that suit `kind`; when none does, the next
+/// suited strategy after `chosen` (not example-guided, which needs
+/// templates).
+fn fallbacks_for(
+    configured: &[StrategyKind],
+    chosen: StrategyKind,
+    kind: &AnswerKind,
+) -> Vec<StrategyKind> {
+    let suited = strategies_for(kind);
+    let kept: Vec<StrategyKind> = configured
+        .iter()
+        .copied()
+        .filter(|k| *k != chosen && suited.contains(k))
+        .collect();
+    if !kept.is_empty() || configured.is_empty() {
+        return kept;
+    }
+    suited
+        .into_iter()
+        .filter(|k| *k != chosen && *k != StrategyKind::ExampleGuided)
+        .take(1)
+        .collect()
+}
+
+/// The strategy that cross-checks an answer found by `chosen`: a program
+/// for numbers, step-by-step reasoning for short answers found directly
+/// (and the reverse); none for free text, where two replies do not agree
+/// or disagree as answers.
+fn second_opinion(chosen: StrategyKind, kind: &AnswerKind) -> Option<StrategyKind> {
+    match kind {
+        AnswerKind::FreeText => None,
+        AnswerKind::Number => Some(if chosen == StrategyKind::ProgramAided {
+            StrategyKind::ChainOfThought
+        } else {
+            StrategyKind::ProgramAided
+        }),
+        _ => Some(if chosen == StrategyKind::ChainOfThought {
+            StrategyKind::Direct
+        } else {
+            StrategyKind::ChainOfThought
+        }),
+    }
+}
+
 /// A one-paragraph human summary of a report.
 pub fn summary(r: &EpisodeReport) -> String {
     let mut out = Vec::new();
@@ -841,7 +941,23 @@ pub fn summary(r: &EpisodeReport) -> String {
         },
         r.reason
     ));
+    out.push(format!(
+        "answer kind: {} ({})",
+        r.answer_kind.kind, r.answer_kind.how
+    ));
     let a = &r.assessment;
+    if let Some(v) = &a.answerability {
+        out.push(format!(
+            "answerable: P {:.2} (decline below {:.2}); P(false premise) {}, P(unknowable) {}, \
+             P(context suffices) {}, P(\"unknown\") {}",
+            v.p_answerable,
+            v.threshold,
+            fmt_p(a.probes.p_false_premise),
+            fmt_p(a.probes.p_unknowable),
+            fmt_p(a.probes.p_context_suffices),
+            fmt_p(a.probes.p_unknown_reply),
+        ));
+    }
     if let Some(p) = a.probes.p_true {
         out.push(format!(
             "self-awareness: P(True) {p:.2}, question log-prob/token {:.2}, {} neighbours in memory, OOD {:.2}",
@@ -894,4 +1010,8 @@ pub fn summary(r: &EpisodeReport) -> String {
         out.push(t.summary());
     }
     out.join("\n")
+}
+
+fn fmt_p(p: Option<f64>) -> String {
+    p.map_or("–".into(), |p| format!("{p:.2}"))
 }

@@ -25,7 +25,7 @@ mod trace;
 use std::time::Instant;
 
 use metareason_core::{LanguageModel, Message, ModelError, Prompt, Usage};
-use metareason_monitor::search::{best_by_score, majority, mean_reward, vote};
+use metareason_monitor::search::{best_by_score, majority, mean_reward, unify_answers, vote};
 use metareason_monitor::{
     Candidate, ModelJudge, RewardWeights, SearchOutcome, SearchPolicy, SearchSettings, Searcher,
     StepJudge, StopRule, TreeSelection,
@@ -463,7 +463,7 @@ impl<'a> Solver<'a> {
                 c.answer = program_answer(run.as_ref(), &config.answer_kind);
                 programs.push((i, run));
             }
-            recount(&mut outcome);
+            recount(&mut outcome, &config.answer_kind);
         }
         let best = outcome.best().clone();
         let mut findings = self.verify(&best, strategy.answer_source, config);
@@ -694,7 +694,7 @@ impl<'a> Solver<'a> {
         }
         // Re-rank on whole-reply scores.
         outcome.chosen = best_by_score(&outcome.candidates);
-        recount(&mut outcome);
+        recount(&mut outcome, &config.answer_kind);
         let best = outcome.best().clone();
         let program_run = runs.into_iter().nth(outcome.chosen).flatten();
         let mut findings = self.verify(&best, strategy.answer_source, config);
@@ -746,14 +746,23 @@ impl<'a> Solver<'a> {
     }
 }
 
-/// The answer a generated program printed, when it ran to a clean exit.
+/// The answer a generated program printed, when it ran to a clean exit and
+/// printed something: a program that prints nothing has no answer (its empty
+/// output once became the text answer "answer is").
 fn program_answer(run: Option<&program::ProgramOutcome>, kind: &AnswerKind) -> Option<Answer> {
     let run = run.filter(|r| r.run.succeeded())?;
-    kind.extract(&format!("The answer is {}", run.run.stdout.trim()))
+    let printed = run.run.stdout.trim();
+    if printed.is_empty() {
+        return None;
+    }
+    // The last line printed is the answer; earlier lines are working.
+    let last = printed.lines().rev().find(|l| !l.trim().is_empty())?.trim();
+    kind.extract(&format!("The answer is {last}"))
 }
 
 /// Recomputes votes, the chosen candidate and agreement after answers changed.
-fn recount(outcome: &mut SearchOutcome) {
+fn recount(outcome: &mut SearchOutcome, kind: &AnswerKind) {
+    unify_answers(kind, &mut outcome.candidates);
     outcome.votes = vote(&outcome.candidates);
     if !outcome.votes.is_empty() {
         let top = majority(&outcome.candidates, &outcome.votes);

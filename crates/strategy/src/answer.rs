@@ -26,8 +26,57 @@ pub enum AnswerKind {
     },
     /// Yes or no.
     YesNo,
-    /// A short free text, compared case- and punctuation-insensitively.
+    /// A short free text (a name, date, place or phrase), compared case- and
+    /// punctuation-insensitively, and voted on by meaning ([`AnswerKind::same_meaning`]).
     Text,
+    /// A free-form reply (an explanation, instructions, advice, a piece of
+    /// writing): the whole reply is the answer; nothing is extracted.
+    FreeText,
+}
+
+/// An answer kind that does not parse.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unknown answer kind '{0}': use number, yes_no, text, free_text or choice:ABCD")]
+pub struct ParseAnswerKindError(String);
+
+impl std::str::FromStr for AnswerKind {
+    type Err = ParseAnswerKindError;
+
+    /// `number`, `yes_no` (or `yesno`), `text` (or `short_text`),
+    /// `free_text` (or `free`), `choice:ABCD` (the labels, one letter each).
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let t = s.trim().to_lowercase().replace('-', "_");
+        Ok(match t.as_str() {
+            "number" => AnswerKind::Number,
+            "yesno" | "yes_no" => AnswerKind::YesNo,
+            "text" | "short_text" => AnswerKind::Text,
+            "free_text" | "free" | "freetext" => AnswerKind::FreeText,
+            _ => {
+                let labels = t
+                    .strip_prefix("choice:")
+                    .filter(|l| !l.is_empty() && l.chars().all(|c| c.is_ascii_alphabetic()))
+                    .ok_or_else(|| ParseAnswerKindError(s.to_string()))?;
+                AnswerKind::Choice {
+                    labels: labels
+                        .chars()
+                        .map(|c| c.to_ascii_uppercase().to_string())
+                        .collect(),
+                }
+            }
+        })
+    }
+}
+
+impl std::fmt::Display for AnswerKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            AnswerKind::Number => f.write_str("number"),
+            AnswerKind::YesNo => f.write_str("yes_no"),
+            AnswerKind::Text => f.write_str("text"),
+            AnswerKind::FreeText => f.write_str("free_text"),
+            AnswerKind::Choice { labels } => write!(f, "choice:{}", labels.concat()),
+        }
+    }
 }
 
 /// An extracted, normalised answer.
@@ -200,13 +249,23 @@ impl AnswerKind {
                 })
             }
             AnswerKind::Text => {
-                let raw = marked.unwrap_or_else(|| {
+                // Without a marker, the last line that says something once
+                // a bare marker ("The answer is") is taken off it.
+                let raw = marked.or_else(|| {
                     text.lines()
                         .rev()
-                        .find(|l| !l.trim().is_empty())
-                        .unwrap_or("")
-                        .to_string()
-                });
+                        .map(strip_marker)
+                        .find(|l| !normalize_text(l).is_empty())
+                        .map(str::to_string)
+                })?;
+                let normalized = normalize_text(&raw);
+                if normalized.is_empty() {
+                    return None;
+                }
+                Some(Answer { raw, normalized })
+            }
+            AnswerKind::FreeText => {
+                let raw = strip_marker(text.trim()).trim().to_string();
                 let normalized = normalize_text(&raw);
                 if normalized.is_empty() {
                     return None;
@@ -232,8 +291,73 @@ impl AnswerKind {
             AnswerKind::Choice { .. } => {
                 Some(reference.trim().trim_matches(['(', ')']).to_uppercase())
             }
-            AnswerKind::Text => Some(normalize_text(reference)),
+            AnswerKind::Text | AnswerKind::FreeText => Some(normalize_text(reference)),
         }
+    }
+
+    /// Whether two normalised answers of this kind say the same thing. For
+    /// short text: equal, or every content word of one is in the other
+    /// ("shakespeare" and "william shakespeare"; "paris" and "paris
+    /// france"), the cheap first stage of clustering answers by meaning. For
+    /// the other kinds: equal.
+    pub fn same_meaning(&self, a: &str, b: &str) -> bool {
+        if a == b {
+            return true;
+        }
+        match self {
+            AnswerKind::Text => {
+                let words = |s: &str| -> Vec<String> {
+                    s.split_whitespace()
+                        .filter(|w| !STOPWORDS.contains(w))
+                        .map(str::to_string)
+                        .collect()
+                };
+                let (wa, wb) = (words(a), words(b));
+                let (short, long) = if wa.len() <= wb.len() {
+                    (wa, wb)
+                } else {
+                    (wb, wa)
+                };
+                !short.is_empty() && short.iter().all(|w| long.contains(w))
+            }
+            _ => false,
+        }
+    }
+
+    /// Groups answers that say the same thing: for each answer, the index of
+    /// the first answer of its group, whose text the group is voted under.
+    /// Greedy in order, so the result does not depend on a hash.
+    pub fn meaning_groups(&self, answers: &[&str]) -> Vec<usize> {
+        let mut heads: Vec<usize> = Vec::new();
+        let mut group = Vec::with_capacity(answers.len());
+        for (i, a) in answers.iter().enumerate() {
+            match heads.iter().find(|&&h| self.same_meaning(answers[h], a)) {
+                Some(&h) => group.push(h),
+                None => {
+                    heads.push(i);
+                    group.push(i);
+                }
+            }
+        }
+        group
+    }
+}
+
+/// Words that carry no meaning of their own when short answers are compared.
+const STOPWORDS: &[&str] = &[
+    "of", "in", "on", "at", "to", "for", "by", "and", "or", "is", "was", "it", "its", "as", "with",
+];
+
+/// A line without a leading answer marker ("The answer is", "Answer:").
+fn strip_marker(line: &str) -> &str {
+    static LEAD: OnceLock<Regex> = OnceLock::new();
+    let lead = re(
+        &LEAD,
+        r"(?i)^\s*(?:(?:the\s+)?final answer\s*(?:is|:)|the answer is|answer\s*:)\s*:?\s*",
+    );
+    match lead.find(line) {
+        Some(m) => &line[m.end()..],
+        None => line,
     }
 }
 

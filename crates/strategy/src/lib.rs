@@ -18,6 +18,7 @@
 #![deny(missing_docs)]
 
 pub mod answer;
+pub mod infer;
 
 use std::sync::OnceLock;
 
@@ -39,16 +40,19 @@ pub enum StrategyKind {
     ProgramAided,
     /// Follow retrieved templates and solved examples.
     ExampleGuided,
+    /// Answer a request or an open question in prose (free-text answers).
+    Respond,
 }
 
 impl StrategyKind {
     /// Every strategy, in a fixed order.
-    pub const ALL: [StrategyKind; 5] = [
+    pub const ALL: [StrategyKind; 6] = [
         StrategyKind::Direct,
         StrategyKind::ChainOfThought,
         StrategyKind::PlanThenSolve,
         StrategyKind::ProgramAided,
         StrategyKind::ExampleGuided,
+        StrategyKind::Respond,
     ];
 
     /// The name used on the command line and in traces.
@@ -59,6 +63,7 @@ impl StrategyKind {
             StrategyKind::PlanThenSolve => "plan_then_solve",
             StrategyKind::ProgramAided => "program_aided",
             StrategyKind::ExampleGuided => "example_guided",
+            StrategyKind::Respond => "respond",
         }
     }
 
@@ -102,6 +107,7 @@ fn source_of(k: StrategyKind) -> &'static str {
         StrategyKind::PlanThenSolve => include_str!("../strategies/plan_then_solve.toml"),
         StrategyKind::ProgramAided => include_str!("../strategies/program_aided.toml"),
         StrategyKind::ExampleGuided => include_str!("../strategies/example_guided.toml"),
+        StrategyKind::Respond => include_str!("../strategies/respond.toml"),
     }
 }
 
@@ -134,6 +140,10 @@ pub struct Strategy {
     pub answer_source: AnswerSource,
     /// Tokens a typical reply costs (the prior of the cost model).
     pub expected_tokens: u32,
+    /// P(success) before any experience, per answer kind (`number`,
+    /// `yes_no`, `choice`, `text`, `free_text`). The strategy is offered
+    /// only for the kinds listed here.
+    pub prior: std::collections::BTreeMap<String, f64>,
 }
 
 fn default_kind() -> StrategyKind {
@@ -161,8 +171,33 @@ impl Strategy {
                 message: "the user template has no {question}".into(),
             });
         }
+        if s.prior.is_empty() {
+            return Err(StrategyError {
+                name: kind.name().into(),
+                message: "no [prior]: list the answer kinds it suits with P(success)".into(),
+            });
+        }
+        if let Some((k, p)) = s
+            .prior
+            .iter()
+            .find(|(k, p)| !KIND_FAMILIES.contains(&k.as_str()) || !(0.0..=1.0).contains(*p))
+        {
+            return Err(StrategyError {
+                name: kind.name().into(),
+                message: format!(
+                    "prior {k} = {p}: kinds are {} and priors lie in [0, 1]",
+                    KIND_FAMILIES.join(", ")
+                ),
+            });
+        }
         s.kind = kind;
         Ok(s)
+    }
+
+    /// Its prior P(success) on tasks of this answer kind, or `None` when
+    /// it is not offered for them.
+    pub fn prior_for(&self, kind: &AnswerKind) -> Option<f64> {
+        self.prior.get(kind_family(kind)).copied()
     }
 
     /// The prompt for a question. `examples` are solved examples or thought
@@ -204,8 +239,31 @@ fn answer_format(kind: &AnswerKind) -> &'static str {
         AnswerKind::Number => "NUMBER",
         AnswerKind::Choice { .. } => "LETTER",
         AnswerKind::YesNo => "Yes or No",
-        AnswerKind::Text => "ANSWER",
+        AnswerKind::Text => "SHORT ANSWER",
+        AnswerKind::FreeText => "ANSWER",
     }
+}
+
+/// The answer-kind names strategy priors are keyed by.
+pub const KIND_FAMILIES: [&str; 5] = ["number", "yes_no", "choice", "text", "free_text"];
+
+/// The family of an answer kind (a choice's labels do not matter).
+pub fn kind_family(kind: &AnswerKind) -> &'static str {
+    match kind {
+        AnswerKind::Number => "number",
+        AnswerKind::YesNo => "yes_no",
+        AnswerKind::Choice { .. } => "choice",
+        AnswerKind::Text => "text",
+        AnswerKind::FreeText => "free_text",
+    }
+}
+
+/// The strategies offered for tasks of `kind`, in [`StrategyKind::ALL`] order.
+pub fn strategies_for(kind: &AnswerKind) -> Vec<StrategyKind> {
+    StrategyKind::ALL
+        .into_iter()
+        .filter(|k| k.strategy().prior_for(kind).is_some())
+        .collect()
 }
 
 #[cfg(test)]
@@ -249,9 +307,32 @@ mod tests {
     fn a_template_without_question_is_rejected() {
         let e = Strategy::from_toml(
             StrategyKind::Direct,
-            "description='d'\nsystem='s'\nuser='no slot'\nstep_delimiter='\\n'\nanswer_source='text'\nexpected_tokens=5",
+            "description='d'\nsystem='s'\nuser='no slot'\nstep_delimiter='\\n'\nanswer_source='text'\nexpected_tokens=5\n[prior]\ntext=0.5",
         )
         .unwrap_err();
         assert!(e.to_string().contains("{question}"));
+    }
+
+    #[test]
+    fn a_factual_question_is_not_offered_program_aided_solving() {
+        let text = strategies_for(&AnswerKind::Text);
+        assert!(!text.contains(&StrategyKind::ProgramAided), "{text:?}");
+        assert!(text.contains(&StrategyKind::Direct));
+        assert_eq!(
+            strategies_for(&AnswerKind::FreeText),
+            vec![StrategyKind::Respond]
+        );
+        let number = strategies_for(&AnswerKind::Number);
+        assert!(number.contains(&StrategyKind::ProgramAided));
+        assert!(!number.contains(&StrategyKind::Respond));
+    }
+
+    #[test]
+    fn a_prior_outside_the_unit_interval_or_for_no_kind_is_rejected() {
+        let base = "description='d'\nsystem='s'\nuser='{question}'\nstep_delimiter='\\n'\nanswer_source='text'\nexpected_tokens=5\n";
+        for bad in ["[prior]\ntext=1.5", "[prior]\nprose=0.5", ""] {
+            let e = Strategy::from_toml(StrategyKind::Direct, &format!("{base}{bad}"));
+            assert!(e.is_err(), "{bad}");
+        }
     }
 }

@@ -15,6 +15,21 @@ pub fn check_format(kind: &AnswerKind, text: &str) -> Finding {
             || t.contains("####")
             || t.contains("\\boxed{")
     };
+    if *kind == AnswerKind::FreeText {
+        // A free-text reply is its own answer: only an empty one fails.
+        let empty = kind.extract(text).is_none();
+        return Finding {
+            verifier: VerifierKind::Format,
+            verdict: if empty { Verdict::Fail } else { Verdict::Pass },
+            step: None,
+            message: if empty {
+                "the reply is empty".into()
+            } else {
+                "a free-text reply was given".into()
+            },
+            confidence: if empty { 0.95 } else { 0.5 },
+        };
+    }
     match kind.extract(text) {
         None => Finding {
             verifier: VerifierKind::Format,
@@ -49,6 +64,7 @@ fn kind_name(kind: &AnswerKind) -> &'static str {
         AnswerKind::Choice { .. } => "choice",
         AnswerKind::YesNo => "yes/no",
         AnswerKind::Text => "short text",
+        AnswerKind::FreeText => "free-text",
     }
 }
 

@@ -1,0 +1,255 @@
+//! Whether a question can be answered at all — a property of the question,
+//! not of an attempt. A question cannot be answered when it rests on a
+//! false premise, asks what nobody knows or could know, or lacks context it
+//! needs. The posterior P(answerable | probes) is a Bayesian logistic
+//! regression over cheap signals of the model (its P(True) that the
+//! question can be answered, its P(Yes) that the question rests on a false
+//! premise, that it asks the unknowable, that a given context suffices, its
+//! own P("unknown") as the answer, the question's perplexity) and the
+//! distance of the task to what memory has seen. The shipped weights
+//! (`answerability.json`) were fitted on the learn halves of the
+//! development abstention sets (see the README for the command and the
+//! test-half figures).
+//!
+//! Declining before an attempt is then a decision under the policy's costs:
+//! declining is itself an answer ("this cannot be answered") that can be
+//! wrong, so it is weighed like one (see [`decline_threshold`]).
+
+use std::sync::OnceLock;
+
+use metareason_bayes::LogisticRegression;
+use serde::{Deserialize, Serialize};
+
+use crate::policy::Costs;
+use crate::Probes;
+
+/// Names of the features, in order.
+pub const FEATURES: [&str; 9] = [
+    "bias",
+    "logit_p_answerable",
+    "logit_p_false_premise",
+    "logit_p_unknowable",
+    "has_context",
+    "context_logit_p_suffices",
+    "logit_p_unknown_reply",
+    "question_logprob",
+    "ood",
+];
+
+fn logit(p: f64) -> f64 {
+    let p = p.clamp(1e-4, 1.0 - 1e-4);
+    (p / (1.0 - p)).ln()
+}
+
+/// The feature vector of a question: probes not run count as 0 (no
+/// evidence either way).
+pub fn features(probes: &Probes, ood: f64) -> Vec<f64> {
+    let l = |p: Option<f64>| p.map_or(0.0, logit);
+    let has_context = probes.p_context_suffices.is_some();
+    vec![
+        1.0,
+        l(probes.p_true),
+        l(probes.p_false_premise),
+        l(probes.p_unknowable),
+        if has_context { 1.0 } else { 0.0 },
+        l(probes.p_context_suffices),
+        l(probes.p_unknown_reply),
+        probes
+            .question_logprob
+            .map_or(0.0, |lp| ((lp + 3.0) / 2.0).clamp(-3.0, 3.0)),
+        ood.clamp(0.0, 1.0),
+    ]
+}
+
+/// A fitted answerability model with where it came from.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AnswerabilityModel {
+    /// The feature names ([`FEATURES`]); a stored model with other names
+    /// is stale and is not used.
+    pub features: Vec<String>,
+    /// P(answerable) as a Bayesian logistic regression.
+    pub model: LogisticRegression,
+    /// What it was fitted on (data, model, command).
+    pub fitted_on: String,
+}
+
+/// The shipped model's JSON.
+pub const SHIPPED: &str = include_str!("../answerability.json");
+
+impl AnswerabilityModel {
+    /// The shipped model.
+    pub fn shipped() -> &'static AnswerabilityModel {
+        static M: OnceLock<AnswerabilityModel> = OnceLock::new();
+        M.get_or_init(|| {
+            let m: AnswerabilityModel =
+                serde_json::from_str(SHIPPED).expect("the shipped answerability model parses");
+            assert!(
+                m.is_current(),
+                "the shipped answerability model has the current features"
+            );
+            m
+        })
+    }
+
+    /// Whether its features are the current ones.
+    pub fn is_current(&self) -> bool {
+        self.features.iter().map(String::as_str).eq(FEATURES) && self.model.dim() == FEATURES.len()
+    }
+
+    /// P(answerable), integrated over the weights' posterior.
+    pub fn p_answerable(&self, features: &[f64]) -> f64 {
+        self.model.predict(features)
+    }
+
+    /// Fits the model to labelled questions (`answerable[i]` for features
+    /// `xs[i]`) under a N(0, `prior_variance` I) prior.
+    pub fn fit(
+        xs: &[Vec<f64>],
+        answerable: &[bool],
+        prior_variance: f64,
+        fitted_on: String,
+    ) -> Result<Self, metareason_bayes::DomainError> {
+        Ok(Self {
+            features: FEATURES.iter().map(|s| s.to_string()).collect(),
+            model: LogisticRegression::fit(xs, answerable, prior_variance)?,
+            fitted_on,
+        })
+    }
+}
+
+/// The probability of answerability below which declining beats trying.
+///
+/// Declining claims "this cannot be answered": right, it earns what a right
+/// answer earns (v); wrong, it costs what a wrong answer costs (w).
+/// Attempting an unanswerable question yields a wrong answer (−w);
+/// attempting an answerable one is worth `attempt_utility` (the best
+/// strategy's expected utility). Decline iff
+/// (1 − p)·v − p·w > −(1 − p)·w + p·u, i.e. p < (v + w) / (v + 2w + u).
+pub fn decline_threshold(costs: &Costs, attempt_utility: f64) -> f64 {
+    let (v, w) = (costs.value_correct, costs.cost_wrong);
+    let denominator = v + 2.0 * w + attempt_utility;
+    if denominator <= 0.0 {
+        return 1.0;
+    }
+    ((v + w) / denominator).clamp(0.0, 1.0)
+}
+
+/// Why a question looks unanswerable: the probe that suspects it most.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Suspect {
+    /// It rests on a false premise.
+    FalsePremise,
+    /// It asks what nobody knows or could know.
+    Unknowable,
+    /// Its context does not hold the answer.
+    MissingContext,
+    /// No single reason stands out.
+    General,
+}
+
+impl Suspect {
+    /// The most suspected reason, from the probes.
+    pub fn of(probes: &Probes) -> Self {
+        let candidates = [
+            (Suspect::FalsePremise, probes.p_false_premise),
+            (Suspect::Unknowable, probes.p_unknowable),
+            (
+                Suspect::MissingContext,
+                probes.p_context_suffices.map(|p| 1.0 - p),
+            ),
+        ];
+        candidates
+            .into_iter()
+            .filter_map(|(s, p)| Some((s, p?)))
+            .filter(|(_, p)| *p >= 0.5)
+            .max_by(|a, b| a.1.total_cmp(&b.1))
+            .map_or(Suspect::General, |(s, _)| s)
+    }
+
+    /// What the user is told.
+    pub fn reply(self) -> &'static str {
+        use crate::prompts::*;
+        match self {
+            Suspect::FalsePremise => DECLINE_FALSE_PREMISE,
+            Suspect::Unknowable => DECLINE_UNKNOWABLE,
+            Suspect::MissingContext => DECLINE_MISSING_CONTEXT,
+            Suspect::General => DECLINE_GENERAL,
+        }
+    }
+
+    /// A short name for reasons and traces.
+    pub fn name(self) -> &'static str {
+        match self {
+            Suspect::FalsePremise => "a false premise",
+            Suspect::Unknowable => "something nobody knows",
+            Suspect::MissingContext => "context that does not hold the answer",
+            Suspect::General => "no single reason",
+        }
+    }
+}
+
+/// What the answerability model concluded about a question.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AnswerabilityVerdict {
+    /// P(answerable).
+    pub p_answerable: f64,
+    /// Declining pays below this ([`decline_threshold`]).
+    pub threshold: f64,
+    /// Whether the question was declined for it.
+    pub declined: bool,
+    /// The most suspected reason it cannot be answered.
+    pub suspect: Suspect,
+    /// The features ([`FEATURES`]), kept for learning.
+    pub features: Vec<f64>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_shipped_model_loads_and_reads_a_confident_unknown_as_unanswerable() {
+        let m = AnswerabilityModel::shipped();
+        assert!(m.is_current());
+        let sure = Probes {
+            p_true: Some(0.95),
+            p_false_premise: Some(0.05),
+            p_unknowable: Some(0.05),
+            p_unknown_reply: Some(0.01),
+            question_logprob: Some(-2.5),
+            ..Probes::default()
+        };
+        let doubtful = Probes {
+            p_true: Some(0.1),
+            p_false_premise: Some(0.6),
+            p_unknowable: Some(0.9),
+            p_unknown_reply: Some(0.9),
+            question_logprob: Some(-2.5),
+            ..Probes::default()
+        };
+        let (a, b) = (
+            m.p_answerable(&features(&sure, 0.5)),
+            m.p_answerable(&features(&doubtful, 0.5)),
+        );
+        assert!(a > b, "{a} vs {b}");
+        assert_eq!(Suspect::of(&doubtful), Suspect::Unknowable);
+        assert_eq!(Suspect::of(&sure), Suspect::General);
+    }
+
+    #[test]
+    fn declining_is_weighed_as_an_answer_that_can_be_wrong() {
+        let costs = Costs::default();
+        // v = 1, w = 3: with an attempt worth 0.4, decline below 4 / 7.4.
+        let t = decline_threshold(&costs, 0.4);
+        assert!((t - 4.0 / 7.4).abs() < 1e-12, "{t}");
+        // A more valuable attempt makes declining rarer.
+        assert!(decline_threshold(&costs, 0.9) < t);
+        // When wrong claims cost nothing, declining is only a lost answer.
+        let free = Costs {
+            cost_wrong: 0.0,
+            ..costs
+        };
+        assert!((decline_threshold(&free, 0.4) - 1.0 / 1.4).abs() < 1e-12);
+    }
+}
