@@ -116,6 +116,10 @@ pub const BUILTIN: &[(&str, &str)] = &[
         "OpenAI evals unsolvable questions (unsolvable-questions.jsonl): decline when the context does not suffice",
     ),
     (
+        "everyday",
+        "50 everyday questions and requests written for metareason (factual with references, how-to, advice, explanation): answer them; shipped in the repository",
+    ),
+    (
         "freshqa",
         "FreshQA (freshqa.csv): decline false-premise questions",
     ),
@@ -502,10 +506,51 @@ pub fn load(
         "known-unknowns" => known_unknowns(&data_dir.join("known-unknowns.json")),
         "unsolvable-questions" => unsolvable(&data_dir.join("unsolvable-questions.jsonl")),
         "freshqa" => freshqa(&data_dir.join("freshqa.csv")),
+        "everyday" => everyday(EVERYDAY, Path::new("crates/bench/data/everyday.jsonl")),
         path if path.ends_with(".jsonl") || path.ends_with(".csv") => {
             local(Path::new(path), fields, answer_kind)
         }
         other => Err(DatasetError::Unknown(other.to_string())),
+    }
+}
+
+/// Halves of a dataset for learning and for testing what was learned.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Split {
+    /// Fit on this half.
+    Learn,
+    /// Report on this half only.
+    Test,
+}
+
+impl std::str::FromStr for Split {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "learn" => Ok(Split::Learn),
+            "test" => Ok(Split::Test),
+            other => Err(format!("unknown split '{other}': use learn or test")),
+        }
+    }
+}
+
+impl Split {
+    /// Whether the item with this id is in the half: by a fixed hash of the
+    /// id (FNV-1a), so the halves never change with the order of a file,
+    /// a seed or a limit.
+    pub fn holds(self, id: &str) -> bool {
+        let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+        for b in id.bytes() {
+            h ^= u64::from(b);
+            h = h.wrapping_mul(0x0000_0100_0000_01b3);
+        }
+        (h % 2 == 0) == (self == Split::Learn)
+    }
+
+    /// The items of `items` in this half.
+    pub fn of(self, items: Vec<Item>) -> Vec<Item> {
+        items.into_iter().filter(|i| self.holds(&i.id)).collect()
     }
 }
 
@@ -612,6 +657,38 @@ fn known_unknowns(path: &Path) -> Result<Vec<Item>, DatasetError> {
             }
         })
         .collect())
+}
+
+/// The everyday development set, compiled in.
+const EVERYDAY: &str = include_str!("../data/everyday.jsonl");
+
+/// Everyday questions: `{"id", "category", "question", "answer"?}` per line;
+/// factual ones carry a short reference, the others are answered unscored.
+fn everyday(text: &str, path: &Path) -> Result<Vec<Item>, DatasetError> {
+    let mut out = Vec::new();
+    for (i, line) in text.lines().enumerate() {
+        if line.trim().is_empty() {
+            continue;
+        }
+        let v: serde_json::Value =
+            serde_json::from_str(line).map_err(|e| bad(path, i + 1, e.to_string()))?;
+        let field = |k: &str| v[k].as_str().map(str::to_string);
+        let (Some(id), Some(question)) = (field("id"), field("question")) else {
+            return Err(bad(path, i + 1, "needs \"id\" and \"question\""));
+        };
+        out.push(Item {
+            id,
+            question,
+            expected: match field("answer") {
+                Some(reference) => Expected::Answer {
+                    reference,
+                    answer_kind: "text".into(),
+                },
+                None => Expected::AnswerUnscored,
+            },
+        });
+    }
+    Ok(out)
 }
 
 fn unsolvable(path: &Path) -> Result<Vec<Item>, DatasetError> {

@@ -46,6 +46,13 @@ pub struct ItemResult {
     /// mean_logprob), when the configuration computed them.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub baselines: BTreeMap<String, f64>,
+    /// The answerability features of the question, when self-awareness
+    /// probed it (what `bench fit-answerability` learns from).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub answerability: Option<Vec<f64>>,
+    /// P(answerable) the loop gave the question, when probed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub p_answerable: Option<f64>,
 }
 
 impl ItemResult {

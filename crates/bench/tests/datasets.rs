@@ -214,3 +214,46 @@ fn a_seeded_subset_is_stable_and_a_larger_limit_extends_it() {
     every.sort();
     assert_eq!(every, all);
 }
+
+#[test]
+fn the_everyday_set_is_built_in_with_references_for_its_factual_questions() {
+    let items = load(
+        "everyday",
+        std::path::Path::new("/nonexistent"),
+        &BTreeMap::new(),
+        "text",
+    )
+    .unwrap();
+    assert_eq!(items.len(), 50);
+    let scored = items
+        .iter()
+        .filter(|i| matches!(i.expected, Expected::Answer { .. }))
+        .count();
+    assert_eq!(scored, 15);
+    let ids: std::collections::HashSet<_> = items.iter().map(|i| &i.id).collect();
+    assert_eq!(ids.len(), 50);
+}
+
+#[test]
+fn the_learn_and_test_halves_split_a_dataset_by_id_and_never_overlap() {
+    use metareason_bench::datasets::Split;
+    let items = load(
+        "everyday",
+        std::path::Path::new("/nonexistent"),
+        &BTreeMap::new(),
+        "text",
+    )
+    .unwrap();
+    let learn = Split::Learn.of(items.clone());
+    let test = Split::Test.of(items.clone());
+    assert_eq!(learn.len() + test.len(), items.len());
+    assert!(learn.len() >= 15 && test.len() >= 15, "{} / {}", learn.len(), test.len());
+    assert!(learn.iter().all(|i| !test.iter().any(|t| t.id == i.id)));
+    // The halves do not depend on the order of the file.
+    let mut reversed = items.clone();
+    reversed.reverse();
+    let again: Vec<_> = Split::Learn.of(reversed).into_iter().map(|i| i.id).collect();
+    let mut first: Vec<_> = learn.into_iter().map(|i| i.id).collect();
+    first.reverse();
+    assert_eq!(again, first);
+}

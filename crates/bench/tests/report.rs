@@ -21,6 +21,8 @@ fn run(right: &[bool], declined: &[bool]) -> Summary {
             prompt_tokens: 10,
             seconds: 1.0,
             baselines: Default::default(),
+            answerability: None,
+            p_answerable: None,
         })
         .collect();
     summarize(&results, 3)

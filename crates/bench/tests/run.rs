@@ -42,6 +42,8 @@ fn result(item: &Item) -> ItemResult {
         prompt_tokens: 5,
         seconds: 0.5,
         baselines: BTreeMap::from([("verbalized".to_string(), 0.5)]),
+        answerability: None,
+        p_answerable: None,
     }
 }
 

@@ -31,6 +31,10 @@ pub(crate) struct BenchArgs {
     /// Items at most (a seeded random subset).
     #[arg(long)]
     limit: Option<usize>,
+    /// Only this half of the dataset: learn (fit on it) or test (report on
+    /// it); fixed by a hash of each item's id.
+    #[arg(long)]
+    split: Option<datasets::Split>,
     /// Seed of the subset and of every draw.
     #[arg(long, default_value_t = 7)]
     seed: u64,
@@ -85,6 +89,22 @@ enum BenchCommand {
     Report {
         /// The dataset directory, e.g. bench-out/gsm8k-train.
         dir: PathBuf,
+    },
+    /// Fit the answerability model to the probed items of runs (run
+    /// directories; typically `--config assess --split learn` runs of the
+    /// abstention sets): P(answerable) by Bayesian logistic regression on
+    /// whether declining was right. Writes the model as JSON.
+    FitAnswerability {
+        /// Run directories holding results.jsonl.
+        #[arg(required = true)]
+        runs: Vec<PathBuf>,
+        /// Where the model goes (the shipped one is
+        /// crates/awareness/answerability.json).
+        #[arg(long)]
+        out: PathBuf,
+        /// Prior variance of every weight.
+        #[arg(long, default_value_t = 1.0)]
+        prior_variance: f64,
     },
 }
 
@@ -150,6 +170,9 @@ fn named_config(name: &str) -> Result<ReasonerConfig> {
     let mut c = ReasonerConfig::default();
     match name {
         "full" => {}
+        // Self-awareness alone: would the loop attempt the task? Nothing is
+        // solved; the answerability features are recorded.
+        "assess" => c.assess_only = true,
         // Baselines: one strategy, no self-awareness probes, no cross-check,
         // no revision, always answer.
         "greedy_cot" | "sc8" => {
@@ -240,6 +263,11 @@ pub(crate) fn bench(g: &GlobalArgs, a: BenchArgs) -> Result<()> {
             println!("{}", write_report(dir)?.display());
             return Ok(());
         }
+        Some(BenchCommand::FitAnswerability {
+            runs,
+            out,
+            prior_variance,
+        }) => return fit_answerability(runs, out, *prior_variance),
         None => {}
     }
     let Some(dataset) = a.dataset.clone() else {
@@ -267,6 +295,9 @@ pub(crate) fn bench(g: &GlobalArgs, a: BenchArgs) -> Result<()> {
         .clone()
         .unwrap_or_else(datasets::default_data_dir);
     let mut items = datasets::load(&dataset, &data_dir, &fields, &a.answer)?;
+    if let Some(split) = a.split {
+        items = split.of(items);
+    }
     if a.limit.is_some() {
         items = datasets::seeded_subset(items, a.seed, a.limit);
     }
@@ -298,6 +329,12 @@ pub(crate) fn bench(g: &GlobalArgs, a: BenchArgs) -> Result<()> {
         .file_stem()
         .map(|s| s.to_string_lossy().into_owned())
         .unwrap_or_else(|| dataset.clone());
+    // A half is a dataset of its own: its results never mix with the whole's.
+    let dataset_name = match a.split {
+        Some(datasets::Split::Learn) => format!("{dataset_name}.learn"),
+        Some(datasets::Split::Test) => format!("{dataset_name}.test"),
+        None => dataset_name,
+    };
     let dir = a.out.join(&dataset_name).join(&run_name);
     std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
     let results_path = dir.join("results.jsonl");
@@ -483,6 +520,16 @@ fn run_items(
                             .collect()
                     })
                     .unwrap_or_default(),
+                answerability: report
+                    .assessment
+                    .answerability
+                    .as_ref()
+                    .map(|v| v.features.clone()),
+                p_answerable: report
+                    .assessment
+                    .answerability
+                    .as_ref()
+                    .map(|v| v.p_answerable),
             })
         })
     };
@@ -501,4 +548,62 @@ fn run_items(
     })?;
     bar.finish_and_clear();
     Ok((results, serde_json::to_value(model.info())?))
+}
+
+/// `bench fit-answerability`: reads the probed items of `runs`, fits
+/// P(answerable) and writes the model to `out`.
+fn fit_answerability(runs: &[PathBuf], out: &Path, prior_variance: f64) -> Result<()> {
+    use metareason_awareness::answerability::{AnswerabilityModel, FEATURES};
+    let (mut xs, mut ys) = (Vec::new(), Vec::new());
+    let mut sources = Vec::new();
+    for dir in runs {
+        let path = dir.join("results.jsonl");
+        let text = std::fs::read_to_string(&path)
+            .with_context(|| format!("cannot read {}", path.display()))?;
+        let mut n = 0;
+        for (i, line) in text.lines().enumerate() {
+            if line.trim().is_empty() {
+                continue;
+            }
+            let r: ItemResult = serde_json::from_str(line)
+                .with_context(|| format!("{}:{}: not a result", path.display(), i + 1))?;
+            let Some(x) = r.answerability else { continue };
+            if x.len() != FEATURES.len() {
+                bail!(
+                    "{}:{}: {} answerability features, the model has {}: rerun with this build",
+                    path.display(),
+                    i + 1,
+                    x.len(),
+                    FEATURES.len()
+                );
+            }
+            xs.push(x);
+            ys.push(!r.should_decline);
+            n += 1;
+        }
+        sources.push(format!("{} ({n} items)", dir.display()));
+    }
+    if xs.is_empty() {
+        bail!("no probed items in these runs: run them with self-awareness on (e.g. --config assess)");
+    }
+    let answerable = ys.iter().filter(|y| **y).count();
+    let model = AnswerabilityModel::fit(
+        &xs,
+        &ys,
+        prior_variance,
+        format!(
+            "{} questions ({answerable} answerable) from {}; prior variance {prior_variance}",
+            xs.len(),
+            sources.join(", ")
+        ),
+    )
+    .map_err(|e| anyhow::anyhow!("cannot fit the answerability model: {e}"))?;
+    write_whole(out, &serde_json::to_string_pretty(&model)?)?;
+    println!("fitted on {}", model.fitted_on);
+    for (name, (w, i)) in FEATURES.iter().zip(model.model.mean.iter().zip(0..)) {
+        let sd = model.model.cov[i * FEATURES.len() + i].sqrt();
+        println!("  {name:<26} {w:+.3} ± {sd:.3}");
+    }
+    println!("written: {}", out.display());
+    Ok(())
 }

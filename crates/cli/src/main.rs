@@ -624,7 +624,7 @@ fn solve(g: &GlobalArgs, a: SolveArgs) -> Result<()> {
         Decision::Answer => writeln!(
             out,
             "answer: {}\nconfidence: {:.2}",
-            report.answer.as_deref().unwrap_or(""),
+            report.reply,
             report.confidence.unwrap_or(0.0)
         )?,
         Decision::Abstain => writeln!(out, "abstained: {}", report.reply)?,

@@ -79,6 +79,8 @@ pub fn declines(answer: &str) -> bool {
 pub mod param_names {
     /// The calibration model.
     pub const CALIBRATION: &str = "calibration";
+    /// The calibration model of free-text replies.
+    pub const CALIBRATION_FREE_TEXT: &str = "calibration_free_text";
     /// The solvability model.
     pub const SOLVABILITY: &str = "solvability";
     /// The step-reward learner.
@@ -298,8 +300,13 @@ pub struct FeedbackReport {
 /// The learned parameters of I and E.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct MetaParams {
-    /// P(correct) of answers.
+    /// P(correct) of answers (numbers, yes/no, choices, short text).
     pub calibration: Calibrator,
+    /// P(correct) of free-text replies: a prior of its own until feedback
+    /// arrives (the shipped calibration was fitted on arithmetic and says
+    /// nothing about prose).
+    #[serde(default = "free_text_prior")]
+    pub calibration_free_text: Calibrator,
     /// P(success) before the task.
     pub solvability: LogisticRegression,
     /// Step-reward weights.
@@ -312,6 +319,7 @@ impl Default for MetaParams {
     fn default() -> Self {
         Self {
             calibration: Calibrator::shipped(),
+            calibration_free_text: free_text_prior(),
             solvability: default_solvability(),
             reward: RewardLearner::from_weights(&RewardWeights::default(), 0.25),
             answerability: AnswerabilityModel::shipped().clone(),
@@ -319,7 +327,37 @@ impl Default for MetaParams {
     }
 }
 
+/// The prior calibration of free-text replies: the strategy's prior
+/// P(success) and the reply's mean token log-probability carry it; an
+/// empty reply or a failed check pulls it down. About 0.7 for a fluent reply
+/// of a strategy with prior 0.75; feedback moves it.
+fn free_text_prior() -> Calibrator {
+    use metareason_reflection::FEATURE_NAMES;
+    let mut w = vec![0.0; FEATURE_NAMES.len()];
+    let mut set = |name: &str, v: f64| {
+        let i = FEATURE_NAMES
+            .iter()
+            .position(|n| *n == name)
+            .expect("a calibration feature");
+        w[i] = v;
+    };
+    set("bias", 0.6);
+    set("mean_logprob", 1.0);
+    set("logit_prior", 1.0);
+    set("verifier_fails", -1.5);
+    set("no_answer", -4.0);
+    Calibrator::with_prior(w, 0.1)
+}
+
 impl MetaParams {
+    /// The calibration model for answers of `kind`.
+    pub fn calibration_for(&self, kind: &AnswerKind) -> &Calibrator {
+        match kind {
+            AnswerKind::FreeText => &self.calibration_free_text,
+            _ => &self.calibration,
+        }
+    }
+
     /// The stored parameters, or the shipped ones where none (or stale ones)
     /// are stored.
     pub fn load(memory: &Memory) -> Result<Self, MemoryError> {
@@ -329,6 +367,10 @@ impl MetaParams {
                 .parameter::<Calibrator>(param_names::CALIBRATION)?
                 .filter(Calibrator::is_current)
                 .unwrap_or(d.calibration),
+            calibration_free_text: memory
+                .parameter::<Calibrator>(param_names::CALIBRATION_FREE_TEXT)?
+                .filter(Calibrator::is_current)
+                .unwrap_or(d.calibration_free_text),
             solvability: memory
                 .parameter::<LogisticRegression>(param_names::SOLVABILITY)?
                 .filter(|m| m.dim() == d.solvability.dim())
@@ -347,6 +389,10 @@ impl MetaParams {
     /// Stores them.
     pub fn save(&self, memory: &Memory) -> Result<(), MemoryError> {
         memory.set_parameter(param_names::CALIBRATION, &self.calibration)?;
+        memory.set_parameter(
+            param_names::CALIBRATION_FREE_TEXT,
+            &self.calibration_free_text,
+        )?;
         memory.set_parameter(param_names::SOLVABILITY, &self.solvability)?;
         memory.set_parameter(param_names::REWARD, &self.reward)?;
         Ok(())
@@ -578,7 +624,8 @@ impl<'a> Reasoner<'a> {
             .unwrap_or(0.5);
         let p_true = assessment.probes.p_true.unwrap_or(0.5);
         let mut features = CalibrationFeatures::from_trace(&trace, None, belief, p_true);
-        let unsure = self.params.calibration.confidence(&features);
+        let calibration = self.params.calibration_for(&kind.kind).clone();
+        let unsure = calibration.confidence(&features);
         let check = match config.cross_check {
             CrossCheck::Never => false,
             CrossCheck::Always => true,
@@ -616,7 +663,7 @@ impl<'a> Reasoner<'a> {
                 usage: other.usage,
             });
         }
-        let confidence = self.params.calibration.confidence(&features);
+        let confidence = calibration.confidence(&features);
         let threshold = self.policy.costs.answer_threshold();
         report.candidate_answer = trace.answer.clone();
         report.confidence = Some(confidence);
@@ -668,7 +715,17 @@ impl<'a> Reasoner<'a> {
                 "{}; calibrated confidence {confidence:.2} (answer threshold {threshold:.2})",
                 assessment.reason
             );
-            report.reply = trace.answer.clone().unwrap_or_default();
+            // The answer as the model wrote it ("William Shakespeare", not
+            // the normalised "william shakespeare").
+            report.reply = trace.attempts[trace.final_attempt]
+                .outcome
+                .best()
+                .answer
+                .as_ref()
+                .map(|a| a.raw.trim().to_string())
+                .filter(|r| !r.is_empty())
+                .or_else(|| trace.answer.clone())
+                .unwrap_or_default();
         }
         report.usage = usage;
         report.solve = Some(trace);
@@ -811,8 +868,14 @@ impl<'a> Reasoner<'a> {
             .and_then(|t| serde_json::from_value(t).ok());
         if learn {
             if let Some(f) = stored.as_ref().and_then(|s| s.calibration.as_ref()) {
-                self.params.calibration.observe(f, correct);
-                updated.push("calibration".into());
+                let free_text = stored.as_ref().map(|s| &s.answer_kind) == Some(&AnswerKind::FreeText);
+                if free_text {
+                    self.params.calibration_free_text.observe(f, correct);
+                    updated.push("free-text calibration".into());
+                } else {
+                    self.params.calibration.observe(f, correct);
+                    updated.push("calibration".into());
+                }
             }
             if let Some(x) = stored.as_ref().and_then(|s| s.solvability.as_ref()) {
                 if x.len() == self.params.solvability.dim() {

@@ -749,7 +749,7 @@ impl<'a> Solver<'a> {
 /// The answer a generated program printed, when it ran to a clean exit and
 /// printed something: a program that prints nothing has no answer (its empty
 /// output once became the text answer "answer is").
-fn program_answer(run: Option<&program::ProgramOutcome>, kind: &AnswerKind) -> Option<Answer> {
+pub fn program_answer(run: Option<&program::ProgramOutcome>, kind: &AnswerKind) -> Option<Answer> {
     let run = run.filter(|r| r.run.succeeded())?;
     let printed = run.run.stdout.trim();
     if printed.is_empty() {

@@ -265,12 +265,15 @@ impl AnswerKind {
                 Some(Answer { raw, normalized })
             }
             AnswerKind::FreeText => {
+                // The reply itself, as written: prose is shown, not voted on.
                 let raw = strip_marker(text.trim()).trim().to_string();
-                let normalized = normalize_text(&raw);
-                if normalized.is_empty() {
+                if normalize_text(&raw).is_empty() {
                     return None;
                 }
-                Some(Answer { raw, normalized })
+                Some(Answer {
+                    normalized: raw.clone(),
+                    raw,
+                })
             }
         }
     }
@@ -370,23 +373,47 @@ fn normalize_text(s: &str) -> String {
     words.join(" ")
 }
 
-/// The text after the last explicit answer marker, up to the end of its line.
+/// The text after the last explicit answer marker, up to the end of its
+/// line (or on the next line, for "the answer is:" followed by a line
+/// break). A marker that only repeats the prompt's placeholder ("The answer
+/// is SHORT ANSWER.", which the default model writes after its real answer)
+/// is skipped for the one before it.
 fn marked_answer(text: &str) -> Option<String> {
     static MARKERS: OnceLock<Regex> = OnceLock::new();
     let m = re(
         &MARKERS,
         r"(?i)(?:####\s*|\\boxed\{|final answer\s*(?:is|:)\s*|the answer is\s*:?\s*|answer\s*:\s*)",
     );
-    let last = m.find_iter(text).last()?;
-    let rest = &text[last.end()..];
-    let line = rest.lines().next().unwrap_or("").trim();
-    let line = line.strip_suffix('}').unwrap_or(line);
-    let line = line.trim_end_matches(['.', '!']).trim();
-    if line.is_empty() {
-        None
-    } else {
-        Some(line.to_string())
+    let markers: Vec<_> = m.find_iter(text).collect();
+    for marker in markers.iter().rev() {
+        let rest = &text[marker.end()..];
+        let mut lines = rest.lines();
+        let first = lines.next().unwrap_or("").trim();
+        let line = if first.is_empty() || first == ":" {
+            lines.map(str::trim).find(|l| !l.is_empty()).unwrap_or("")
+        } else {
+            first
+        };
+        let line = line.strip_suffix('}').unwrap_or(line);
+        let line = line.trim_end_matches(['.', '!']).trim();
+        if line.is_empty() || is_placeholder(line) {
+            continue;
+        }
+        return Some(line.to_string());
     }
+    None
+}
+
+/// The answer formats the strategy prompts ask for, as a model may echo
+/// them instead of an answer.
+fn is_placeholder(text: &str) -> bool {
+    let t = text
+        .trim_matches(|c: char| !c.is_alphanumeric())
+        .to_lowercase();
+    matches!(
+        t.as_str(),
+        "short answer" | "answer" | "number" | "letter" | "yes or no" | "your answer"
+    )
 }
 
 fn number_in(text: &str) -> Option<Rational> {
@@ -449,6 +476,24 @@ mod tests {
         assert_eq!(num("It is 50% of the total, so 25"), "25");
         assert_eq!(num("The answer is 0.333333333"), "0.333333");
         assert!(AnswerKind::Number.extract("no digits here").is_none());
+    }
+
+    #[test]
+    fn an_echoed_placeholder_is_not_the_answer() {
+        // The default model writes its answer, then the prompt's format line.
+        let reply = "The answer is William Shakespeare.\nThe answer is SHORT ANSWER.";
+        assert_eq!(
+            AnswerKind::Text.extract(reply).unwrap().normalized,
+            "william shakespeare"
+        );
+        assert_eq!(
+            AnswerKind::Text
+                .extract("Therefore, the answer is:\nCentral Processing Unit")
+                .unwrap()
+                .normalized,
+            "central processing unit"
+        );
+        assert!(AnswerKind::Number.extract_marked("The answer is NUMBER.").is_none());
     }
 
     #[test]
