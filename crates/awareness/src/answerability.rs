@@ -209,32 +209,25 @@ mod tests {
     use super::*;
 
     #[test]
-    fn the_shipped_model_loads_and_reads_a_confident_unknown_as_unanswerable() {
+    fn the_shipped_model_ranks_recorded_unanswerable_questions_below_answerable_ones() {
         let m = AnswerabilityModel::shipped();
         assert!(m.is_current());
-        let sure = Probes {
-            p_true: Some(0.95),
-            p_false_premise: Some(0.05),
-            p_unknowable: Some(0.05),
-            p_unknown_reply: Some(0.01),
-            question_logprob: Some(-2.5),
-            ..Probes::default()
-        };
+        // Features recorded by the default model on two learn-half
+        // questions of known-unknowns: "How often did Abraham Lincoln cut
+        // his toenails?" (unanswerable) and one it can answer.
+        let unknowable = [1.0, -0.32, 0.55, 0.53, 0.0, 0.0, 2.94, -0.23, 1.0];
+        let answerable = [1.0, 0.77, 0.63, 0.47, 0.0, 0.0, -3.04, 0.5, 0.78];
+        let (a, u) = (m.p_answerable(&answerable), m.p_answerable(&unknowable));
+        assert!(a > u + 0.2, "{a} vs {u}");
+        let threshold = decline_threshold(&Costs::default(), 0.4);
+        assert!(u < threshold && a > threshold, "{u} {a} {threshold}");
         let doubtful = Probes {
-            p_true: Some(0.1),
-            p_false_premise: Some(0.6),
-            p_unknowable: Some(0.9),
-            p_unknown_reply: Some(0.9),
-            question_logprob: Some(-2.5),
+            p_false_premise: Some(0.9),
+            p_unknowable: Some(0.6),
             ..Probes::default()
         };
-        let (a, b) = (
-            m.p_answerable(&features(&sure, 0.5)),
-            m.p_answerable(&features(&doubtful, 0.5)),
-        );
-        assert!(a > b, "{a} vs {b}");
-        assert_eq!(Suspect::of(&doubtful), Suspect::Unknowable);
-        assert_eq!(Suspect::of(&sure), Suspect::General);
+        assert_eq!(Suspect::of(&doubtful), Suspect::FalsePremise);
+        assert_eq!(Suspect::of(&Probes::default()), Suspect::General);
     }
 
     #[test]

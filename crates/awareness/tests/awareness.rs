@@ -201,6 +201,93 @@ fn options() -> Vec<StrategyOption> {
     ]
 }
 
+/// An answerability model that finds every question answerable.
+fn sure_answerable() -> AnswerabilityModel {
+    use metareason_awareness::answerability::FEATURES;
+    let mut mean = vec![0.0; FEATURES.len()];
+    mean[0] = 6.0;
+    AnswerabilityModel {
+        features: FEATURES.iter().map(|f| f.to_string()).collect(),
+        model: metareason_bayes::LogisticRegression::new(mean, 1e-4),
+        fitted_on: "test".into(),
+    }
+}
+
+#[test]
+fn the_shipped_answerability_model_declines_what_the_model_itself_calls_unknown() {
+    let policy = Policy::parse("", "empty").unwrap();
+    // The answering model would say "unknown" (P 0.95) and doubts the
+    // question; every other signal is neutral.
+    let model = ScriptedModel::new()
+        .score("Yes", (0.5f32).ln())
+        .score("No", (0.5f32).ln())
+        .score(" unknown", (0.95f32).ln());
+    let a = Awareness {
+        model: &model,
+        policy: &policy,
+        settings: AwarenessSettings::default(),
+        answerability: AnswerabilityModel::shipped(),
+    };
+    let out = a
+        .assess(
+            "How many hairs were on Neil Armstrong's head when he landed on the moon?",
+            None,
+            None,
+            &options(),
+            &PolicyContext::default(),
+            &default_solvability(),
+            &mut seeded(1),
+        )
+        .unwrap();
+    let v = out.answerability.as_ref().expect("probed");
+    assert!((out.probes.p_unknown_reply.unwrap() - 0.95).abs() < 1e-3);
+    assert_eq!(v.declined, v.p_answerable < v.threshold);
+    let sure = ScriptedModel::new()
+        .score("Yes", (0.5f32).ln())
+        .score("No", (0.5f32).ln())
+        .score(" unknown", (0.001f32).ln());
+    let b = Awareness { model: &sure, ..a };
+    let out2 = b
+        .assess(
+            "When did Neil Armstrong land on the moon?",
+            None,
+            None,
+            &options(),
+            &PolicyContext::default(),
+            &default_solvability(),
+            &mut seeded(1),
+        )
+        .unwrap();
+    let v2 = out2.answerability.as_ref().expect("probed");
+    // The model's own "unknown" lowers P(answerable), all else equal.
+    assert!(
+        v2.p_answerable > v.p_answerable,
+        "{} vs {}",
+        v2.p_answerable,
+        v.p_answerable
+    );
+    // Without the probes there is no answerability verdict and no decline for it.
+    let c = Awareness {
+        settings: AwarenessSettings {
+            probes: false,
+            ..AwarenessSettings::default()
+        },
+        ..b
+    };
+    let out3 = c
+        .assess(
+            "When did Neil Armstrong land on the moon?",
+            None,
+            None,
+            &options(),
+            &PolicyContext::default(),
+            &default_solvability(),
+            &mut seeded(1),
+        )
+        .unwrap();
+    assert!(out3.answerability.is_none());
+}
+
 #[test]
 fn an_unanswerable_question_is_abstained_from_and_an_answerable_one_answered() {
     let policy = Policy::parse("", "empty").unwrap();
@@ -235,9 +322,13 @@ fn an_unanswerable_question_is_abstained_from_and_an_answerable_one_answered() {
     // model (declining beats an attempt of negative utility) or by the
     // capability rule, whichever comes first; both weigh the utility.
     assert!(out.reason.contains("utility"), "{}", out.reason);
-    // With it, attempting costs at most an abstention plus tokens: try.
+    // With it, attempting costs at most an abstention plus tokens: the
+    // capability rule tries. (An answerability model sure the question can
+    // be answered isolates that rule.)
+    let answerable = sure_answerable();
     let a = Awareness {
         settings: AwarenessSettings::default(),
+        answerability: &answerable,
         ..a
     };
     let out = a

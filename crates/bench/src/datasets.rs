@@ -545,7 +545,7 @@ impl Split {
             h ^= u64::from(b);
             h = h.wrapping_mul(0x0000_0100_0000_01b3);
         }
-        (h % 2 == 0) == (self == Split::Learn)
+        (h & 1 == 0) == (self == Split::Learn)
     }
 
     /// The items of `items` in this half.

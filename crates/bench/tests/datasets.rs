@@ -247,12 +247,21 @@ fn the_learn_and_test_halves_split_a_dataset_by_id_and_never_overlap() {
     let learn = Split::Learn.of(items.clone());
     let test = Split::Test.of(items.clone());
     assert_eq!(learn.len() + test.len(), items.len());
-    assert!(learn.len() >= 15 && test.len() >= 15, "{} / {}", learn.len(), test.len());
+    assert!(
+        learn.len() >= 15 && test.len() >= 15,
+        "{} / {}",
+        learn.len(),
+        test.len()
+    );
     assert!(learn.iter().all(|i| !test.iter().any(|t| t.id == i.id)));
     // The halves do not depend on the order of the file.
     let mut reversed = items.clone();
     reversed.reverse();
-    let again: Vec<_> = Split::Learn.of(reversed).into_iter().map(|i| i.id).collect();
+    let again: Vec<_> = Split::Learn
+        .of(reversed)
+        .into_iter()
+        .map(|i| i.id)
+        .collect();
     let mut first: Vec<_> = learn.into_iter().map(|i| i.id).collect();
     first.reverse();
     assert_eq!(again, first);

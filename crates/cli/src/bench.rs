@@ -584,7 +584,9 @@ fn fit_answerability(runs: &[PathBuf], out: &Path, prior_variance: f64) -> Resul
         sources.push(format!("{} ({n} items)", dir.display()));
     }
     if xs.is_empty() {
-        bail!("no probed items in these runs: run them with self-awareness on (e.g. --config assess)");
+        bail!(
+            "no probed items in these runs: run them with self-awareness on (e.g. --config assess)"
+        );
     }
     let answerable = ys.iter().filter(|y| **y).count();
     let model = AnswerabilityModel::fit(

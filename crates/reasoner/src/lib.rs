@@ -868,7 +868,8 @@ impl<'a> Reasoner<'a> {
             .and_then(|t| serde_json::from_value(t).ok());
         if learn {
             if let Some(f) = stored.as_ref().and_then(|s| s.calibration.as_ref()) {
-                let free_text = stored.as_ref().map(|s| &s.answer_kind) == Some(&AnswerKind::FreeText);
+                let free_text =
+                    stored.as_ref().map(|s| &s.answer_kind) == Some(&AnswerKind::FreeText);
                 if free_text {
                     self.params.calibration_free_text.observe(f, correct);
                     updated.push("free-text calibration".into());

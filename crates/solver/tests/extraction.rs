@@ -31,7 +31,8 @@ fn fixtures() -> Vec<Fixture> {
 
 #[test]
 fn every_strategy_extracts_the_stated_answer_from_real_replies() {
-    let sandbox = Sandbox::new(Limits::default()).expect("bubblewrap is installed by scripts/setup.sh");
+    let sandbox =
+        Sandbox::new(Limits::default()).expect("bubblewrap is installed by scripts/setup.sh");
     let all = fixtures();
     assert!(all.len() >= 30, "{} fixtures", all.len());
     let mut failures = Vec::new();
@@ -81,7 +82,8 @@ fn the_corpus_covers_every_strategy_on_every_kind_it_is_offered_for() {
 
 #[test]
 fn a_program_that_prints_nothing_has_no_answer() {
-    let sandbox = Sandbox::new(Limits::default()).expect("bubblewrap is installed by scripts/setup.sh");
+    let sandbox =
+        Sandbox::new(Limits::default()).expect("bubblewrap is installed by scripts/setup.sh");
     let reply = "```python\nanswer = 'Central Processing Unit'\n```";
     let run = run_program(&sandbox, reply).unwrap();
     for kind in [AnswerKind::Text, AnswerKind::Number, AnswerKind::FreeText] {

@@ -493,7 +493,9 @@ mod tests {
                 .normalized,
             "central processing unit"
         );
-        assert!(AnswerKind::Number.extract_marked("The answer is NUMBER.").is_none());
+        assert!(AnswerKind::Number
+            .extract_marked("The answer is NUMBER.")
+            .is_none());
     }
 
     #[test]
