@@ -8,6 +8,7 @@
 
 pub mod datasets;
 pub mod grade;
+pub mod manifest;
 pub mod metrics;
 pub mod report;
 pub mod run;

@@ -31,7 +31,7 @@ use std::path::{Path, PathBuf};
 
 pub use fetch::{fetch_distribution, NoProgress, Progress};
 pub use known::{
-    known_models, FileCheck, KnownModel, ModelKind, Source, DEFAULT_MODEL, TEST_MODEL,
+    find, known_models, FileCheck, KnownModel, ModelKind, Source, DEFAULT_MODEL, TEST_MODEL,
 };
 
 /// What can go wrong while finding or fetching a model.

@@ -11,6 +11,9 @@ use indicatif::{ProgressBar, ProgressStyle};
 use metareason_awareness::Policy;
 use metareason_bench::datasets::{self, Expected, Item};
 use metareason_bench::grade::is_correct;
+use metareason_bench::manifest::{
+    items_sha256, DatasetRecord, MachineRecord, Manifest, ModelRecord, MANIFEST_SCHEMA,
+};
 use metareason_bench::run::{self, ItemResult, Summary, MARKDOWN_HEADER};
 use metareason_memory::{Decision, Memory};
 use metareason_monitor::SearchPolicy;
@@ -75,6 +78,10 @@ pub(crate) struct BenchArgs {
     /// without loading a model or running anything.
     #[arg(long)]
     summarize_only: bool,
+    /// Resume a run although its manifest differs (other code, settings,
+    /// model or data): its results will then mix both.
+    #[arg(long)]
+    force_resume: bool,
 }
 
 #[derive(clap::Subcommand)]
@@ -257,6 +264,7 @@ pub(crate) fn bench(g: &GlobalArgs, a: BenchArgs) -> Result<()> {
                 .map(|d| load_summary(d))
                 .collect::<Result<Vec<_>>>()?;
             print!("{}", metareason_bench::report::comparison_markdown(&runs));
+            print!("{}", manifest_differences(runs_dirs(&a))?);
             return Ok(());
         }
         Some(BenchCommand::Report { dir }) => {
@@ -338,6 +346,10 @@ pub(crate) fn bench(g: &GlobalArgs, a: BenchArgs) -> Result<()> {
     let dir = a.out.join(&dataset_name).join(&run_name);
     std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
     let results_path = dir.join("results.jsonl");
+    if !a.summarize_only {
+        let manifest = make_manifest(g, &a, &dataset, &run_name, &config, &items, &fields)?;
+        check_and_write_manifest(&dir, &manifest, a.force_resume)?;
+    }
     let (results, model_info) = if a.summarize_only {
         let results = run::finished(&items, &results_path)
             .with_context(|| format!("cannot read {}", results_path.display()))?;
@@ -608,4 +620,209 @@ fn fit_answerability(runs: &[PathBuf], out: &Path, prior_variance: f64) -> Resul
     }
     println!("written: {}", out.display());
     Ok(())
+}
+
+fn runs_dirs(a: &BenchArgs) -> Vec<PathBuf> {
+    match &a.command {
+        Some(BenchCommand::Compare { runs }) => runs.clone(),
+        _ => Vec::new(),
+    }
+}
+
+/// How the compared runs' manifests differ from the first's.
+fn manifest_differences(dirs: Vec<PathBuf>) -> Result<String> {
+    let read = |d: &PathBuf| -> Option<Manifest> {
+        let text = std::fs::read_to_string(d.join("manifest.json")).ok()?;
+        serde_json::from_str(&text).ok()
+    };
+    let Some(first) = dirs.first() else {
+        return Ok(String::new());
+    };
+    let mut out = String::from("\nManifests:\n");
+    let Some(base) = read(first) else {
+        out.push_str(&format!(
+            "- {}: no manifest (made before manifests)\n",
+            first.display()
+        ));
+        return Ok(out);
+    };
+    out.push_str(&format!(
+        "- {}: commit {}{}, model {} (sha256 {}), dataset {} ({} items), seed {}\n",
+        first.display(),
+        base.commit.as_deref().unwrap_or("unknown"),
+        if base.dirty == Some(true) {
+            " (dirty)"
+        } else {
+            ""
+        },
+        base.model.name,
+        base.model
+            .sha256
+            .as_deref()
+            .map_or("unknown", |s| &s[..s.len().min(12)]),
+        base.dataset.name,
+        base.dataset.items,
+        base.seed
+    ));
+    for d in &dirs[1..] {
+        match read(d) {
+            None => out.push_str(&format!("- {}: no manifest\n", d.display())),
+            Some(m) => {
+                let diffs = base.differences(&m);
+                if diffs.is_empty() {
+                    out.push_str(&format!(
+                        "- {}: same code, model, data and seed\n",
+                        d.display()
+                    ));
+                } else {
+                    out.push_str(&format!("- {}: {}\n", d.display(), diffs.join("; ")));
+                }
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// The git commit of the working directory and whether it has uncommitted
+/// changes (None outside a checkout or without git).
+fn git_state() -> (Option<String>, Option<bool>) {
+    let run = |args: &[&str]| -> Option<String> {
+        let o = std::process::Command::new("git").args(args).output().ok()?;
+        o.status
+            .success()
+            .then(|| String::from_utf8_lossy(&o.stdout).trim().to_string())
+    };
+    let commit = run(&["rev-parse", "HEAD"]);
+    let dirty = commit
+        .as_ref()
+        .and_then(|_| run(&["status", "--porcelain", "--untracked-files=no"]))
+        .map(|s| !s.is_empty());
+    (commit, dirty)
+}
+
+/// sha256 of the model the run will use: the catalog's for a known model,
+/// computed for a file given by path, none for a server's model.
+fn model_record(g: &GlobalArgs) -> Result<ModelRecord> {
+    use crate::Backend;
+    Ok(match g.backend {
+        Backend::Openai => ModelRecord {
+            name: g.model.clone(),
+            backend: "openai".into(),
+            sha256: None,
+            base_url: g.base_url.clone(),
+        },
+        Backend::Llama => {
+            let sha256 = match metareason_catalog::find(&g.model) {
+                Some(known) => known.files.first().map(|f| f.sha256.to_string()),
+                None => {
+                    let path = Path::new(&g.model);
+                    if path.is_file() {
+                        Some(file_sha256(path)?)
+                    } else {
+                        None
+                    }
+                }
+            };
+            ModelRecord {
+                name: g.model.clone(),
+                backend: "llama.cpp".into(),
+                sha256,
+                base_url: None,
+            }
+        }
+    })
+}
+
+fn file_sha256(path: &Path) -> Result<String> {
+    use sha2::{Digest, Sha256};
+    use std::io::Read;
+    let mut f =
+        std::fs::File::open(path).with_context(|| format!("cannot read {}", path.display()))?;
+    let mut h = Sha256::new();
+    let mut buf = vec![0u8; 1 << 20];
+    loop {
+        let n = f
+            .read(&mut buf)
+            .with_context(|| format!("cannot read {}", path.display()))?;
+        if n == 0 {
+            break;
+        }
+        h.update(&buf[..n]);
+    }
+    Ok(hex::encode(h.finalize()))
+}
+
+#[allow(clippy::too_many_arguments)]
+fn make_manifest(
+    g: &GlobalArgs,
+    a: &BenchArgs,
+    dataset: &str,
+    run_name: &str,
+    config: &ReasonerConfig,
+    items: &[Item],
+    fields: &BTreeMap<String, String>,
+) -> Result<Manifest> {
+    let (commit, dirty) = git_state();
+    Ok(Manifest {
+        schema: MANIFEST_SCHEMA.into(),
+        version: env!("CARGO_PKG_VERSION").into(),
+        commit,
+        dirty,
+        config_name: run_name.to_string(),
+        config: toml::to_string_pretty(config)?,
+        model: model_record(g)?,
+        dataset: DatasetRecord {
+            name: dataset.to_string(),
+            items: items.len(),
+            sha256: items_sha256(items),
+            split: a.split.map(|s| match s {
+                datasets::Split::Learn => "learn".to_string(),
+                datasets::Split::Test => "test".to_string(),
+            }),
+            limit: a.limit,
+            fields: fields.clone(),
+        },
+        seed: a.seed,
+        machine: MachineRecord {
+            os: std::env::consts::OS.into(),
+            arch: std::env::consts::ARCH.into(),
+            cpus: std::thread::available_parallelism().map_or(1, |n| n.get()),
+            threads: g.threads,
+            jobs: a.jobs,
+        },
+    })
+}
+
+/// Refuses to add to results made under another manifest (unless forced),
+/// then writes this run's manifest.
+fn check_and_write_manifest(dir: &Path, manifest: &Manifest, force: bool) -> Result<()> {
+    let results = dir.join("results.jsonl");
+    let has_results =
+        std::fs::read_to_string(&results).is_ok_and(|t| t.lines().any(|l| !l.trim().is_empty()));
+    let path = dir.join("manifest.json");
+    if has_results && !force {
+        match std::fs::read_to_string(&path) {
+            Err(_) => bail!(
+                "{} holds results made before runs had manifests: nothing says which code, \
+                 settings, model and data made them. Use another --out, remove the directory, \
+                 or pass --force-resume to add to them anyway",
+                dir.display()
+            ),
+            Ok(text) => {
+                let old: Manifest = serde_json::from_str(&text)
+                    .with_context(|| format!("{}: not a manifest", path.display()))?;
+                let diffs = old.differences(manifest);
+                if !diffs.is_empty() {
+                    bail!(
+                        "{} holds results of another run; its manifest differs:\n  {}\n\
+                         Use another --out, remove the directory, or pass --force-resume to \
+                         mix them anyway",
+                        dir.display(),
+                        diffs.join("\n  ")
+                    );
+                }
+            }
+        }
+    }
+    write_whole(&path, &serde_json::to_string_pretty(manifest)?)
 }

@@ -616,3 +616,66 @@ fn a_bench_killed_mid_run_resumes_without_losing_or_repeating_items() {
         assert!(after.contains(line), "lost: {line}");
     }
 }
+
+#[test]
+fn bench_refuses_to_resume_results_made_under_another_manifest() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("tiny.csv");
+    std::fs::write(&data, "key,prompt,gold\na,What is 2 + 2?,4\n").unwrap();
+    let out = dir.path().join("out");
+    let run = out.join("tiny/full");
+    std::fs::create_dir_all(&run).unwrap();
+    let line = r#"{"id":"a","decision":"answer","answer":"4","reference":"4","correct":true,"should_decline":false,"confidence":0.9,"candidate_correct":true,"generated_tokens":5,"prompt_tokens":9,"seconds":1.0}"#;
+    std::fs::write(run.join("results.jsonl"), format!("{line}\n")).unwrap();
+    let args = |seed: &'static str| {
+        vec![
+            "--model".to_string(),
+            "smollm2-135m-instruct".into(),
+            "bench".into(),
+            data.to_str().unwrap().into(),
+            "--field".into(),
+            "question=prompt,answer=gold,id=key".into(),
+            "--answer".into(),
+            "number".into(),
+            "--seed".into(),
+            seed.into(),
+            "--out".into(),
+            out.to_str().unwrap().into(),
+        ]
+    };
+    let call = |a: Vec<String>| metareason(&a.iter().map(String::as_str).collect::<Vec<_>>());
+    // Results without a manifest: nothing says what made them.
+    let o = call(args("7"));
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("before runs had manifests"),
+        "{}",
+        stderr(&o)
+    );
+    // A manifest of another seed: refused, naming the difference, before
+    // any model is loaded.
+    let mut manifest: serde_json::Value = serde_json::json!({
+        "schema": "metareason.manifest/1", "version": "0", "commit": null, "dirty": null,
+        "config_name": "full", "config": "", "seed": 1,
+        "model": {"name": "smollm2-135m-instruct", "backend": "llama.cpp", "sha256": null, "base_url": null},
+        "dataset": {"name": "x", "items": 1, "sha256": "0", "split": null, "limit": null, "fields": {}},
+        "machine": {"os": "linux", "arch": "x86_64", "cpus": 1, "threads": null, "jobs": 1}
+    });
+    std::fs::write(run.join("manifest.json"), manifest.to_string()).unwrap();
+    let o = call(args("7"));
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    let e = stderr(&o);
+    assert!(
+        e.contains("manifest differs") && e.contains("seed: 1 → 7"),
+        "{e}"
+    );
+    // --summarize-only reads what is there without judging it.
+    let mut only = args("7");
+    only.push("--summarize-only".into());
+    let o = call(only);
+    assert!(o.status.success(), "{}", stderr(&o));
+    manifest["seed"] = 7.into();
+    std::fs::write(run.join("manifest.json"), manifest.to_string()).unwrap();
+    let o = call(args("7"));
+    assert!(stderr(&o).contains("manifest differs"), "{}", stderr(&o));
+}
