@@ -215,15 +215,20 @@ fn a_seeded_subset_is_stable_and_a_larger_limit_extends_it() {
     assert_eq!(every, all);
 }
 
-#[test]
-fn the_everyday_set_is_built_in_with_references_for_its_factual_questions() {
-    let items = load(
+/// The everyday set: built in, so no data directory is read.
+fn everyday() -> Vec<metareason_bench::datasets::Item> {
+    load(
         "everyday",
         std::path::Path::new("/nonexistent"),
         &BTreeMap::new(),
         "text",
     )
-    .unwrap();
+    .unwrap()
+}
+
+#[test]
+fn the_everyday_set_is_built_in_with_references_for_its_factual_questions() {
+    let items = everyday();
     assert_eq!(items.len(), 50);
     let scored = items
         .iter()
@@ -237,13 +242,7 @@ fn the_everyday_set_is_built_in_with_references_for_its_factual_questions() {
 #[test]
 fn the_learn_and_test_halves_split_a_dataset_by_id_and_never_overlap() {
     use metareason_bench::datasets::Split;
-    let items = load(
-        "everyday",
-        std::path::Path::new("/nonexistent"),
-        &BTreeMap::new(),
-        "text",
-    )
-    .unwrap();
+    let items = everyday();
     let learn = Split::Learn.of(items.clone());
     let test = Split::Test.of(items.clone());
     assert_eq!(learn.len() + test.len(), items.len());
