@@ -114,6 +114,8 @@ fn calibration(args: &Args, limit: usize) -> Result<()> {
         distill: false,
         learn: false,
         family: Some("gsm8k".into()),
+        // GSM8K answers are numbers: as before the kind was inferred.
+        infer_answer_kind: false,
         ..ReasonerConfig::default()
     };
     cfg.awareness.allow_abstain = false;
@@ -384,6 +386,7 @@ fn abstention(args: &Args, per_set: usize) -> Result<()> {
             ..ReasonerConfig::default()
         };
         cfg.solve.answer_kind = AnswerKind::Text;
+        cfg.infer_answer_kind = false;
         cfg.solve.fallbacks = Vec::new();
         cfg.solve.max_revisions = 0;
         cfg.solve.backtrack_samples = 0;
