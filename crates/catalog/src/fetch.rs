@@ -60,10 +60,7 @@ fn copy_hashing(
 }
 
 /// Size and sha256 of a file.
-pub(crate) fn hash_file(
-    path: &Path,
-    progress: &dyn Progress,
-) -> Result<(u64, String), CatalogError> {
+pub fn hash_file(path: &Path, progress: &dyn Progress) -> Result<(u64, String), CatalogError> {
     let f = File::open(path).map_err(|e| CatalogError::io(path, e))?;
     let len = f.metadata().map(|m| m.len()).ok();
     progress.start(&format!("checking {}", path.display()), len);

@@ -29,7 +29,7 @@ mod known;
 
 use std::path::{Path, PathBuf};
 
-pub use fetch::{fetch_distribution, NoProgress, Progress};
+pub use fetch::{fetch_distribution, hash_file, NoProgress, Progress};
 pub use known::{
     find, known_models, FileCheck, KnownModel, ModelKind, Source, DEFAULT_MODEL, TEST_MODEL,
 };

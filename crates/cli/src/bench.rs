@@ -717,7 +717,10 @@ fn model_record(g: &GlobalArgs) -> Result<ModelRecord> {
                 None => {
                     let path = Path::new(&g.model);
                     if path.is_file() {
-                        Some(file_sha256(path)?)
+                        let (_, sha) =
+                            metareason_catalog::hash_file(path, &metareason_catalog::NoProgress)
+                                .with_context(|| format!("cannot hash {}", path.display()))?;
+                        Some(sha)
                     } else {
                         None
                     }
@@ -731,25 +734,6 @@ fn model_record(g: &GlobalArgs) -> Result<ModelRecord> {
             }
         }
     })
-}
-
-fn file_sha256(path: &Path) -> Result<String> {
-    use sha2::{Digest, Sha256};
-    use std::io::Read;
-    let mut f =
-        std::fs::File::open(path).with_context(|| format!("cannot read {}", path.display()))?;
-    let mut h = Sha256::new();
-    let mut buf = vec![0u8; 1 << 20];
-    loop {
-        let n = f
-            .read(&mut buf)
-            .with_context(|| format!("cannot read {}", path.display()))?;
-        if n == 0 {
-            break;
-        }
-        h.update(&buf[..n]);
-    }
-    Ok(hex::encode(h.finalize()))
 }
 
 #[allow(clippy::too_many_arguments)]
