@@ -12,6 +12,8 @@ use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Mutex;
 
+use metareason_monitor::TraceConfidence;
+use metareason_strategy::StrategyKind;
 use serde::{Deserialize, Serialize};
 
 use crate::datasets::{Expected, Item};
@@ -53,6 +55,28 @@ pub struct ItemResult {
     /// P(answerable) the loop gave the question, when probed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub p_answerable: Option<f64>,
+    /// Every reply sampled for the item, in the order drawn (what `bench
+    /// replay` replays stopping and voting rules over).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub samples: Vec<SampleRecord>,
+}
+
+/// One sampled reply of an item.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SampleRecord {
+    /// The strategy that produced it.
+    pub strategy: StrategyKind,
+    /// Its answer, normalised (None: none could be extracted).
+    pub answer: Option<String>,
+    /// Whether that answer matches the reference (None without one).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub correct: Option<bool>,
+    /// Tokens generated.
+    pub tokens: u64,
+    /// Mean step reward.
+    pub score: f64,
+    /// The reply's confidence from its tokens.
+    pub confidence: TraceConfidence,
 }
 
 impl ItemResult {

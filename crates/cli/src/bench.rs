@@ -14,12 +14,13 @@ use metareason_bench::grade::is_correct;
 use metareason_bench::manifest::{
     items_sha256, DatasetRecord, MachineRecord, Manifest, ModelRecord, MANIFEST_SCHEMA,
 };
-use metareason_bench::run::{self, ItemResult, Summary, MARKDOWN_HEADER};
+use metareason_bench::replay;
+use metareason_bench::run::{self, ItemResult, SampleRecord, Summary, MARKDOWN_HEADER};
 use metareason_memory::{Decision, Memory};
-use metareason_monitor::SearchPolicy;
-use metareason_reasoner::{CrossCheck, Feedback, Reasoner, ReasonerConfig, ReasonerError};
+use metareason_reasoner::{
+    Ablations, Feedback, Module, Preset, Reasoner, ReasonerConfig, ReasonerError,
+};
 use metareason_strategy::answer::AnswerKind;
-use metareason_strategy::StrategyKind;
 
 use crate::{open_embedder, open_model, parse_answer_kind, GlobalArgs};
 
@@ -41,15 +42,17 @@ pub(crate) struct BenchArgs {
     /// Seed of the subset and of every draw.
     #[arg(long, default_value_t = 7)]
     seed: u64,
-    /// A configuration: full, greedy_cot, sc8, or a TOML/JSON file of
-    /// ReasonerConfig fields (missing fields take the defaults; see
-    /// --print-config).
+    /// A configuration: full (the whole loop), assess (self-awareness
+    /// only), one solve configuration run bare (greedy_cot, pal, sc8,
+    /// sc8_pal, adaptive_cot, adaptive_pal, bon4, beam, mcts, mcts_puct), or a
+    /// TOML/JSON file of ReasonerConfig fields (missing fields take the
+    /// defaults; see --print-config).
     #[arg(long, default_value = "full")]
     config: String,
     /// Modules switched off: awareness, monitor, regulation, memory
     /// (comma-separated).
     #[arg(long, value_delimiter = ',')]
-    ablate: Vec<String>,
+    ablate: Vec<Module>,
     /// Where results go: OUT/DATASET/CONFIG/results.jsonl and summary.json.
     #[arg(long, default_value = "bench-out")]
     out: PathBuf,
@@ -96,6 +99,14 @@ enum BenchCommand {
     Report {
         /// The dataset directory, e.g. bench-out/gsm8k-train.
         dir: PathBuf,
+    },
+    /// Replay stopping and voting rules (adaptive consistency, DeepConf
+    /// filtering, weighting and early cuts, best-of-n) over the replies a
+    /// sampling run recorded (e.g. a `--config sc8` run): accuracy and
+    /// tokens of each rule on the same replies, without the model.
+    Replay {
+        /// The run directory.
+        run: PathBuf,
     },
     /// Fit the answerability model to the probed items of runs (run
     /// directories; typically `--config assess --split learn` runs of the
@@ -172,80 +183,24 @@ fn write_report(dir: &Path) -> Result<PathBuf> {
     Ok(path)
 }
 
-/// The named configurations.
+/// A preset by name, or a TOML/JSON file of configuration fields.
 fn named_config(name: &str) -> Result<ReasonerConfig> {
-    let mut c = ReasonerConfig::default();
-    match name {
-        "full" => {}
-        // Self-awareness alone: would the loop attempt the task? Nothing is
-        // solved; the answerability features are recorded.
-        "assess" => c.assess_only = true,
-        // Baselines: one strategy, no self-awareness probes, no cross-check,
-        // no revision, always answer.
-        "greedy_cot" | "sc8" => {
-            c.strategies = vec![StrategyKind::ChainOfThought];
-            c.awareness.probes = false;
-            c.awareness.allow_abstain = false;
-            c.cross_check = CrossCheck::Never;
-            c.abstain_after = false;
-            c.distill = false;
-            c.solve.fallbacks = Vec::new();
-            c.solve.max_revisions = 0;
-            c.solve.backtrack_samples = 0;
-            // Their confidence baselines, computed in the same run.
-            c.baselines = true;
-            if name == "sc8" {
-                c.solve.policy = SearchPolicy::SelfConsistency { n: 8 };
-            }
-        }
-        path => {
-            let text = std::fs::read_to_string(path).with_context(|| {
-                format!(
-                    "unknown configuration '{path}': use full, greedy_cot, sc8 or a TOML/JSON file"
-                )
-            })?;
-            c = if path.ends_with(".json") {
-                serde_json::from_str(&text)
-                    .with_context(|| format!("{path}: not a configuration"))?
-            } else {
-                toml::from_str(&text).with_context(|| format!("{path}: not a configuration"))?
-            };
-        }
+    if let Ok(p) = name.parse::<Preset>() {
+        return Ok(p.config());
     }
-    Ok(c)
-}
-
-/// Switches modules off.
-fn ablate(c: &mut ReasonerConfig, modules: &[String]) -> Result<(bool, bool)> {
-    let (mut no_policy, mut no_memory) = (false, false);
-    for m in modules {
-        match m.as_str() {
-            "awareness" => {
-                c.awareness.probes = false;
-                c.awareness.allow_abstain = false;
-                c.strategies = vec![c.solve.strategy];
-                no_policy = true;
-            }
-            "monitor" => {
-                c.solve.policy = SearchPolicy::Greedy;
-                c.solve.collapse.min_reward = 0.0;
-                c.solve.collapse.max_drop = 1.0;
-                c.solve.backtrack_samples = 0;
-                c.solve.fallbacks = Vec::new();
-            }
-            "regulation" => {
-                c.solve.max_revisions = 0;
-                c.solve.switch_on_flag = false;
-                c.solve.critique = false;
-                c.cross_check = CrossCheck::Never;
-            }
-            "memory" => no_memory = true,
-            other => bail!(
-                "unknown module '{other}' for --ablate: use awareness, monitor, regulation, memory"
-            ),
-        }
+    let path = Path::new(name);
+    if !path.is_file() {
+        bail!(
+            "unknown configuration '{name}': use one of {} or a TOML/JSON file",
+            Preset::names()
+        );
     }
-    Ok((no_policy, no_memory))
+    let text = std::fs::read_to_string(path).with_context(|| format!("cannot read {name}"))?;
+    Ok(if name.ends_with(".json") {
+        serde_json::from_str(&text).with_context(|| format!("{name}: not a configuration"))?
+    } else {
+        toml::from_str(&text).with_context(|| format!("{name}: not a configuration"))?
+    })
 }
 
 fn decision_name(d: Decision) -> &'static str {
@@ -267,6 +222,7 @@ pub(crate) fn bench(g: &GlobalArgs, a: BenchArgs) -> Result<()> {
             print!("{}", manifest_differences(runs_dirs(&a))?);
             return Ok(());
         }
+        Some(BenchCommand::Replay { run }) => return replay_run(run),
         Some(BenchCommand::Report { dir }) => {
             println!("{}", write_report(dir)?.display());
             return Ok(());
@@ -283,7 +239,9 @@ pub(crate) fn bench(g: &GlobalArgs, a: BenchArgs) -> Result<()> {
     };
     let mut config = named_config(&a.config)?;
     config.seed = a.seed;
-    let (no_policy, no_memory) = ablate(&mut config, &a.ablate)?;
+    let ablations = Ablations::new(a.ablate.iter().copied());
+    ablations.apply(&mut config);
+    let (no_policy, no_memory) = (!ablations.uses_policy(), !ablations.uses_memory());
     if a.print_config {
         print!("{}", toml::to_string_pretty(&config)?);
         return Ok(());
@@ -328,11 +286,7 @@ pub(crate) fn bench(g: &GlobalArgs, a: BenchArgs) -> Result<()> {
         .file_stem()
         .map(|s| s.to_string_lossy().into_owned())
         .unwrap_or_else(|| a.config.clone());
-    let run_name = if a.ablate.is_empty() {
-        config_name
-    } else {
-        format!("{config_name}-no-{}", a.ablate.join("-no-"))
-    };
+    let run_name = format!("{config_name}{}", ablations.suffix());
     let dataset_name = Path::new(&dataset)
         .file_stem()
         .map(|s| s.to_string_lossy().into_owned())
@@ -542,6 +496,7 @@ fn run_items(
                     .answerability
                     .as_ref()
                     .map(|v| v.p_answerable),
+                samples: sample_records(&report, &grade),
             })
         })
     };
@@ -560,6 +515,61 @@ fn run_items(
     })?;
     bar.finish_and_clear();
     Ok((results, serde_json::to_value(model.info())?))
+}
+
+/// The replies the first attempt drew, in order, graded one by one.
+fn sample_records(
+    report: &metareason_reasoner::EpisodeReport,
+    grade: &dyn Fn(Option<&String>) -> Option<bool>,
+) -> Vec<SampleRecord> {
+    let Some(attempt) = report.solve.as_ref().and_then(|t| t.attempts.first()) else {
+        return Vec::new();
+    };
+    attempt
+        .outcome
+        .candidates
+        .iter()
+        .map(|c| {
+            let answer = c.answer.as_ref().map(|a| a.normalized.clone());
+            SampleRecord {
+                strategy: attempt.strategy,
+                correct: grade(answer.as_ref()),
+                answer,
+                tokens: c.tokens,
+                score: c.score,
+                confidence: c.confidence.clone(),
+            }
+        })
+        .collect()
+}
+
+/// `bench replay`: stopping and voting rules over the replies a run
+/// recorded; prints the table and writes it to RUN/replay.md.
+fn replay_run(dir: &Path) -> Result<()> {
+    let path = dir.join("results.jsonl");
+    let results = run::read_results(&path).with_context(|| {
+        format!(
+            "cannot read {}: is it a bench run directory?",
+            path.display()
+        )
+    })?;
+    let most = results.iter().map(|r| r.samples.len()).max().unwrap_or(0);
+    if most == 0 {
+        bail!(
+            "{}: no recorded replies to replay; run a sampling configuration first (e.g. --config sc8)",
+            path.display()
+        );
+    }
+    let rows = replay::replay(&results, &replay::default_rules(most));
+    let table = format!(
+        "Replayed on the {} graded items of {} (at most {most} replies each):\n\n{}",
+        rows.first().map_or(0, |r| r.items),
+        dir.display(),
+        replay::markdown(&rows)
+    );
+    print!("{table}");
+    write_whole(&dir.join("replay.md"), &table)?;
+    Ok(())
 }
 
 /// `bench fit-answerability`: reads the probed items of `runs`, fits

@@ -133,7 +133,7 @@ struct GenerateArgs {
     #[arg(short, long, default_value_t = 1)]
     n: usize,
     /// Alternatives reported per token (0-20).
-    #[arg(long, default_value_t = 5)]
+    #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u8).range(0..=20))]
     top_logprobs: u8,
 }
 

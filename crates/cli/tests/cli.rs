@@ -143,8 +143,8 @@ fn usage_errors_exit_with_2() {
     let o = metareason(&["generate"]);
     assert_eq!(o.status.code(), Some(2));
     let o = metareason(&["generate", "hi", "--top-logprobs", "50"]);
-    assert_eq!(o.status.code(), Some(1));
-    assert!(stderr(&o).contains("top_logprobs"));
+    assert_eq!(o.status.code(), Some(2));
+    assert!(stderr(&o).contains("--top-logprobs"), "{}", stderr(&o));
 }
 
 #[test]
@@ -413,8 +413,10 @@ fn bench_errors_come_before_any_model_load() {
         "{}",
         stderr(&o)
     );
+    // A module or preset name is checked as the command line is read: a
+    // usage error.
     let o = metareason(&["bench", "gsm8k-train", "--ablate", "wisdom"]);
-    assert_eq!(o.status.code(), Some(1));
+    assert_eq!(o.status.code(), Some(2));
     assert!(
         stderr(&o).contains("unknown module 'wisdom'"),
         "{}",
@@ -478,6 +480,19 @@ fn bench_on_the_test_model_runs_resumes_and_summarises() {
     ]);
     assert!(o.status.success(), "{}", stderr(&o));
     assert!(String::from_utf8_lossy(&o.stdout).contains("| AUROC |"));
+    // The reply of the answered item is recorded with its token confidence
+    // and replayed.
+    let samples = &first["samples"];
+    assert_eq!(samples.as_array().map(Vec::len), Some(1), "{first}");
+    assert!(samples[0]["confidence"]["tokens"].as_u64().unwrap() > 0);
+    let o = metareason(&["bench", "replay", out.join("tiny/short").to_str().unwrap()]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let table = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        table.contains("self-consistency@1") && table.contains("DeepConf online"),
+        "{table}"
+    );
+    assert!(out.join("tiny/short/replay.md").is_file());
     // A rerun finds both items done and runs nothing.
     let o = metareason(&args);
     assert!(o.status.success(), "{}", stderr(&o));

@@ -7,6 +7,7 @@
 //! `LanguageModel` trait: this crate never names a backend.
 #![deny(missing_docs)]
 
+pub mod confidence;
 pub mod judge;
 mod mcts;
 pub mod reward;
@@ -17,6 +18,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
+pub use confidence::{ConfidenceMeasure, TraceConfidence};
 pub use judge::{ModelJudge, StepJudge};
 pub use reward::{RewardWeights, StepSignals};
 pub use search::{

@@ -19,6 +19,7 @@ use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
+use crate::confidence::TraceConfidence;
 use crate::judge::StepJudge;
 use crate::reward::{tokens_per_step, RewardWeights, StepSignals};
 use crate::stopping::StopRule;
@@ -164,6 +165,10 @@ pub struct Candidate {
     pub tokens: u64,
     /// Whether the reply ended by itself (not cut by a limit).
     pub complete: bool,
+    /// DeepConf-style confidence of the whole reply from its tokens
+    /// (default for replies assembled step by step).
+    #[serde(default)]
+    pub confidence: TraceConfidence,
 }
 
 /// What a search returns: every candidate, the chosen one, the votes, the cost.
@@ -236,6 +241,7 @@ fn candidate(text: String, steps: Vec<ScoredStep>, seq: &Sequence, kind: &Answer
         mean_logprob: seq.mean_logprob(),
         tokens: seq.tokens.len() as u64,
         complete: seq.finish_reason == FinishReason::Stop,
+        confidence: TraceConfidence::of(&seq.tokens),
         steps,
     }
 }
@@ -617,6 +623,7 @@ impl Searcher<'_> {
             },
             tokens,
             complete,
+            confidence: TraceConfidence::default(),
             steps,
         }
     }

@@ -52,14 +52,43 @@ pub fn top_two(votes: &BTreeMap<String, usize>) -> (usize, usize) {
 
 /// P(X > 1/2) for X ~ Beta(a + 1, b + 1).
 pub fn beta_majority(a: usize, b: usize) -> f64 {
-    let beta = Beta::new(a as f64 + 1.0, b as f64 + 1.0).expect("positive shapes");
+    beta_majority_weighted(a as f64, b as f64)
+}
+
+/// P(X > 1/2) for X ~ Beta(a + 1, b + 1) with real-valued (weighted) counts.
+pub fn beta_majority_weighted(a: f64, b: f64) -> f64 {
+    let beta = Beta::new(a.max(0.0) + 1.0, b.max(0.0) + 1.0).expect("positive shapes");
     1.0 - beta.cdf(0.5)
+}
+
+/// Votes weighted by each reply's confidence, rescaled so that they sum to
+/// the number of replies: the weights move evidence between answers but
+/// never add any, so a stopping rule stays as cautious as with plain votes.
+pub fn rescaled_votes<'a>(
+    weighted: impl IntoIterator<Item = (&'a str, f64)>,
+) -> BTreeMap<String, f64> {
+    let mut m: BTreeMap<String, f64> = BTreeMap::new();
+    let mut n = 0usize;
+    for (a, w) in weighted {
+        *m.entry(a.to_string()).or_default() += w.max(0.0);
+        n += 1;
+    }
+    let total: f64 = m.values().sum();
+    let answers = m.len().max(1) as f64;
+    for v in m.values_mut() {
+        *v = if total > 0.0 {
+            *v / total * n as f64
+        } else {
+            n as f64 / answers
+        };
+    }
+    m
 }
 
 /// P(the leading answer has the largest share) under Dirichlet(counts +
 /// alpha) with one extra bucket for unseen answers, from `draws` seeded draws.
 pub fn dirichlet_majority(
-    votes: &BTreeMap<String, usize>,
+    votes: &BTreeMap<String, f64>,
     alpha: f64,
     draws: usize,
     seed: u64,
@@ -67,7 +96,7 @@ pub fn dirichlet_majority(
     if votes.is_empty() {
         return 0.0;
     }
-    let mut counts: Vec<f64> = votes.values().map(|&c| c as f64 + alpha).collect();
+    let mut counts: Vec<f64> = votes.values().map(|&c| c.max(0.0) + alpha).collect();
     counts.sort_by(|a, b| b.total_cmp(a));
     counts.push(alpha); // answers not seen yet
     let gammas: Vec<Gamma<f64>> = counts
@@ -88,25 +117,46 @@ pub fn dirichlet_majority(
 impl StopRule {
     /// The posterior probability that the current leader is the majority answer.
     pub fn confidence(&self, votes: &BTreeMap<String, usize>) -> f64 {
+        let weighted: BTreeMap<String, f64> =
+            votes.iter().map(|(k, &v)| (k.clone(), v as f64)).collect();
+        self.confidence_weighted(&weighted)
+    }
+
+    /// The same over weighted votes (see [`rescaled_votes`]).
+    pub fn confidence_weighted(&self, votes: &BTreeMap<String, f64>) -> f64 {
         match *self {
             StopRule::Beta { .. } => {
-                let (a, b) = top_two(votes);
-                if a == 0 {
+                let mut w: Vec<f64> = votes.values().copied().collect();
+                w.sort_by(|a, b| b.total_cmp(a));
+                let (a, b) = (
+                    w.first().copied().unwrap_or(0.0),
+                    w.get(1).copied().unwrap_or(0.0),
+                );
+                if a <= 0.0 {
                     0.0
                 } else {
-                    beta_majority(a, b)
+                    beta_majority_weighted(a, b)
                 }
             }
             StopRule::Dirichlet { alpha, .. } => dirichlet_majority(votes, alpha, 4000, 7),
         }
     }
 
+    /// The threshold the posterior must reach.
+    pub fn threshold(&self) -> f64 {
+        match *self {
+            StopRule::Beta { threshold } | StopRule::Dirichlet { threshold, .. } => threshold,
+        }
+    }
+
     /// Whether sampling may stop.
     pub fn should_stop(&self, votes: &BTreeMap<String, usize>) -> bool {
-        let threshold = match *self {
-            StopRule::Beta { threshold } | StopRule::Dirichlet { threshold, .. } => threshold,
-        };
-        self.confidence(votes) >= threshold
+        self.confidence(votes) >= self.threshold()
+    }
+
+    /// Whether sampling may stop, over weighted votes.
+    pub fn should_stop_weighted(&self, votes: &BTreeMap<String, f64>) -> bool {
+        self.confidence_weighted(votes) >= self.threshold()
     }
 }
 
@@ -139,13 +189,33 @@ mod tests {
         assert!(!r.should_stop(&votes(&[("18", 4), ("20", 1)])));
     }
 
+    fn weighted(v: &[(&str, f64)]) -> BTreeMap<String, f64> {
+        v.iter().map(|(k, c)| (k.to_string(), *c)).collect()
+    }
+
+    #[test]
+    fn weighted_votes_move_evidence_but_add_none() {
+        // Two replies for "a" at confidence 3, one for "b" at 1: 3 votes in
+        // all, of which a holds 6/7.
+        let v = rescaled_votes([("a", 3.0), ("a", 3.0), ("b", 1.0)]);
+        assert!((v["a"] - 18.0 / 7.0).abs() < 1e-9 && (v["b"] - 3.0 / 7.0).abs() < 1e-9);
+        let r = StopRule::Beta { threshold: 0.95 };
+        // Unweighted 2 against 1 is far from sure; weighted it is surer,
+        // and equal weights give back the plain rule.
+        let plain = r.confidence(&votes(&[("a", 2), ("b", 1)]));
+        assert!(r.confidence_weighted(&v) > plain);
+        let same = rescaled_votes([("a", 0.5), ("a", 0.5), ("b", 0.5)]);
+        assert!((r.confidence_weighted(&same) - plain).abs() < 1e-12);
+        assert!(!r.should_stop_weighted(&same));
+    }
+
     #[test]
     fn dirichlet_rule_is_seeded_and_sensible() {
-        let v = votes(&[("a", 6), ("b", 1)]);
+        let v = weighted(&[("a", 6.0), ("b", 1.0)]);
         let p1 = dirichlet_majority(&v, 1.0, 4000, 3);
         assert_eq!(p1, dirichlet_majority(&v, 1.0, 4000, 3));
         assert!(p1 > 0.9, "{p1}");
-        let tie = votes(&[("a", 2), ("b", 2)]);
+        let tie = weighted(&[("a", 2.0), ("b", 2.0)]);
         assert!(dirichlet_majority(&tie, 1.0, 4000, 3) < 0.6);
     }
 }

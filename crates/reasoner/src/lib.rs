@@ -23,6 +23,10 @@
 //! ```
 #![deny(missing_docs)]
 
+pub mod preset;
+
+pub use preset::{Ablations, Module, Preset};
+
 use std::collections::BTreeMap;
 use std::time::Instant;
 

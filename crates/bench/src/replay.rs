@@ -1,0 +1,345 @@
+//! Stopping and voting rules replayed over recorded samples.
+//!
+//! A self-consistency run (`--config sc8`, say) records every reply it drew
+//! for an item, in order, with its answer, tokens, step-reward score and
+//! token confidence. Each rule here sees those replies as a live run would
+//! have drawn them and decides when to stop, which replies to cut short and
+//! how to vote; its accuracy and tokens follow without running the model
+//! again. Every rule thus meets the same replies: a paired comparison.
+
+use std::collections::BTreeMap;
+
+use metareason_monitor::confidence::{quantile, ConfidenceMeasure};
+use metareason_monitor::stopping::rescaled_votes;
+use metareason_monitor::StopRule;
+
+use crate::run::{ItemResult, SampleRecord};
+
+/// How a replayed rule picks the answer from the replies it kept.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Vote {
+    /// Most frequent answer; ties to the best step-reward score.
+    Majority,
+    /// Answer with the largest sum of a confidence measure.
+    Weighted(ConfidenceMeasure),
+    /// The reply with the best step-reward score answers (no vote).
+    BestScore,
+}
+
+/// A rule to replay.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Rule {
+    /// The first `n` replies, voted.
+    FirstN {
+        /// Replies used.
+        n: usize,
+        /// How they are voted.
+        vote: Vote,
+    },
+    /// Adaptive consistency: replies one at a time until the stopping rule
+    /// is sure of the majority.
+    Adaptive(StopRule),
+    /// The `keep` share of replies with the highest confidence measure,
+    /// voted by it (DeepConf's offline filtering).
+    Filtered {
+        /// Share kept, e.g. 0.1 (DeepConf-low) or 0.9 (DeepConf-high).
+        keep: f64,
+        /// The measure that ranks and weighs.
+        measure: ConfidenceMeasure,
+    },
+    /// DeepConf online: the first `warmup` replies run to their end and set
+    /// the threshold (the quantile `1 - keep` of their lowest group
+    /// confidence); every later reply is cut where its group confidence
+    /// falls below it and its vote dropped; sampling stops when the
+    /// stopping rule is sure of the weighted majority.
+    Online {
+        /// Replies that run whole and set the threshold.
+        warmup: usize,
+        /// Share of warm-up confidence that passes (0.1 low, 0.9 high).
+        keep: f64,
+        /// When to stop.
+        stop: StopRule,
+    },
+}
+
+impl Rule {
+    /// The rule's name in tables.
+    pub fn name(&self) -> String {
+        let stop = |r: &StopRule| match r {
+            StopRule::Beta { threshold } => format!("Beta {threshold:.2}"),
+            StopRule::Dirichlet { threshold, alpha } => {
+                format!("Dirichlet {threshold:.2} (alpha {alpha})")
+            }
+        };
+        match self {
+            Rule::FirstN {
+                n,
+                vote: Vote::Majority,
+            } => format!("self-consistency@{n}"),
+            Rule::FirstN {
+                n,
+                vote: Vote::Weighted(m),
+            } => format!("{n} replies, vote weighted by {} confidence", m.name()),
+            Rule::FirstN {
+                n,
+                vote: Vote::BestScore,
+            } => format!("best of {n} by step reward (no vote)"),
+            Rule::Adaptive(r) => format!("adaptive consistency, {}", stop(r)),
+            Rule::Filtered { keep, measure } => format!(
+                "DeepConf offline: top {:.0}% by {}, weighted vote",
+                keep * 100.0,
+                measure.name()
+            ),
+            Rule::Online {
+                warmup,
+                keep,
+                stop: s,
+            } => format!(
+                "DeepConf online: warm-up {warmup}, keep {:.0}%, early cut, {}",
+                keep * 100.0,
+                stop(s)
+            ),
+        }
+    }
+}
+
+/// The rules `bench replay` reports when none are given.
+pub fn default_rules(n: usize) -> Vec<Rule> {
+    let beta = |t| StopRule::Beta { threshold: t };
+    let mut rules = vec![
+        Rule::FirstN {
+            n: 1,
+            vote: Vote::Majority,
+        },
+        Rule::FirstN {
+            n,
+            vote: Vote::Majority,
+        },
+        Rule::Adaptive(beta(0.95)),
+        Rule::Adaptive(beta(0.90)),
+        Rule::Adaptive(beta(0.80)),
+        Rule::Adaptive(StopRule::Dirichlet {
+            threshold: 0.95,
+            alpha: 1.0,
+        }),
+        Rule::FirstN {
+            n: 4.min(n),
+            vote: Vote::BestScore,
+        },
+        Rule::FirstN {
+            n,
+            vote: Vote::BestScore,
+        },
+    ];
+    for m in ConfidenceMeasure::ALL {
+        rules.push(Rule::FirstN {
+            n,
+            vote: Vote::Weighted(m),
+        });
+    }
+    for keep in [0.1, 0.5, 0.9] {
+        rules.push(Rule::Filtered {
+            keep,
+            measure: ConfidenceMeasure::LowestGroup,
+        });
+    }
+    for keep in [0.1, 0.9] {
+        rules.push(Rule::Online {
+            warmup: 2,
+            keep,
+            stop: beta(0.95),
+        });
+    }
+    rules
+}
+
+/// What a rule did on one item.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Replayed {
+    /// Whether its answer was right.
+    pub correct: bool,
+    /// Replies it drew (cut ones included).
+    pub samples: usize,
+    /// Tokens generated, cut replies counted up to the cut.
+    pub tokens: u64,
+}
+
+/// The winner of weighted votes; ties to the best step-reward score.
+fn winner<'a>(
+    kept: &[&'a SampleRecord],
+    weight: impl Fn(&SampleRecord) -> f64,
+) -> Option<&'a SampleRecord> {
+    let mut total: BTreeMap<&str, f64> = BTreeMap::new();
+    for s in kept {
+        if let Some(a) = &s.answer {
+            *total.entry(a.as_str()).or_default() += weight(s);
+        }
+    }
+    let best = total.values().copied().fold(f64::NEG_INFINITY, f64::max);
+    kept.iter()
+        .filter(|s| {
+            s.answer
+                .as_deref()
+                .is_some_and(|a| (total[a] - best).abs() < 1e-12)
+        })
+        .max_by(|a, b| a.score.total_cmp(&b.score))
+        .copied()
+}
+
+fn counts(kept: &[&SampleRecord], weight: impl Fn(&SampleRecord) -> f64) -> BTreeMap<String, f64> {
+    rescaled_votes(
+        kept.iter()
+            .filter_map(|s| s.answer.as_deref().map(|a| (a, weight(s)))),
+    )
+}
+
+/// Replays `rule` on one item's recorded replies (None without replies).
+pub fn replay_item(rule: &Rule, samples: &[SampleRecord]) -> Option<Replayed> {
+    if samples.is_empty() {
+        return None;
+    }
+    let right = |s: Option<&SampleRecord>| s.is_some_and(|s| s.correct == Some(true));
+    let whole = |used: &[SampleRecord]| used.iter().map(|s| s.tokens).sum::<u64>();
+    Some(match rule {
+        Rule::FirstN { n, vote } => {
+            let used = &samples[..(*n).min(samples.len())];
+            let kept: Vec<&SampleRecord> = used.iter().collect();
+            let pick = match vote {
+                Vote::Majority => winner(&kept, |_| 1.0),
+                Vote::Weighted(m) => winner(&kept, |s| m.of(&s.confidence)),
+                Vote::BestScore => kept
+                    .iter()
+                    .filter(|s| s.answer.is_some())
+                    .max_by(|a, b| a.score.total_cmp(&b.score))
+                    .copied(),
+            };
+            Replayed {
+                correct: right(pick),
+                samples: used.len(),
+                tokens: whole(used),
+            }
+        }
+        Rule::Adaptive(stop) => {
+            let mut kept = Vec::new();
+            for s in samples {
+                kept.push(s);
+                if stop.should_stop_weighted(&counts(&kept, |_| 1.0)) {
+                    break;
+                }
+            }
+            Replayed {
+                correct: right(winner(&kept, |_| 1.0)),
+                samples: kept.len(),
+                tokens: kept.iter().map(|s| s.tokens).sum(),
+            }
+        }
+        Rule::Filtered { keep, measure } => {
+            let mut ranked: Vec<&SampleRecord> = samples.iter().collect();
+            ranked.sort_by(|a, b| {
+                measure
+                    .of(&b.confidence)
+                    .total_cmp(&measure.of(&a.confidence))
+            });
+            let k = ((samples.len() as f64 * keep).ceil() as usize).clamp(1, samples.len());
+            ranked.truncate(k);
+            Replayed {
+                correct: right(winner(&ranked, |s| measure.of(&s.confidence))),
+                samples: samples.len(),
+                tokens: whole(samples),
+            }
+        }
+        Rule::Online { warmup, keep, stop } => {
+            let w = (*warmup).clamp(1, samples.len());
+            let warm: Vec<f64> = samples[..w]
+                .iter()
+                .map(|s| s.confidence.lowest_group)
+                .collect();
+            let threshold = quantile(&warm, 1.0 - keep).unwrap_or(f64::NEG_INFINITY);
+            let measure = |s: &SampleRecord| s.confidence.lowest_group;
+            let mut kept: Vec<&SampleRecord> = samples[..w].iter().collect();
+            let (mut drawn, mut tokens) = (w, whole(&samples[..w]));
+            if !stop.should_stop_weighted(&counts(&kept, measure)) {
+                for s in &samples[w..] {
+                    drawn += 1;
+                    match s.confidence.stop_at(threshold) {
+                        Some(cut) => tokens += u64::from(cut).min(s.tokens),
+                        None => {
+                            tokens += s.tokens;
+                            kept.push(s);
+                        }
+                    }
+                    if stop.should_stop_weighted(&counts(&kept, measure)) {
+                        break;
+                    }
+                }
+            }
+            Replayed {
+                correct: right(winner(&kept, measure)),
+                samples: drawn,
+                tokens,
+            }
+        }
+    })
+}
+
+/// One row of a replay table.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ReplayRow {
+    /// The rule.
+    pub rule: String,
+    /// Items replayed.
+    pub items: usize,
+    /// Right answers.
+    pub correct: usize,
+    /// Mean replies drawn per item.
+    pub samples: f64,
+    /// Mean tokens generated per item.
+    pub tokens: f64,
+}
+
+/// Replays every rule over the items that recorded replies.
+pub fn replay(results: &[ItemResult], rules: &[Rule]) -> Vec<ReplayRow> {
+    let items: Vec<&ItemResult> = results
+        .iter()
+        .filter(|r| !r.samples.is_empty() && r.reference.is_some())
+        .collect();
+    rules
+        .iter()
+        .map(|rule| {
+            let (mut correct, mut samples, mut tokens) = (0, 0, 0u64);
+            for r in &items {
+                let x = replay_item(rule, &r.samples).expect("has samples");
+                correct += usize::from(x.correct);
+                samples += x.samples;
+                tokens += x.tokens;
+            }
+            let n = items.len().max(1) as f64;
+            ReplayRow {
+                rule: rule.name(),
+                items: items.len(),
+                correct,
+                samples: samples as f64 / n,
+                tokens: tokens as f64 / n,
+            }
+        })
+        .collect()
+}
+
+/// A replay as a markdown table.
+pub fn markdown(rows: &[ReplayRow]) -> String {
+    let mut out = String::from(
+        "| rule | accuracy | replies / item | tokens generated / item |\n|---|---|---|---|\n",
+    );
+    for r in rows {
+        out.push_str(&format!(
+            "| {} | {:.3} ({}/{}) | {:.2} | {:.0} |\n",
+            r.rule,
+            r.correct as f64 / r.items.max(1) as f64,
+            r.correct,
+            r.items,
+            r.samples,
+            r.tokens
+        ));
+    }
+    out
+}

@@ -1,0 +1,84 @@
+//! Replayed rules see the recorded replies in order and cost what they drew.
+
+use metareason_bench::replay::{replay_item, Rule, Vote};
+use metareason_bench::run::SampleRecord;
+use metareason_monitor::confidence::{ConfidenceMeasure, TraceConfidence};
+use metareason_monitor::StopRule;
+use metareason_strategy::StrategyKind;
+
+/// A reply with `answer`, right when it is "42", whose token confidence is
+/// `conf` throughout (`dip`: a stretch of 32 tokens at 1.0 in the middle).
+fn reply(answer: &str, conf: f64, dip: bool) -> SampleRecord {
+    let mut c = vec![conf; 100];
+    if dip {
+        c.splice(40..72, vec![1.0; 32]);
+    }
+    SampleRecord {
+        strategy: StrategyKind::ChainOfThought,
+        answer: Some(answer.into()),
+        correct: Some(answer == "42"),
+        tokens: 100,
+        score: 0.5,
+        confidence: TraceConfidence::of_confidences(&c),
+    }
+}
+
+#[test]
+fn adaptive_consistency_stops_at_four_agreeing_replies() {
+    let s: Vec<_> = (0..8).map(|_| reply("42", 5.0, false)).collect();
+    let r = replay_item(&Rule::Adaptive(StopRule::Beta { threshold: 0.95 }), &s).unwrap();
+    assert_eq!((r.correct, r.samples, r.tokens), (true, 4, 400));
+    let all = replay_item(
+        &Rule::FirstN {
+            n: 8,
+            vote: Vote::Majority,
+        },
+        &s,
+    )
+    .unwrap();
+    assert_eq!((all.samples, all.tokens), (8, 800));
+}
+
+#[test]
+fn confidence_weighting_overturns_a_hesitant_majority() {
+    // Three hesitant replies say 41, two confident ones 42.
+    let mut s: Vec<_> = (0..3).map(|_| reply("41", 1.0, false)).collect();
+    s.extend((0..2).map(|_| reply("42", 9.0, false)));
+    let majority = Rule::FirstN {
+        n: 5,
+        vote: Vote::Majority,
+    };
+    let weighted = Rule::FirstN {
+        n: 5,
+        vote: Vote::Weighted(ConfidenceMeasure::LowestGroup),
+    };
+    assert!(!replay_item(&majority, &s).unwrap().correct);
+    assert!(replay_item(&weighted, &s).unwrap().correct);
+    let top = Rule::Filtered {
+        keep: 0.4,
+        measure: ConfidenceMeasure::LowestGroup,
+    };
+    assert!(replay_item(&top, &s).unwrap().correct);
+}
+
+#[test]
+fn online_deepconf_cuts_replies_that_dip_below_the_warmup_threshold() {
+    // Warm-up: two confident replies (lowest group 5). Then a reply with a
+    // dip, cut where its window falls below 5, then confident ones.
+    let mut s = vec![reply("42", 5.0, false), reply("42", 5.0, false)];
+    s.push(reply("7", 5.0, true));
+    s.extend((0..5).map(|_| reply("42", 5.0, false)));
+    let rule = Rule::Online {
+        warmup: 2,
+        keep: 0.9,
+        stop: StopRule::Beta { threshold: 0.95 },
+    };
+    let r = replay_item(&rule, &s).unwrap();
+    assert!(r.correct);
+    // Warm-up 200, the cut reply only up to its cut, then two more 42s
+    // make four votes.
+    let cut = s[2].confidence.stop_at(5.0).unwrap();
+    assert!(cut < 100);
+    assert_eq!(r.samples, 5);
+    assert_eq!(r.tokens, 200 + u64::from(cut) + 200);
+}
