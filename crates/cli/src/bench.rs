@@ -693,20 +693,15 @@ fn manifest_differences(dirs: Vec<PathBuf>) -> Result<String> {
     Ok(out)
 }
 
-/// The git commit of the working directory and whether it has uncommitted
-/// changes (None outside a checkout or without git).
+/// The commit the binary was built from and whether its tree had
+/// uncommitted changes (None each when it was not built from a git clone).
 fn git_state() -> (Option<String>, Option<bool>) {
-    let run = |args: &[&str]| -> Option<String> {
-        let o = std::process::Command::new("git").args(args).output().ok()?;
-        o.status
-            .success()
-            .then(|| String::from_utf8_lossy(&o.stdout).trim().to_string())
+    let commit = Some(env!("METAREASON_GIT_COMMIT").to_string()).filter(|c| !c.is_empty());
+    let dirty = match env!("METAREASON_GIT_DIRTY") {
+        "true" => Some(true),
+        "false" => Some(false),
+        _ => None,
     };
-    let commit = run(&["rev-parse", "HEAD"]);
-    let dirty = commit
-        .as_ref()
-        .and_then(|_| run(&["status", "--porcelain", "--untracked-files=no"]))
-        .map(|s| !s.is_empty());
     (commit, dirty)
 }
 
