@@ -517,19 +517,19 @@ fn run_items(
     Ok((results, serde_json::to_value(model.info())?))
 }
 
-/// The replies the first attempt drew, in order, graded one by one.
+/// The replies the first attempt and any escalation drew, in order, graded
+/// one by one.
 fn sample_records(
     report: &metareason_reasoner::EpisodeReport,
     grade: &dyn Fn(Option<&String>) -> Option<bool>,
 ) -> Vec<SampleRecord> {
-    let Some(attempt) = report.solve.as_ref().and_then(|t| t.attempts.first()) else {
-        return Vec::new();
-    };
-    attempt
-        .outcome
-        .candidates
-        .iter()
-        .map(|c| {
+    let first = report.solve.as_ref().and_then(|t| t.attempts.first());
+    let escalated = report.escalation.iter().flat_map(|e| e.attempts.iter());
+    first
+        .into_iter()
+        .chain(escalated)
+        .flat_map(|attempt| attempt.outcome.candidates.iter().map(move |c| (attempt, c)))
+        .map(|(attempt, c)| {
             let answer = c.answer.as_ref().map(|a| a.normalized.clone());
             SampleRecord {
                 strategy: attempt.strategy,

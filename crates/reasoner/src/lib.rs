@@ -23,8 +23,10 @@
 //! ```
 #![deny(missing_docs)]
 
+pub mod escalate;
 pub mod preset;
 
+pub use escalate::{EscalationBeliefs, EscalationConfig, EscalationReport};
 pub use preset::{Ablations, Module, Preset};
 
 use std::collections::BTreeMap;
@@ -45,7 +47,7 @@ use metareason_reflection::{
     distill_error_note, distill_template, solution_text, BaselineConfidences, CalibrationFeatures,
     Calibrator, RewardLearner,
 };
-use metareason_solver::{SolveConfig, SolveError, Solver, Trace};
+use metareason_solver::{AttemptEvidence, AttemptScorer, SolveConfig, SolveError, Solver, Trace};
 use metareason_strategy::answer::AnswerKind;
 use metareason_strategy::{strategies_for, StrategyKind};
 use rand_chacha::ChaCha8Rng;
@@ -91,6 +93,8 @@ pub mod param_names {
     pub const REWARD: &str = "reward_weights";
     /// The answerability model (not learned online: set it from a fit).
     pub const ANSWERABILITY: &str = "answerability";
+    /// What escalation does to answers.
+    pub const ESCALATION: &str = "escalation";
 }
 
 /// Why the loop failed.
@@ -153,8 +157,12 @@ pub struct ReasonerConfig {
     pub assess_only: bool,
     /// Self-awareness settings.
     pub awareness: AwarenessSettings,
-    /// When to cross-check with a second strategy.
+    /// When to cross-check with a second strategy (only when escalation
+    /// is off: escalation draws from the second strategy itself).
     pub cross_check: CrossCheck,
+    /// Compute by difficulty: whether and how to draw more replies after
+    /// the first attempt.
+    pub escalation: EscalationConfig,
     /// Withhold an answer whose calibrated confidence is below the policy's
     /// answer threshold.
     pub abstain_after: bool,
@@ -190,6 +198,7 @@ impl Default for ReasonerConfig {
                 low: 0.2,
                 high: 0.9,
             },
+            escalation: EscalationConfig::default(),
             abstain_after: true,
             distill: true,
             retrieve: 2,
@@ -258,6 +267,9 @@ pub struct EpisodeReport {
     pub solve: Option<Trace>,
     /// The cross-check, when it ran.
     pub cross_check: Option<CrossCheckResult>,
+    /// The escalation after the first attempt, when it was considered.
+    #[serde(default)]
+    pub escalation: Option<EscalationReport>,
     /// The calibration features.
     pub features: Option<CalibrationFeatures>,
     /// The solvability features of the chosen strategy.
@@ -317,6 +329,9 @@ pub struct MetaParams {
     pub reward: RewardLearner,
     /// P(answerable) before the task.
     pub answerability: AnswerabilityModel,
+    /// What escalating does to an answer.
+    #[serde(default)]
+    pub escalation: EscalationBeliefs,
 }
 
 impl Default for MetaParams {
@@ -327,6 +342,7 @@ impl Default for MetaParams {
             solvability: default_solvability(),
             reward: RewardLearner::from_weights(&RewardWeights::default(), 0.25),
             answerability: AnswerabilityModel::shipped().clone(),
+            escalation: EscalationBeliefs::default(),
         }
     }
 }
@@ -387,6 +403,9 @@ impl MetaParams {
                 .parameter::<AnswerabilityModel>(param_names::ANSWERABILITY)?
                 .filter(AnswerabilityModel::is_current)
                 .unwrap_or(d.answerability),
+            escalation: memory
+                .parameter::<EscalationBeliefs>(param_names::ESCALATION)?
+                .unwrap_or(d.escalation),
         })
     }
 
@@ -399,6 +418,7 @@ impl MetaParams {
         )?;
         memory.set_parameter(param_names::SOLVABILITY, &self.solvability)?;
         memory.set_parameter(param_names::REWARD, &self.reward)?;
+        memory.set_parameter(param_names::ESCALATION, &self.escalation)?;
         Ok(())
     }
 }
@@ -570,6 +590,7 @@ impl<'a> Reasoner<'a> {
             retrieved,
             solve: None,
             cross_check: None,
+            escalation: None,
             features: None,
             solvability_features: None,
             baselines: None,
@@ -614,62 +635,100 @@ impl<'a> Reasoner<'a> {
             .iter()
             .map(|(_, _, t)| t.clone())
             .collect();
+        let p_true = assessment.probes.p_true.unwrap_or(0.5);
+        let priors: BTreeMap<StrategyKind, f64> = assessment
+            .options
+            .iter()
+            .filter_map(|o| Some((StrategyKind::parse(&o.strategy)?, o.p_success)))
+            .collect();
+        let calibration = self.params.calibration_for(&kind.kind).clone();
+        // Attempts are compared, and revisions accepted, on the calibrated
+        // scale that decides abstention.
+        let scorer = CalibratedScorer {
+            calibration: &calibration,
+            priors: &priors,
+            p_true,
+        };
+        let solver = Solver::new(self.model).with_scorer(&scorer);
         let solver = match self.step_judge {
-            Some(j) => Solver::new(self.model).with_step_judge(j),
-            None => Solver::new(self.model),
+            Some(j) => solver.with_step_judge(j),
+            None => solver,
         };
         let trace = solver.solve(task, &solve)?;
         usage += trace.usage;
-        let belief = assessment
-            .options
-            .iter()
-            .find(|o| o.strategy == chosen.name())
-            .map(|o| o.p_success)
-            .unwrap_or(0.5);
-        let p_true = assessment.probes.p_true.unwrap_or(0.5);
+        let belief = priors.get(&chosen).copied().unwrap_or(0.5);
         let mut features = CalibrationFeatures::from_trace(&trace, None, belief, p_true);
-        let calibration = self.params.calibration_for(&kind.kind).clone();
-        let unsure = calibration.confidence(&features);
-        let check = match config.cross_check {
-            CrossCheck::Never => false,
-            CrossCheck::Always => true,
-            CrossCheck::WhenUnsure { low, high } => (low..=high).contains(&unsure),
-        };
+        let first_confidence = calibration.confidence(&features);
         let second = second_opinion(chosen, &kind.kind);
-        if let (true, true, Some(second)) = (check, trace.answer.is_some(), second) {
-            let cfg = SolveConfig {
-                strategy: second,
-                fallbacks: Vec::new(),
-                policy: SearchPolicy::Greedy,
-                max_revisions: 0,
-                backtrack_samples: 0,
-                critique: false,
-                judge_steps: false,
-                ..solve.clone()
+        let mut answer = trace.answer.clone();
+        let mut raw_answer = None;
+        let escalate = config.escalation.enabled
+            && kind.kind != AnswerKind::FreeText
+            && !trace.answer.as_deref().is_some_and(declines);
+        if escalate {
+            let mixture: Vec<StrategyKind> = std::iter::once(chosen).chain(second).collect();
+            let e = escalate::run(
+                &solver,
+                task,
+                &trace,
+                &solve,
+                &mixture,
+                &config.escalation,
+                &escalate::Judgement {
+                    calibration: &calibration,
+                    priors: &priors,
+                    p_true,
+                    costs: &self.policy.costs,
+                    beliefs: &self.params.escalation,
+                },
+                first_confidence,
+            )?;
+            usage += e.usage;
+            features = e.features;
+            answer = e.report.answer.clone();
+            raw_answer = e.raw_answer;
+            report.escalation = Some(e.report);
+        } else {
+            let check = match config.cross_check {
+                CrossCheck::Never => false,
+                CrossCheck::Always => true,
+                CrossCheck::WhenUnsure { low, high } => (low..=high).contains(&first_confidence),
             };
-            let other = Solver::new(self.model).solve(task, &cfg)?;
-            usage += other.usage;
-            let agrees = other.answer.as_ref().map(|a| {
-                trace
-                    .answer
-                    .as_ref()
-                    .is_some_and(|b| kind.kind.same_meaning(a, b))
-            });
-            features.cross_check = match agrees {
-                Some(true) => 1.0,
-                Some(false) => -1.0,
-                None => 0.0,
-            };
-            report.cross_check = Some(CrossCheckResult {
-                strategy: second,
-                answer: other.answer.clone(),
-                agrees,
-                usage: other.usage,
-            });
+            if let (true, true, Some(second)) = (check, trace.answer.is_some(), second) {
+                let cfg = SolveConfig {
+                    strategy: second,
+                    fallbacks: Vec::new(),
+                    policy: SearchPolicy::Greedy,
+                    max_revisions: 0,
+                    backtrack_samples: 0,
+                    critique: false,
+                    judge_steps: false,
+                    ..solve.clone()
+                };
+                let other = Solver::new(self.model).solve(task, &cfg)?;
+                usage += other.usage;
+                let agrees = other.answer.as_ref().map(|a| {
+                    trace
+                        .answer
+                        .as_ref()
+                        .is_some_and(|b| kind.kind.same_meaning(a, b))
+                });
+                features.cross_check = match agrees {
+                    Some(true) => 1.0,
+                    Some(false) => -1.0,
+                    None => 0.0,
+                };
+                report.cross_check = Some(CrossCheckResult {
+                    strategy: second,
+                    answer: other.answer.clone(),
+                    agrees,
+                    usage: other.usage,
+                });
+            }
         }
         let confidence = calibration.confidence(&features);
         let threshold = self.policy.costs.answer_threshold();
-        report.candidate_answer = trace.answer.clone();
+        report.candidate_answer = answer.clone();
         report.confidence = Some(confidence);
         report.solvability_features = Some(solvability_features(
             assessment
@@ -680,20 +739,20 @@ impl<'a> Reasoner<'a> {
                 .unwrap_or(0.5),
             &assessment.probes,
         ));
-        if let (true, Some(answer)) = (config.baselines, trace.answer.as_deref()) {
+        if let (true, Some(found)) = (config.baselines, answer.as_deref()) {
             report.baselines = Some(BaselineConfidences::compute(
                 self.model,
                 task,
-                answer,
+                found,
                 Some(features.mean_logprob),
             )?);
         }
         report.features = Some(features);
-        if trace.answer.is_none() {
+        if answer.is_none() {
             report.decision = Decision::Abstain;
             report.reason = format!("{}; no answer could be found", assessment.reason);
             report.reply = "I could not find an answer to this.".into();
-        } else if trace.answer.as_deref().is_some_and(declines) {
+        } else if answer.as_deref().is_some_and(declines) {
             report.decision = Decision::Abstain;
             report.reason = format!(
                 "{}; the model itself says the question cannot be answered",
@@ -711,24 +770,27 @@ impl<'a> Reasoner<'a> {
             );
             report.reply = format!(
                 "I am not sure enough to answer (my best guess, {}, has confidence {confidence:.2}).",
-                trace.answer.as_deref().unwrap_or("")
+                answer.as_deref().unwrap_or("")
             );
         } else {
-            report.answer = trace.answer.clone();
+            report.answer = answer.clone();
             report.reason = format!(
                 "{}; calibrated confidence {confidence:.2} (answer threshold {threshold:.2})",
                 assessment.reason
             );
             // The answer as the model wrote it ("William Shakespeare", not
             // the normalised "william shakespeare").
-            report.reply = trace.attempts[trace.final_attempt]
-                .outcome
-                .best()
-                .answer
-                .as_ref()
-                .map(|a| a.raw.trim().to_string())
+            report.reply = raw_answer
+                .or_else(|| {
+                    trace.attempts[trace.final_attempt]
+                        .outcome
+                        .best()
+                        .answer
+                        .as_ref()
+                        .map(|a| a.raw.trim().to_string())
+                })
                 .filter(|r| !r.is_empty())
-                .or_else(|| trace.answer.clone())
+                .or_else(|| answer.clone())
                 .unwrap_or_default();
         }
         report.usage = usage;
@@ -888,8 +950,44 @@ impl<'a> Reasoner<'a> {
                     updated.push("solvability".into());
                 }
             }
-            if let Some(trace) = report.as_ref().and_then(|r| r.solve.as_ref()) {
-                self.params.reward.observe(trace, correct);
+            // What escalating did: the first answer's fate is known when it
+            // is the final one, when a reference was given, or when the
+            // final answer differs and is right (then the first was wrong).
+            let escalation = report
+                .as_ref()
+                .and_then(|r| r.escalation.as_ref())
+                .filter(|e| e.escalated());
+            if let Some(e) = escalation {
+                let kind = stored
+                    .as_ref()
+                    .map(|s| s.answer_kind.clone())
+                    .unwrap_or(AnswerKind::Number);
+                let same = match (&e.first_answer, &episode.record.answer) {
+                    (Some(a), Some(b)) => kind.same_meaning(a, b),
+                    _ => false,
+                };
+                let first_right = if same {
+                    Some(correct)
+                } else if let (Some(r), Some(first)) = (&reference, &e.first_answer) {
+                    Some(kind.same_meaning(r, first))
+                } else if correct {
+                    Some(false)
+                } else {
+                    None
+                };
+                self.params.escalation.observe(first_right, correct);
+                updated.push("escalation".into());
+            }
+            // The step rewards are those of the first attempt: they learn
+            // from its answer's fate, known unless escalation changed it.
+            let first_fate = match escalation {
+                Some(e) if e.first_answer != episode.record.answer => None,
+                _ => Some(correct),
+            };
+            if let (Some(trace), Some(right)) =
+                (report.as_ref().and_then(|r| r.solve.as_ref()), first_fate)
+            {
+                self.params.reward.observe(trace, right);
                 updated.push("step-reward weights".into());
             }
             self.params.save(memory)?;
@@ -934,6 +1032,27 @@ impl<'a> Reasoner<'a> {
             updated,
             distilled,
         })
+    }
+}
+
+/// The calibrated P(correct) of an attempt, as the solver asks for it.
+struct CalibratedScorer<'c> {
+    calibration: &'c Calibrator,
+    priors: &'c BTreeMap<StrategyKind, f64>,
+    p_true: f64,
+}
+
+impl AttemptScorer for CalibratedScorer<'_> {
+    fn p_correct(&self, e: &AttemptEvidence<'_>) -> f64 {
+        let prior = self.priors.get(&e.strategy).copied().unwrap_or(0.5);
+        let f = CalibrationFeatures::from_reply(
+            e.candidate,
+            e.agreement,
+            e.findings,
+            prior,
+            self.p_true,
+        );
+        self.calibration.confidence(&f)
     }
 }
 

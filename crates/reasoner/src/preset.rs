@@ -150,6 +150,7 @@ fn bare(strategy: StrategyKind, policy: SearchPolicy) -> ReasonerConfig {
     };
     c.solve.strategy = strategy;
     c.solve.policy = policy;
+    c.escalation.enabled = false;
     c.awareness.probes = false;
     c.awareness.allow_abstain = false;
     c.solve.fallbacks = Vec::new();
@@ -195,8 +196,8 @@ pub enum Module {
     /// Self-awareness: no probes, no declining before the task, no mission
     /// policy, the configured first strategy always.
     Awareness,
-    /// Monitoring: greedy search, no collapse detection, backtracking or
-    /// fallback strategies.
+    /// Monitoring and control of compute: greedy search, no escalation,
+    /// no collapse detection, backtracking or fallback strategies.
     Monitor,
     /// Regulation: no revision, critique, switching on a flag or
     /// cross-check.
@@ -237,6 +238,7 @@ impl Module {
             }
             Module::Monitor => {
                 c.solve.policy = SearchPolicy::Greedy;
+                c.escalation.enabled = false;
                 c.solve.collapse.min_reward = 0.0;
                 c.solve.collapse.max_drop = 1.0;
                 c.solve.backtrack_samples = 0;
@@ -340,6 +342,7 @@ mod tests {
         assert!(!sc8.abstain_after && !sc8.awareness.probes);
         assert_eq!(sc8.cross_check, CrossCheck::Never);
         assert_eq!(sc8.solve.max_revisions, 0);
+        assert!(!sc8.escalation.enabled && Preset::Full.config().escalation.enabled);
         let pal = Preset::AdaptivePal.config();
         assert_eq!(pal.solve.strategy, StrategyKind::ProgramAided);
         assert_eq!(Preset::Full.config(), ReasonerConfig::default());

@@ -169,12 +169,14 @@ fn a_cross_check_that_disagrees_lowers_the_confidence() {
             .score("Yes", (0.9f32).ln())
             .score("No", (0.1f32).ln())
     };
-    let cfg = ReasonerConfig {
+    let mut cfg = ReasonerConfig {
         cross_check: CrossCheck::Always,
         abstain_after: false,
         strategies: vec![StrategyKind::ChainOfThought],
         ..ReasonerConfig::default()
     };
+    // The cross-check is the loop's check when escalation is off.
+    cfg.escalation.enabled = false;
     // The program-aided cross-check runs in the sandbox; its program
     // prints 42 or 40.
     let run = |m: &ScriptedModel| {

@@ -24,9 +24,9 @@ pub use baselines::BaselineConfidences;
 
 use metareason_bayes::LogisticRegression;
 use metareason_core::{LanguageModel, ModelError, Prompt, SamplingParams, Usage};
-use metareason_monitor::RewardWeights;
+use metareason_monitor::{Candidate, RewardWeights};
 use metareason_solver::Trace;
-use metareason_verify::Verdict;
+use metareason_verify::{Finding, Verdict};
 use serde::{Deserialize, Serialize};
 
 /// The shipped calibration model.
@@ -84,22 +84,43 @@ impl CalibrationFeatures {
     /// come from outside the solver.
     pub fn from_trace(trace: &Trace, cross_check: Option<bool>, prior: f64, p_true: f64) -> Self {
         let attempt = &trace.attempts[trace.final_attempt];
-        let best = attempt.outcome.best();
+        let mut f = Self::from_reply(
+            attempt.outcome.best(),
+            attempt.outcome.agreement,
+            &attempt.findings,
+            prior,
+            p_true,
+        );
+        f.cross_check = match cross_check {
+            Some(true) => 1.0,
+            Some(false) => -1.0,
+            None => 0.0,
+        };
+        f.no_answer = if trace.answer.is_none() { 1.0 } else { 0.0 };
+        f
+    }
+
+    /// The features of one reply: its tokens and step rewards, the share of
+    /// replies agreeing with it, what the verifiers found; not
+    /// cross-checked.
+    pub fn from_reply(
+        best: &Candidate,
+        agreement: f64,
+        findings: &[Finding],
+        prior: f64,
+        p_true: f64,
+    ) -> Self {
         let rewards: Vec<f64> = best.steps.iter().map(|s| s.reward).collect();
         let (mut fails, mut passes) = (0.0, 0.0);
-        for f in &attempt.findings {
+        for f in findings {
             match f.verdict {
                 Verdict::Fail => fails += f.confidence,
                 Verdict::Pass => passes += f.confidence,
             }
         }
         Self {
-            agreement: attempt.outcome.agreement,
-            cross_check: match cross_check {
-                Some(true) => 1.0,
-                Some(false) => -1.0,
-                None => 0.0,
-            },
+            agreement,
+            cross_check: 0.0,
             mean_logprob: best.mean_logprob,
             mean_reward: if rewards.is_empty() {
                 0.0
@@ -111,7 +132,7 @@ impl CalibrationFeatures {
             verifier_passes: passes,
             prior,
             p_true,
-            no_answer: if trace.answer.is_none() { 1.0 } else { 0.0 },
+            no_answer: if best.answer.is_none() { 1.0 } else { 0.0 },
         }
     }
 

@@ -207,43 +207,96 @@ pub enum SolveError {
 pub struct Solver<'a> {
     model: &'a dyn LanguageModel,
     judge: Option<&'a dyn StepJudge>,
+    scorer: &'a dyn AttemptScorer,
 }
 
-/// Features of a finished attempt that the interim confidence uses.
-fn estimate_confidence(
-    c: &Candidate,
-    agreement: f64,
-    findings: &[Finding],
-    critique: Option<f64>,
-) -> f64 {
-    // Hand-set logistic weights: a placeholder for the calibrated model of
-    // the meta level, which is fit on outcomes.
-    let min_reward = c.steps.iter().map(|s| s.reward).fold(1.0, f64::min);
-    let mut z = -1.5 + 2.0 * c.score + 1.0 * min_reward + 2.0 * agreement;
-    if c.answer.is_none() {
-        z -= 4.0;
-    }
-    for f in findings {
-        let w = match f.verifier {
-            VerifierKind::Arithmetic | VerifierKind::Program => 2.5,
-            VerifierKind::Format => 1.5,
-            VerifierKind::Critique => 1.0,
-        };
-        match f.verdict {
-            Verdict::Fail => z -= w * f.confidence,
-            Verdict::Pass => z += 0.3 * w * f.confidence,
+/// What is known about a finished attempt when its confidence is scored.
+#[derive(Debug, Clone, Copy)]
+pub struct AttemptEvidence<'e> {
+    /// The strategy that produced it.
+    pub strategy: StrategyKind,
+    /// The chosen reply.
+    pub candidate: &'e Candidate,
+    /// Share of the attempt's replies agreeing with its answer.
+    pub agreement: f64,
+    /// What the verifiers found.
+    pub findings: &'e [Finding],
+    /// The model's own P(correct) from a critique, when one ran.
+    pub critique: Option<f64>,
+}
+
+/// P(an attempt's answer is right). The solver picks between attempts and
+/// accepts a revision by it, so it should be the calibrated confidence that
+/// also decides abstention: the meta level injects its calibration model
+/// ([`Solver::with_scorer`]); alone, the solver uses [`HandSetScorer`].
+pub trait AttemptScorer: Send + Sync {
+    /// The probability that the attempt's answer is right.
+    fn p_correct(&self, evidence: &AttemptEvidence<'_>) -> f64;
+}
+
+/// Hand-set logistic weights over the attempt's evidence: the solver's
+/// stand-in when no calibrated model is injected.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct HandSetScorer;
+
+impl AttemptScorer for HandSetScorer {
+    fn p_correct(&self, e: &AttemptEvidence<'_>) -> f64 {
+        let c = e.candidate;
+        let min_reward = c.steps.iter().map(|s| s.reward).fold(1.0, f64::min);
+        let mut z = -1.5 + 2.0 * c.score + 1.0 * min_reward + 2.0 * e.agreement;
+        if c.answer.is_none() {
+            z -= 4.0;
         }
+        for f in e.findings {
+            let w = match f.verifier {
+                VerifierKind::Arithmetic | VerifierKind::Program => 2.5,
+                VerifierKind::Format => 1.5,
+                VerifierKind::Critique => 1.0,
+            };
+            match f.verdict {
+                Verdict::Fail => z -= w * f.confidence,
+                Verdict::Pass => z += 0.3 * w * f.confidence,
+            }
+        }
+        if let Some(p) = e.critique {
+            z += 2.0 * (p - 0.5);
+        }
+        1.0 / (1.0 + (-z).exp())
     }
-    if let Some(p) = critique {
-        z += 2.0 * (p - 0.5);
-    }
-    1.0 / (1.0 + (-z).exp())
 }
 
 impl<'a> Solver<'a> {
     /// A solver on `model`.
     pub fn new(model: &'a dyn LanguageModel) -> Self {
-        Self { model, judge: None }
+        Self {
+            model,
+            judge: None,
+            scorer: &HandSetScorer,
+        }
+    }
+
+    /// Scores attempts with `scorer` (the meta level's calibrated model)
+    /// instead of the hand-set weights.
+    pub fn with_scorer(mut self, scorer: &'a dyn AttemptScorer) -> Self {
+        self.scorer = scorer;
+        self
+    }
+
+    fn score(
+        &self,
+        strategy: StrategyKind,
+        candidate: &Candidate,
+        agreement: f64,
+        findings: &[Finding],
+        critique: Option<f64>,
+    ) -> f64 {
+        self.scorer.p_correct(&AttemptEvidence {
+            strategy,
+            candidate,
+            agreement,
+            findings,
+            critique,
+        })
     }
 
     /// Judges every step with `judge` (for example a process reward model
@@ -434,6 +487,29 @@ impl<'a> Solver<'a> {
         })
     }
 
+    /// `n` replies of `strategy` drawn at the configured temperature (one
+    /// request; programs run in the sandbox), scored as one attempt: the
+    /// escalation step of a cascade.
+    pub fn sample(
+        &self,
+        question: &str,
+        strategy: StrategyKind,
+        n: usize,
+        config: &SolveConfig,
+    ) -> Result<Attempt, SolveError> {
+        let config = SolveConfig {
+            policy: SearchPolicy::SelfConsistency { n: n.max(1) },
+            ..config.clone()
+        };
+        let sandbox = if strategy.strategy().answer_source == AnswerSource::Program {
+            Some(Sandbox::new(config.sandbox.clone())?)
+        } else {
+            None
+        };
+        let mut usage = Usage::default();
+        self.attempt(question, strategy, &config, sandbox.as_ref(), &mut usage)
+    }
+
     fn attempt(
         &self,
         question: &str,
@@ -488,7 +564,7 @@ impl<'a> Solver<'a> {
         } else {
             None
         };
-        let confidence = estimate_confidence(&best, outcome.agreement, &findings, critique);
+        let confidence = self.score(kind, &best, outcome.agreement, &findings, critique);
         Ok(Attempt {
             strategy: kind,
             prompt,
@@ -619,7 +695,7 @@ impl<'a> Solver<'a> {
             .as_ref()
             .and_then(|a| attempt.outcome.votes.get(&a.normalized))
             .map_or(0.0, |&v| v as f64 / attempt.outcome.candidates.len() as f64);
-        let confidence = estimate_confidence(&continued, agreement, &findings, None);
+        let confidence = self.score(attempt.strategy, &continued, agreement, &findings, None);
         let accepted = confidence > attempt.confidence;
         Ok(Some(Revision {
             round,
@@ -731,7 +807,7 @@ impl<'a> Solver<'a> {
             usage,
         )?;
         let c = outcome.best().clone();
-        let confidence = estimate_confidence(&c, outcome.agreement, &findings, None);
+        let confidence = self.score(attempt.strategy, &c, outcome.agreement, &findings, None);
         Ok(Some(Attempt {
             strategy: attempt.strategy,
             prompt: Prompt {

@@ -1,0 +1,168 @@
+//! Compute by difficulty: the loop draws more replies only while they pay,
+//! pools their votes across strategies, and shows why in the report.
+
+use metareason_awareness::Policy;
+use metareason_bayes::Beta;
+use metareason_memory::{Decision, Memory};
+use metareason_reasoner::{Feedback, Reasoner, ReasonerConfig};
+use metareason_scripted::{Reply, ScriptedModel, When};
+use metareason_strategy::StrategyKind;
+
+/// Chain of thought always says 42; the program prints `printed`.
+fn model(printed: &str) -> ScriptedModel {
+    ScriptedModel::new()
+        .on(
+            When::PromptContains("program".into()),
+            [Reply::text(&format!("```python\nprint({printed})\n```"))],
+        )
+        .on(
+            When::Always,
+            [Reply::text("6 * 7 = 42\nThe answer is 42.").logprob(-0.3)],
+        )
+        .score("Yes", (0.9f32).ln())
+        .score("No", (0.1f32).ln())
+}
+
+/// A policy whose tokens cost `per_1k` per thousand.
+fn policy(per_1k: f64) -> Policy {
+    Policy::parse(&format!("[costs]\ncost_per_1k_tokens = {per_1k}\n"), "test").unwrap()
+}
+
+fn config() -> ReasonerConfig {
+    ReasonerConfig {
+        strategies: vec![StrategyKind::ChainOfThought],
+        abstain_after: false,
+        ..ReasonerConfig::default()
+    }
+}
+
+#[test]
+fn cheap_tokens_escalate_until_the_pooled_majority_is_sure() {
+    // Program and chain of thought agree: every reply says 42. After the
+    // first answer, rounds of one reply each; the Beta rule is sure at 5
+    // agreeing votes (1 - 2^-6 > 0.95 while 4 give 0.9375).
+    // Escalation is believed never to lose a right answer, so only the
+    // stopping rule or the budget ends it.
+    let m = model("42");
+    let mut r = Reasoner::new(&m, None, None, policy(0.0)).unwrap();
+    r.params.escalation.loses = Beta::new(1e-3, 1e6).unwrap();
+    let report = r.run("What is 6 * 7?", &config()).unwrap();
+    let e = report.escalation.as_ref().expect("escalation considered");
+    assert_eq!(report.answer.as_deref(), Some("42"));
+    assert_eq!(e.drawn, 4, "{:#?}", e.rounds);
+    let strategies: Vec<StrategyKind> = e
+        .rounds
+        .iter()
+        .flat_map(|r| r.replies.iter().map(|x| x.strategy))
+        .collect();
+    assert_eq!(
+        strategies,
+        [
+            StrategyKind::ChainOfThought,
+            StrategyKind::ProgramAided,
+            StrategyKind::ChainOfThought,
+            StrategyKind::ProgramAided
+        ]
+    );
+    let last = e.rounds.last().unwrap();
+    assert!(
+        last.decision.contains("weighted majority is sure"),
+        "{}",
+        last.decision
+    );
+    assert!(e.rounds[..e.rounds.len() - 1]
+        .iter()
+        .all(|r| r.decision == "escalate" && r.value.pays()));
+    // Two strategies agree: the cross-check feature is on, and the pooled
+    // agreement is complete.
+    let f = report.features.as_ref().unwrap();
+    assert_eq!((f.cross_check, f.agreement), (1.0, 1.0));
+}
+
+#[test]
+fn a_sure_answer_is_not_worth_escalating_even_when_tokens_are_free() {
+    // Once P(correct) is high, escalating can only lose a right answer:
+    // the expected gain turns negative and the loop stops.
+    let m = model("42");
+    let mut r = Reasoner::new(&m, None, None, policy(0.0)).unwrap();
+    let report = r.run("What is 6 * 7?", &config()).unwrap();
+    let e = report.escalation.as_ref().unwrap();
+    let last = e.rounds.last().unwrap();
+    assert!(last.decision.contains("not worth it"), "{}", last.decision);
+    assert!(last.value.expected_gain < 0.0 && last.value.p_correct > 0.9);
+    assert!(e.rounds[..e.rounds.len() - 1]
+        .iter()
+        .all(|r| r.decision == "escalate" && r.value.expected_gain > 0.0));
+}
+
+#[test]
+fn a_disagreeing_strategy_runs_to_the_budget_and_lowers_confidence() {
+    let cheap = policy(0.0);
+    let never_loses = Beta::new(1e-3, 1e6).unwrap();
+    let agreeing = model("42");
+    let mut a = Reasoner::new(&agreeing, None, None, cheap.clone()).unwrap();
+    a.params.escalation.loses = never_loses.clone();
+    let agree = a.run("What is 6 * 7?", &config()).unwrap();
+    let m = model("40");
+    let mut r = Reasoner::new(&m, None, None, cheap).unwrap();
+    r.params.escalation.loses = never_loses;
+    let mut cfg = config();
+    cfg.escalation.max_samples = 6;
+    let report = r.run("What is 6 * 7?", &cfg).unwrap();
+    let e = report.escalation.as_ref().unwrap();
+    // 4 votes for 42 (first answer and three chains) against 3 for 40: no
+    // sure majority, so the budget ends it.
+    assert_eq!(e.drawn, 6);
+    assert!(e.rounds.last().unwrap().decision.contains("budget"));
+    assert_eq!(report.answer.as_deref(), Some("42"));
+    assert_eq!(report.features.as_ref().unwrap().cross_check, -1.0);
+    assert!(report.confidence.unwrap() < agree.confidence.unwrap());
+}
+
+#[test]
+fn dear_tokens_answer_at_once_and_say_why() {
+    let m = model("40");
+    let mut r = Reasoner::new(&m, None, None, policy(1e6)).unwrap();
+    // Tokens this dear would also make the loop decline before trying.
+    let mut cfg = config();
+    cfg.awareness.allow_abstain = false;
+    let report = r.run("What is 6 * 7?", &cfg).unwrap();
+    let e = report.escalation.as_ref().unwrap();
+    assert_eq!(e.drawn, 0);
+    assert!(!e.escalated());
+    assert_eq!(e.rounds.len(), 1);
+    assert!(
+        e.rounds[0].decision.contains("not worth it"),
+        "{}",
+        e.rounds[0].decision
+    );
+    assert!(!e.rounds[0].value.pays());
+    assert_eq!(report.answer.as_deref(), Some("42"));
+    assert_eq!(
+        report.usage.generated_tokens,
+        report.solve.as_ref().unwrap().usage.generated_tokens
+            + report.assessment.usage.generated_tokens
+    );
+}
+
+#[test]
+fn feedback_on_an_escalated_episode_teaches_what_escalation_does() {
+    let m = model("40");
+    let mut r = Reasoner::new(&m, None, Some(Memory::in_memory().unwrap()), policy(0.0)).unwrap();
+    let mut cfg = config();
+    cfg.escalation.max_samples = 2;
+    let report = r.run("What is 6 * 7?", &cfg).unwrap();
+    assert_eq!(report.decision, Decision::Answer);
+    assert!(report.escalation.as_ref().unwrap().escalated());
+    let before = r.params.escalation.loses.mean();
+    // The first answer (42) was kept and was right: escalation lost nothing.
+    let fb = r
+        .feedback(report.episode_id.unwrap(), &Feedback::Correct)
+        .unwrap();
+    assert!(
+        fb.updated.iter().any(|u| u == "escalation"),
+        "{:?}",
+        fb.updated
+    );
+    assert!(r.params.escalation.loses.mean() < before);
+}
