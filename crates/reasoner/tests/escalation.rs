@@ -101,7 +101,7 @@ fn a_disagreeing_strategy_runs_to_the_budget_and_lowers_confidence() {
     let never_loses = Beta::new(1e-3, 1e6).unwrap();
     let agreeing = model("42");
     let mut a = Reasoner::new(&agreeing, None, None, cheap.clone()).unwrap();
-    a.params.escalation.loses = never_loses.clone();
+    a.params.escalation.loses = never_loses;
     let agree = a.run("What is 6 * 7?", &config()).unwrap();
     let m = model("40");
     let mut r = Reasoner::new(&m, None, None, cheap).unwrap();
