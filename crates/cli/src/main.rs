@@ -22,7 +22,9 @@ use metareason_llama::{LlamaConfig, LlamaEmbedder, LlamaEngine};
 use metareason_memory::{Decision, Memory};
 use metareason_monitor::{SearchPolicy, SearchSettings};
 use metareason_openai::{OpenAiConfig, OpenAiModel, RewardEndpoint, RewardProtocol};
-use metareason_reasoner::{summary, CrossCheck, Feedback, Reasoner, ReasonerConfig};
+use metareason_reasoner::{
+    summary, CrossCheck, EscalationConfig, Feedback, Reasoner, ReasonerConfig,
+};
 use metareason_solver::{policy_by_name, SolveConfig};
 use metareason_strategy::answer::AnswerKind;
 use metareason_strategy::StrategyKind;
@@ -229,9 +231,16 @@ struct SolveArgs {
     /// Skip the P(True) and perplexity probes.
     #[arg(long)]
     no_probes: bool,
-    /// Cross-check the answer with a second strategy: auto (when unsure), always, never.
+    /// Cross-check the answer with a second strategy: auto (when unsure), always, never
+    /// (used with --no-escalate; escalation draws from the second strategy itself).
     #[arg(long, default_value = "auto", value_parser = ["auto", "always", "never"])]
     cross_check: String,
+    /// Never draw more replies after the first attempt (compute by difficulty off).
+    #[arg(long)]
+    no_escalate: bool,
+    /// Most replies escalation may draw after the first attempt.
+    #[arg(long, default_value_t = 8)]
+    escalation_samples: usize,
     /// Always give the answer found, however unsure.
     #[arg(long)]
     no_abstain: bool,
@@ -571,6 +580,11 @@ fn solve(g: &GlobalArgs, a: SolveArgs) -> Result<()> {
             "always" => CrossCheck::Always,
             "never" => CrossCheck::Never,
             _ => ReasonerConfig::default().cross_check,
+        },
+        escalation: EscalationConfig {
+            enabled: !a.no_escalate,
+            max_samples: a.escalation_samples,
+            ..EscalationConfig::default()
         },
         abstain_after: !a.no_abstain,
         family: a.family.clone(),

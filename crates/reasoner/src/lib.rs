@@ -1181,6 +1181,50 @@ pub fn summary(r: &EpisodeReport) -> String {
             r.retrieved.notes.len()
         ));
     }
+    if let Some(e) = &r.escalation {
+        out.push(format!(
+            "escalation: first answer {} at P(correct) {:.2}; {} more repl{} drawn",
+            e.first_answer.as_deref().unwrap_or("none"),
+            e.first_confidence,
+            e.drawn,
+            if e.drawn == 1 { "y" } else { "ies" }
+        ));
+        for (i, round) in e.rounds.iter().enumerate() {
+            let v = &round.value;
+            let replies = round
+                .replies
+                .iter()
+                .map(|x| {
+                    format!(
+                        "{} {} (weight {:.2})",
+                        x.strategy.name(),
+                        x.answer.as_deref().unwrap_or("no answer"),
+                        x.weight
+                    )
+                })
+                .collect::<Vec<_>>()
+                .join(", ");
+            out.push(format!(
+                "  round {}: P(correct) {:.2}, expected gain {:+.3} worth {:.4} vs cost {:.4}, \
+                 P(majority) {:.2}: {}{}",
+                i + 1,
+                v.p_correct,
+                v.expected_gain,
+                v.worth,
+                v.cost,
+                round.majority_posterior,
+                round.decision,
+                if replies.is_empty() {
+                    String::new()
+                } else {
+                    format!(
+                        " -> {replies}; leader {}",
+                        round.leader.as_deref().unwrap_or("none")
+                    )
+                }
+            ));
+        }
+    }
     if let Some(c) = &r.cross_check {
         out.push(format!(
             "cross-check by {}: {} ({})",
