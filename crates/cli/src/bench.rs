@@ -44,7 +44,8 @@ pub(crate) struct BenchArgs {
     seed: u64,
     /// A configuration: full (the whole loop), assess (self-awareness
     /// only), one solve configuration run bare (greedy_cot, pal, sc8,
-    /// sc8_pal, adaptive_cot, adaptive_pal, bon4, beam, mcts, mcts_puct), or a
+    /// sc8_pal, adaptive_cot, adaptive_pal, deepconf_cot, deepconf_pal, bon4,
+    /// beam, mcts, mcts_puct), or a
     /// TOML/JSON file of ReasonerConfig fields (missing fields take the
     /// defaults; see --print-config).
     #[arg(long, default_value = "full")]

@@ -852,6 +852,7 @@ fn generate(g: &GlobalArgs, a: GenerateArgs) -> Result<()> {
             stop: a.stop,
             top_logprobs: a.top_logprobs,
             ignore_eos: false,
+            confidence_floor: None,
         },
     )
     .with_n(a.n);

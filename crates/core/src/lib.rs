@@ -31,7 +31,7 @@ pub use embed::{EmbedError, Embedder};
 
 pub use error::ModelError;
 pub use model::{
-    softmax, FinishReason, GenerateRequest, Generation, LanguageModel, Message, ModelInfo, Prompt,
-    Role, SamplingParams, ScoreRequest, Scored, Sequence, TokenLogprob, TopToken, Usage,
-    MAX_TOP_LOGPROBS,
+    softmax, ConfidenceFloor, FinishReason, GenerateRequest, Generation, LanguageModel, Message,
+    ModelInfo, Prompt, Role, SamplingParams, ScoreRequest, Scored, Sequence, TokenLogprob,
+    TopToken, Usage, MAX_TOP_LOGPROBS,
 };

@@ -157,6 +157,44 @@ pub struct SamplingParams {
     /// decode a fixed number of tokens).
     #[serde(default)]
     pub ignore_eos: bool,
+    /// End a sequence early once its confidence sags below a floor
+    /// (DeepConf's online cut); it then finishes with
+    /// [`FinishReason::LowConfidence`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub confidence_floor: Option<ConfidenceFloor>,
+}
+
+/// A floor under a sequence's running confidence: once the mean token
+/// confidence ([`TokenLogprob::confidence`]) of the last `window` tokens
+/// falls below `threshold`, the sequence ends. The embedded engine stops
+/// decoding there; other backends cut the finished sequence at the same
+/// token ([`Sequence::apply_confidence_floor`]), which gives the same text
+/// but saves no compute.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct ConfidenceFloor {
+    /// Tokens per window.
+    pub window: u32,
+    /// The least mean confidence of a window.
+    pub threshold: f64,
+}
+
+impl ConfidenceFloor {
+    /// The number of tokens after which a sequence with these token
+    /// confidences is cut (None: it is not).
+    pub fn cut_after(&self, confidences: &[f64]) -> Option<usize> {
+        let w = self.window.max(1) as usize;
+        let mut sum = 0.0;
+        for (i, c) in confidences.iter().enumerate() {
+            sum += c;
+            if i >= w {
+                sum -= confidences[i - w];
+            }
+            if i + 1 >= w && sum / (w as f64) < self.threshold {
+                return Some(i + 1);
+            }
+        }
+        None
+    }
 }
 
 impl Default for SamplingParams {
@@ -170,6 +208,7 @@ impl Default for SamplingParams {
             stop: Vec::new(),
             top_logprobs: 5,
             ignore_eos: false,
+            confidence_floor: None,
         }
     }
 }
@@ -272,6 +311,22 @@ pub struct TokenLogprob {
     pub top: Vec<TopToken>,
 }
 
+impl TokenLogprob {
+    /// The token's confidence in the sense of DeepConf: the negative mean
+    /// log-probability of the alternatives reported at its position. High
+    /// where the distribution is peaked (the runners-up are unlikely), low
+    /// where the model hesitates. With fewer than two alternatives there is
+    /// no runner-up to read: −ln(1 − p) of the token's own probability p
+    /// stands in (also high when p is near 1).
+    pub fn confidence(&self) -> f64 {
+        if self.top.len() < 2 {
+            let p = f64::from(self.logprob).exp().min(1.0 - 1e-6);
+            return -(1.0 - p).ln();
+        }
+        -self.top.iter().map(|a| f64::from(a.logprob)).sum::<f64>() / self.top.len() as f64
+    }
+}
+
 /// Why a sequence ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -280,6 +335,9 @@ pub enum FinishReason {
     Stop,
     /// `max_tokens` or the context was reached.
     Length,
+    /// The sequence's running confidence fell below the request's
+    /// [`ConfidenceFloor`].
+    LowConfidence,
 }
 
 /// One generated sequence.
@@ -299,6 +357,24 @@ pub struct Sequence {
 }
 
 impl Sequence {
+    /// Cuts the sequence where `floor` would have ended it (a backend
+    /// that cannot stop decoding on it applies it afterwards).
+    pub fn apply_confidence_floor(&mut self, floor: &ConfidenceFloor) {
+        if self.finish_reason == FinishReason::LowConfidence {
+            return;
+        }
+        let c: Vec<f64> = self.tokens.iter().map(TokenLogprob::confidence).collect();
+        if let Some(n) = floor.cut_after(&c) {
+            if n < self.tokens.len() {
+                self.tokens.truncate(n);
+                let bytes: Vec<u8> = self.tokens.iter().flat_map(|t| t.bytes.clone()).collect();
+                self.text = String::from_utf8_lossy(&bytes).into_owned();
+            }
+            self.finish_reason = FinishReason::LowConfidence;
+            self.stop_sequence = None;
+        }
+    }
+
     /// Sum of token log-probabilities.
     pub fn total_logprob(&self) -> f64 {
         self.tokens.iter().map(|t| f64::from(t.logprob)).sum()

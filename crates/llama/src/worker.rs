@@ -576,6 +576,21 @@ impl<'m> Engine<'m> {
         a.starts.push(a.bytes.len());
         a.bytes.extend_from_slice(&info.bytes);
         a.tokens.push(info);
+        // DeepConf's online cut: the mean confidence of the last window.
+        if let Some(floor) = &req.params.confidence_floor {
+            let w = floor.window.max(1) as usize;
+            if a.tokens.len() >= w {
+                let mean = a.tokens[a.tokens.len() - w..]
+                    .iter()
+                    .map(TokenLogprob::confidence)
+                    .sum::<f64>()
+                    / w as f64;
+                if mean < floor.threshold {
+                    a.done = Some(FinishReason::LowConfidence);
+                    return;
+                }
+            }
+        }
         for stop in &req.params.stop {
             if let Some(at) = find(&a.bytes[search_from..], stop.as_bytes()) {
                 let cut = search_from + at;

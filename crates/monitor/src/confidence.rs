@@ -21,13 +21,9 @@ pub const GROUP_TOKENS: usize = 32;
 /// Tokens at the end of a trace that make its tail.
 pub const TAIL_TOKENS: usize = 32;
 
-/// The confidence of one token: -mean log P over the alternatives reported
-/// at its position (the token's own log-probability when none are).
+/// The confidence of one token ([`TokenLogprob::confidence`]).
 pub fn token_confidence(t: &TokenLogprob) -> f64 {
-    if t.top.is_empty() {
-        return -(t.logprob as f64);
-    }
-    -t.top.iter().map(|a| a.logprob as f64).sum::<f64>() / t.top.len() as f64
+    t.confidence()
 }
 
 /// The confidence summaries of one trace.
@@ -198,6 +194,10 @@ mod tests {
         let flat = token_confidence(&tok(&[-1.0, -1.2, -1.3]));
         assert!(peaked > flat, "{peaked} vs {flat}");
         assert!((flat - 3.5 / 3.0).abs() < 1e-6);
+        // Without runners-up, a likelier token is still the more confident.
+        let sure = token_confidence(&tok(&[-0.01]));
+        let unsure = token_confidence(&tok(&[-1.5]));
+        assert!(sure > unsure && unsure > 0.0, "{sure} vs {unsure}");
     }
 
     #[test]

@@ -30,6 +30,13 @@ pub use stopping::StopRule;
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case", tag = "event")]
 pub enum Event {
+    /// DeepConf's warm-up set the confidence floor of later replies.
+    ConfidenceFloor {
+        /// Warm-up replies.
+        warmup: usize,
+        /// The floor of the sliding-window confidence.
+        threshold: f64,
+    },
     /// Adaptive consistency counted votes after a round.
     Vote {
         /// Samples so far.

@@ -10,8 +10,8 @@
 use std::collections::BTreeMap;
 
 use metareason_core::{
-    FinishReason, GenerateRequest, LanguageModel, ModelError, Prompt, SamplingParams, Sequence,
-    Usage,
+    ConfidenceFloor, FinishReason, GenerateRequest, LanguageModel, ModelError, Prompt,
+    SamplingParams, Sequence, Usage,
 };
 use metareason_strategy::answer::{Answer, AnswerKind};
 use metareason_strategy::Strategy;
@@ -19,9 +19,10 @@ use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
-use crate::confidence::TraceConfidence;
+use crate::confidence::{quantile, TraceConfidence, GROUP_TOKENS};
 use crate::judge::StepJudge;
 use crate::reward::{tokens_per_step, RewardWeights, StepSignals};
+use crate::stopping::rescaled_votes;
 use crate::stopping::StopRule;
 use crate::Event;
 
@@ -48,6 +49,23 @@ pub enum SearchPolicy {
         max_samples: usize,
         /// Replies drawn per round (they share the prompt's evaluation).
         batch: usize,
+        /// When to stop.
+        rule: StopRule,
+    },
+    /// DeepConf online (Fu et al. 2025, "Deep Think with Confidence"):
+    /// `warmup` replies run whole and set a floor, the quantile `1 - keep`
+    /// of their lowest group confidence; every later reply is cut once its
+    /// sliding-window confidence falls below the floor and does not vote;
+    /// votes are weighted by lowest group confidence, and sampling stops
+    /// when the rule is sure of the weighted majority or at `max_samples`.
+    DeepConf {
+        /// Replies that run whole and set the floor.
+        warmup: usize,
+        /// Upper bound on replies.
+        max_samples: usize,
+        /// Share of warm-up confidence kept above the floor (0.9: the
+        /// floor is the warm-up's 10th percentile; 0.1: its 90th).
+        keep: f64,
         /// When to stop.
         rule: StopRule,
     },
@@ -100,6 +118,7 @@ impl SearchPolicy {
             SearchPolicy::BestOfN { .. } => "best_of_n",
             SearchPolicy::SelfConsistency { .. } => "self_consistency",
             SearchPolicy::Adaptive { .. } => "adaptive",
+            SearchPolicy::DeepConf { .. } => "deepconf",
             SearchPolicy::Beam { .. } => "beam",
             SearchPolicy::Mcts { .. } => "mcts",
         }
@@ -297,6 +316,7 @@ impl Searcher<'_> {
             stop,
             top_logprobs: self.settings.top_logprobs,
             ignore_eos: false,
+            confidence_floor: None,
         }
     }
 
@@ -331,6 +351,18 @@ impl Searcher<'_> {
                 batch,
                 rule,
             } => self.adaptive(prompt, *max_samples, *batch, rule, &mut budget, &mut events)?,
+            SearchPolicy::DeepConf {
+                warmup,
+                max_samples,
+                keep,
+                rule,
+            } => self.deepconf(
+                prompt,
+                (*warmup, *max_samples, *keep),
+                rule,
+                &mut budget,
+                &mut events,
+            )?,
             SearchPolicy::Beam {
                 width,
                 expansions,
@@ -378,6 +410,7 @@ impl Searcher<'_> {
             SearchPolicy::SelfConsistency { .. }
             | SearchPolicy::Adaptive { .. }
             | SearchPolicy::Mcts { .. } => majority(&candidates, &votes),
+            SearchPolicy::DeepConf { .. } => weighted_majority(&candidates),
         };
         let agreement = candidates[chosen]
             .answer
@@ -502,6 +535,72 @@ impl Searcher<'_> {
             });
             if stop {
                 break;
+            }
+        }
+        Ok(all)
+    }
+
+    fn deepconf(
+        &self,
+        prompt: &Prompt,
+        (warmup, max_samples, keep): (usize, usize, f64),
+        rule: &StopRule,
+        budget: &mut Budget,
+        events: &mut Vec<Event>,
+    ) -> Result<Vec<Candidate>, ModelError> {
+        let max_samples = max_samples.max(1);
+        let warmup = warmup.clamp(1, max_samples);
+        let mut all = self.sample(prompt, warmup, self.settings.temperature, 0, budget)?;
+        let warm: Vec<f64> = all.iter().map(|c| c.confidence.lowest_group).collect();
+        let floor = ConfidenceFloor {
+            window: GROUP_TOKENS as u32,
+            threshold: quantile(&warm, 1.0 - keep).unwrap_or(f64::NEG_INFINITY),
+        };
+        events.push(Event::ConfidenceFloor {
+            warmup: warm.len(),
+            threshold: floor.threshold,
+        });
+        let mut round = 1u64;
+        loop {
+            unify_answers(self.kind, &mut all);
+            let weighted = weighted_votes(&all);
+            let confidence = rule.confidence_weighted(&weighted);
+            let stop = confidence >= rule.threshold() || all.len() >= max_samples;
+            events.push(Event::Vote {
+                samples: all.len(),
+                votes: vote(&all),
+                confidence,
+                stop,
+            });
+            if stop {
+                break;
+            }
+            if budget.exhausted() {
+                events.push(Event::BudgetExhausted {
+                    tokens: budget.used.generated_tokens,
+                });
+                break;
+            }
+            let max = budget.remaining_tokens(self.settings.max_tokens);
+            let mut params = self.params(
+                self.settings.temperature,
+                max,
+                self.settings.seed.wrapping_add(round * 1000),
+                Vec::new(),
+            );
+            params.confidence_floor = Some(floor);
+            round += 1;
+            let g = self
+                .model
+                .generate(&GenerateRequest::new(prompt.clone(), params))?;
+            budget.used += g.usage;
+            for seq in &g.sequences {
+                let mut c = score_reply(seq, self.strategy, self.kind, self.weights);
+                if seq.finish_reason == FinishReason::LowConfidence {
+                    // A reply cut short has no answer worth a vote.
+                    c.answer = None;
+                }
+                all.push(c);
             }
         }
         Ok(all)
@@ -776,6 +875,34 @@ pub fn unify_answers(kind: &AnswerKind, candidates: &mut [Candidate]) {
             }
         }
     }
+}
+
+/// Votes per answer weighted by each reply's lowest group confidence and
+/// rescaled to the number of replies with an answer.
+pub fn weighted_votes(candidates: &[Candidate]) -> BTreeMap<String, f64> {
+    rescaled_votes(candidates.iter().filter_map(|c| {
+        c.answer
+            .as_ref()
+            .map(|a| (a.normalized.as_str(), c.confidence.lowest_group.max(1e-3)))
+    }))
+}
+
+/// The candidate of the answer with the largest confidence-weighted vote
+/// (ties to the best step-reward score); the first candidate when none has
+/// an answer.
+pub fn weighted_majority(candidates: &[Candidate]) -> usize {
+    let votes = weighted_votes(candidates);
+    let top = votes.values().copied().fold(f64::NEG_INFINITY, f64::max);
+    candidates
+        .iter()
+        .enumerate()
+        .filter(|(_, c)| {
+            c.answer
+                .as_ref()
+                .is_some_and(|a| (votes[&a.normalized] - top).abs() < 1e-9)
+        })
+        .max_by(|a, b| a.1.score.total_cmp(&b.1.score))
+        .map_or(0, |(i, _)| i)
 }
 
 /// Votes per (normalised) answer.

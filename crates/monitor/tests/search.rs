@@ -415,3 +415,51 @@ fn puct_rolls_out_the_child_the_step_reward_prefers_and_uct_the_first() {
         }
     );
 }
+
+/// A 40-token reply answering `n`, every token at log-probability `lp`
+/// with runners-up at `alts`.
+fn long_reply(n: &str, lp: f32, alts: [f32; 2]) -> Reply {
+    let mut tokens: Vec<(String, f32)> = (0..36).map(|i| (format!("w{i} "), lp)).collect();
+    tokens.extend(["The ", "answer ", "is ", &format!("{n}.")].map(|t| (t.to_string(), lp)));
+    Reply::tokens(tokens).alternatives([("x", alts[0]), ("y", alts[1])])
+}
+
+#[test]
+fn deepconf_cuts_a_hesitant_reply_below_the_warmup_floor_and_drops_its_vote() {
+    // Warm-up: two confident replies (token confidence 5.67 and 6.34); the
+    // floor keeps 90% of their confidence: 5.73. The third reply hesitates
+    // (confidence 0.9): cut after one window of 32 tokens, no vote. Then
+    // confident replies until the weighted Beta rule is sure (4 votes).
+    let sure_a = long_reply("18", -0.01, [-8.0, -9.0]);
+    let sure_b = long_reply("18", -0.01, [-9.0, -10.0]);
+    let hesitant = long_reply("20", -0.5, [-1.0, -1.2]);
+    let replies = [
+        sure_a,
+        sure_b.clone(),
+        hesitant,
+        sure_b.clone(),
+        sure_b.clone(),
+        sure_b,
+    ];
+    let model = ScriptedModel::new().on(When::Always, replies);
+    let policy = SearchPolicy::DeepConf {
+        warmup: 2,
+        max_samples: 8,
+        keep: 0.9,
+        rule: StopRule::Beta { threshold: 0.95 },
+    };
+    let out = run(&model, policy);
+    assert_eq!(model.sequences_generated(), 5);
+    let cut = &out.candidates[2];
+    assert_eq!(cut.tokens, 32);
+    assert!(cut.answer.is_none() && !cut.complete);
+    assert_eq!(out.votes.get("18"), Some(&4));
+    assert_eq!(out.votes.get("20"), None);
+    assert_eq!(out.best().answer.as_ref().unwrap().normalized, "18");
+    let floor = out.events.iter().find_map(|e| match e {
+        Event::ConfidenceFloor { threshold, .. } => Some(*threshold),
+        _ => None,
+    });
+    let f = floor.expect("the warm-up set a floor");
+    assert!(f > 5.67 && f < 5.8, "{f}");
+}

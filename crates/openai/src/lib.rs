@@ -325,6 +325,13 @@ impl LanguageModel for OpenAiModel {
                 stop_sequence: c.stop_reason.and_then(|v| v.as_str().map(str::to_string)),
             });
         }
+        // A server cannot stop on a confidence floor: the same cut, after
+        // the fact.
+        if let Some(floor) = &req.params.confidence_floor {
+            for s in &mut sequences {
+                s.apply_confidence_floor(floor);
+            }
+        }
         let generated: u64 = sequences.iter().map(|s| s.tokens.len() as u64).sum();
         let mut usage = answer.usage.map_or(
             Usage {

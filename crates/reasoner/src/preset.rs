@@ -39,6 +39,12 @@ pub enum Preset {
     AdaptiveCot,
     /// Adaptive consistency over program-aided samples.
     AdaptivePal,
+    /// DeepConf online over chain of thought: 2 warm-up replies set the
+    /// confidence floor (keeping 90%), later replies cut below it,
+    /// confidence-weighted votes, Beta rule at 0.95, at most 8.
+    DeepconfCot,
+    /// The same over program-aided replies.
+    DeepconfPal,
     /// Best of 4 chain-of-thought samples by mean step reward.
     Bon4,
     /// Step-level beam search (width 2, 2 expansions).
@@ -51,7 +57,7 @@ pub enum Preset {
 
 impl Preset {
     /// Every preset.
-    pub const ALL: [Preset; 12] = [
+    pub const ALL: [Preset; 14] = [
         Preset::Full,
         Preset::Assess,
         Preset::GreedyCot,
@@ -60,6 +66,8 @@ impl Preset {
         Preset::Sc8Pal,
         Preset::AdaptiveCot,
         Preset::AdaptivePal,
+        Preset::DeepconfCot,
+        Preset::DeepconfPal,
         Preset::Bon4,
         Preset::Beam,
         Preset::Mcts,
@@ -77,6 +85,8 @@ impl Preset {
             Preset::Sc8Pal => "sc8_pal",
             Preset::AdaptiveCot => "adaptive_cot",
             Preset::AdaptivePal => "adaptive_pal",
+            Preset::DeepconfCot => "deepconf_cot",
+            Preset::DeepconfPal => "deepconf_pal",
             Preset::Bon4 => "bon4",
             Preset::Beam => "beam",
             Preset::Mcts => "mcts",
@@ -94,6 +104,12 @@ impl Preset {
         let adaptive = SearchPolicy::Adaptive {
             max_samples: 8,
             batch: 1,
+            rule: StopRule::Beta { threshold: 0.95 },
+        };
+        let deepconf = SearchPolicy::DeepConf {
+            warmup: 2,
+            max_samples: 8,
+            keep: 0.9,
             rule: StopRule::Beta { threshold: 0.95 },
         };
         let tree = |selection| SearchPolicy::Mcts {
@@ -121,6 +137,8 @@ impl Preset {
             ),
             Preset::AdaptiveCot => bare(StrategyKind::ChainOfThought, adaptive),
             Preset::AdaptivePal => bare(StrategyKind::ProgramAided, adaptive),
+            Preset::DeepconfCot => bare(StrategyKind::ChainOfThought, deepconf),
+            Preset::DeepconfPal => bare(StrategyKind::ProgramAided, deepconf),
             Preset::Bon4 => bare(StrategyKind::ChainOfThought, SearchPolicy::BestOfN { n: 4 }),
             Preset::Beam => bare(
                 StrategyKind::ChainOfThought,

@@ -235,6 +235,9 @@ impl Sandbox {
         .arg(dir.path())
         .args(["/tmp", "--chdir", "/tmp"])
         .args(["--unshare-all", "--die-with-parent", "--new-session"])
+        // bwrap reports on fd 3 when the program has started: what the
+        // program prints on stderr can then never pass for bwrap's errors.
+        .args(["--json-status-fd", "3"])
         .args(["--clearenv", "--setenv", "HOME", "/tmp", "--setenv", "PATH"])
         .arg("/usr/local/bin:/usr/bin:/bin")
         .args(["--setenv", "LANG", "C.UTF-8", "--"])
@@ -242,10 +245,12 @@ impl Sandbox {
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
+        let (mut status_reader, status_writer) = std::io::pipe()?;
+        let status_fd = std::os::fd::AsRawFd::as_raw_fd(&status_writer);
         let l = self.limits.clone();
         let uid = next_uid();
-        // SAFETY: only async-signal-safe calls (setrlimit, setgroups, setgid,
-        // setuid, setsid) between fork and exec.
+        // SAFETY: only async-signal-safe calls (dup2, fcntl, setrlimit,
+        // setgroups, setgid, setuid, setsid) between fork and exec.
         unsafe {
             cmd.pre_exec(move || {
                 let set2 = |res, soft: u64, hard: u64| {
@@ -259,6 +264,16 @@ impl Sandbox {
                     Ok(())
                 };
                 let set = |res, v: u64| set2(res, v, v);
+                // The status pipe becomes fd 3, open across exec (dup2 clears
+                // close-on-exec; when it already is fd 3, clear it by hand).
+                let moved = if status_fd == 3 {
+                    libc::fcntl(3, libc::F_SETFD, 0)
+                } else {
+                    libc::dup2(status_fd, 3)
+                };
+                if moved < 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
                 libc::setsid();
                 // SIGXCPU at the soft limit tells a CPU timeout from other
                 // kills; the kernel's SIGKILL at the hard limit is the backstop.
@@ -284,6 +299,16 @@ impl Sandbox {
         let mut child = cmd
             .spawn()
             .map_err(|e| SandboxError::Unavailable(format!("cannot start bwrap ({e})")))?;
+        // Only bwrap may hold the write end: the pipe closes when it exits.
+        drop(status_writer);
+        // Read to the end (bwrap writes the exit code last and would die of
+        // SIGPIPE on a closed pipe); the program never holds fd 3, so the
+        // pipe closes when bwrap exits.
+        let started_thread = std::thread::spawn(move || {
+            let mut text = String::new();
+            let _ = status_reader.read_to_string(&mut text);
+            text.contains("\"child-pid\"")
+        });
         let pid = child.id() as i32;
         let overflow = Arc::new(AtomicBool::new(false));
         let readers: Vec<_> = [
@@ -323,10 +348,13 @@ impl Sandbox {
             .collect::<Vec<_>>();
         let stderr = String::from_utf8_lossy(&outputs.pop().unwrap_or_default()).into_owned();
         let stdout = String::from_utf8_lossy(&outputs.pop().unwrap_or_default()).into_owned();
-        if stderr.starts_with("bwrap:") {
+        let started_child = started_thread.join().unwrap_or(false);
+        if !started_child {
             return Err(SandboxError::Unavailable(format!(
                 "bubblewrap could not start the program: {} (the sandbox needs user \
-                 namespaces: sysctl kernel.unprivileged_userns_clone=1)",
+                 namespaces, which the kernel refuses when they are switched off \
+                 (sysctl kernel.unprivileged_userns_clone=1, \
+                 user.max_user_namespaces) or when the caller runs in a chroot)",
                 stderr.trim()
             )));
         }

@@ -176,3 +176,25 @@ fn output_floods_are_cut_and_stopped() {
     assert_eq!(run.ending, Ending::OutputLimit, "{:?}", run.ending);
     assert!(run.stdout.len() <= 4096);
 }
+
+#[test]
+fn a_program_that_prints_like_bwrap_is_still_a_program() {
+    // bwrap's own failures are told by its status pipe, not by what stderr
+    // says: this once aborted the whole solve as "sandbox unavailable".
+    let run = sandbox()
+        .run_python(
+            "import sys\nsys.stderr.write('bwrap: No permissions to create new namespace\\n')\nsys.exit(3)\n",
+        )
+        .expect("the program ran");
+    assert_eq!(run.ending, Ending::Exited(3));
+    assert!(run.stderr.starts_with("bwrap:"));
+}
+
+#[test]
+fn the_program_cannot_write_to_bwraps_status_pipe() {
+    // fd 3 carries bwrap's status to metareason; the program must not hold it.
+    let run = sandbox()
+        .run_python("import os\ntry:\n    os.write(3, b'{\"child-pid\": 1}\\n')\n    print('wrote')\nexcept OSError as e:\n    print('refused', e.errno)\n")
+        .unwrap();
+    assert!(run.stdout.starts_with("refused"), "{run:?}");
+}

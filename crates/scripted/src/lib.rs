@@ -342,7 +342,11 @@ impl LanguageModel for ScriptedModel {
         for _ in 0..req.n {
             let reply = &rule.replies[rule.next.min(rule.replies.len() - 1)];
             rule.next += 1;
-            sequences.push(render(reply, req));
+            let mut seq = render(reply, req);
+            if let Some(floor) = &req.params.confidence_floor {
+                seq.apply_confidence_floor(floor);
+            }
+            sequences.push(seq);
         }
         usage.generated_tokens = sequences.iter().map(|s| s.tokens.len() as u64).sum();
         Ok(Generation { sequences, usage })

@@ -532,10 +532,11 @@ impl<'a> Solver<'a> {
         let mut outcome = searcher.run(&config.policy, &prompt)?;
         *usage += outcome.usage;
         let mut programs = Vec::new();
+        let mut failures = Vec::new();
         if strategy.answer_source == AnswerSource::Program {
             let sandbox = sandbox.expect("program strategies run only with a sandbox");
             for (i, c) in outcome.candidates.iter_mut().enumerate() {
-                let run = program::run_program(sandbox, &c.text)?;
+                let run = run_or_fail(sandbox, &c.text, i, &mut failures);
                 c.answer = program_answer(run.as_ref(), &config.answer_kind);
                 programs.push((i, run));
             }
@@ -546,6 +547,12 @@ impl<'a> Solver<'a> {
         if let Some((_, Some(p))) = programs.iter().find(|(i, _)| *i == outcome.chosen) {
             findings.push(p.finding.clone());
         }
+        findings.extend(
+            failures
+                .into_iter()
+                .filter(|(i, _)| *i == outcome.chosen)
+                .map(|(_, f)| f),
+        );
         let critique = if config.critique {
             let (p, u) = self.critique(question, &best, &findings, &config.notes)?;
             *usage += u;
@@ -754,7 +761,8 @@ impl<'a> Solver<'a> {
         let mut outcome = searcher.run(policy, &prompt)?;
         *usage += outcome.usage;
         let mut runs = Vec::new();
-        for c in &mut outcome.candidates {
+        let mut failures = Vec::new();
+        for (i, c) in outcome.candidates.iter_mut().enumerate() {
             // Each candidate continues the kept steps: it is scored whole.
             c.steps = kept.iter().cloned().chain(c.steps.drain(..)).collect();
             c.text = format!("{prefix}{}", c.text);
@@ -762,7 +770,7 @@ impl<'a> Solver<'a> {
             c.score = mean_reward(&c.steps);
             if strategy.answer_source == AnswerSource::Program {
                 if let Some(sb) = sandbox {
-                    let run = program::run_program(sb, &c.text)?;
+                    let run = run_or_fail(sb, &c.text, i, &mut failures);
                     c.answer = program_answer(run.as_ref(), &config.answer_kind);
                     runs.push(run);
                 }
@@ -777,6 +785,12 @@ impl<'a> Solver<'a> {
         if let Some(p) = &program_run {
             findings.push(p.finding.clone());
         }
+        findings.extend(
+            failures
+                .into_iter()
+                .filter(|(i, _)| *i == outcome.chosen)
+                .map(|(_, f)| f),
+        );
         Ok((outcome, findings, program_run))
     }
 
@@ -819,6 +833,34 @@ impl<'a> Solver<'a> {
             confidence,
             program: program_run.map(|r| (r.program, r.run)),
         }))
+    }
+}
+
+/// Runs the program of reply `i`; when the sandbox itself fails, the reply
+/// has no answer and a finding says why (one reply's failed sandbox run is
+/// a failed attempt, not an aborted solve). The finding carries no weight
+/// as evidence about the answer (confidence 0).
+fn run_or_fail(
+    sandbox: &Sandbox,
+    reply: &str,
+    i: usize,
+    failures: &mut Vec<(usize, Finding)>,
+) -> Option<program::ProgramOutcome> {
+    match program::run_program(sandbox, reply) {
+        Ok(run) => run,
+        Err(e) => {
+            failures.push((
+                i,
+                Finding {
+                    verifier: VerifierKind::Program,
+                    verdict: Verdict::Fail,
+                    step: None,
+                    message: format!("the sandbox could not run the program: {e}"),
+                    confidence: 0.0,
+                },
+            ));
+            None
+        }
     }
 }
 
