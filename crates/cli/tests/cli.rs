@@ -29,7 +29,7 @@ fn short_bench_config(dir: &std::path::Path, max_tokens: u32) -> std::path::Path
         format!(
             // SmolLM2's probes are noise: the answerability model would
             // decline most tasks before an attempt, which these tests need.
-            "strategies = [\"direct\"]\ncross_check = \"never\"\ndistill = false\n[solve]\nfallbacks = []\nmax_revisions = 0\nbacktrack_samples = 0\n[solve.settings]\nmax_tokens = {max_tokens}\n[awareness]\nallow_abstain = false\n"
+            "strategies = [\"direct\"]\ncross_check = \"never\"\ndistill = false\n[solve]\nfallbacks = []\nmax_revisions = 0\nbacktrack_samples = 0\n[solve.settings]\nmax_tokens = {max_tokens}\n[awareness]\nallow_abstain = false\n[escalation]\nenabled = false\n"
         ),
     )
     .unwrap();
@@ -293,6 +293,17 @@ fn solve_on_the_test_model_stores_an_episode_that_feedback_grades() {
         assert!(r > 0.0 && r < 1.0, "{s}");
     }
     assert!(v["usage"]["generated_tokens"].as_u64().unwrap() > 0);
+    // Escalation was weighed after the first attempt, with its numbers,
+    // and drew no more than its budget.
+    let e = &v["escalation"];
+    let rounds = e["rounds"].as_array().expect("escalation rounds");
+    assert!(!rounds.is_empty());
+    assert!(rounds.last().unwrap()["decision"]
+        .as_str()
+        .unwrap()
+        .starts_with("stop"));
+    assert!(rounds[0]["value"]["p_correct"].as_f64().is_some());
+    assert!(e["drawn"].as_u64().unwrap() <= 8);
     let file: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(&trace_path).unwrap()).unwrap();
     assert_eq!(file, v);

@@ -8,12 +8,13 @@ use metareason_reasoner::{Feedback, Reasoner, ReasonerConfig};
 use metareason_scripted::{Reply, ScriptedModel, When};
 use metareason_strategy::StrategyKind;
 
-/// Chain of thought always says 42; the program prints `printed`.
+/// Chain of thought always says 42; the program prints `printed`. Every
+/// token of both is equally likely, so votes weigh the same.
 fn model(printed: &str) -> ScriptedModel {
     ScriptedModel::new()
         .on(
             When::PromptContains("program".into()),
-            [Reply::text(&format!("```python\nprint({printed})\n```"))],
+            [Reply::text(&format!("```python\nprint({printed})\n```")).logprob(-0.3)],
         )
         .on(
             When::Always,
@@ -110,13 +111,44 @@ fn a_disagreeing_strategy_runs_to_the_budget_and_lowers_confidence() {
     cfg.escalation.max_samples = 6;
     let report = r.run("What is 6 * 7?", &cfg).unwrap();
     let e = report.escalation.as_ref().unwrap();
-    // 4 votes for 42 (first answer and three chains) against 3 for 40: no
-    // sure majority, so the budget ends it.
+    // 4 votes for 42 (first answer and three chains) against 3 for 40, all
+    // of the same weight: no sure majority, so the budget ends it.
     assert_eq!(e.drawn, 6);
     assert!(e.rounds.last().unwrap().decision.contains("budget"));
     assert_eq!(report.answer.as_deref(), Some("42"));
     assert_eq!(report.features.as_ref().unwrap().cross_check, -1.0);
     assert!(report.confidence.unwrap() < agree.confidence.unwrap());
+}
+
+#[test]
+fn a_more_confident_minority_outweighs_a_hesitant_majority() {
+    // The program (40) is written with far surer tokens than the chains
+    // (42): its three votes outweigh their four.
+    let m = ScriptedModel::new()
+        .on(
+            When::PromptContains("program".into()),
+            [Reply::text("```python\nprint(40)\n```").logprob(-0.001)],
+        )
+        .on(
+            When::Always,
+            [Reply::text("6 * 7 = 42\nThe answer is 42.").logprob(-0.7)],
+        )
+        .score("Yes", (0.9f32).ln())
+        .score("No", (0.1f32).ln());
+    let mut r = Reasoner::new(&m, None, None, policy(0.0)).unwrap();
+    r.params.escalation.loses = Beta::new(1e-3, 1e6).unwrap();
+    let mut cfg = config();
+    cfg.escalation.max_samples = 6;
+    let report = r.run("What is 6 * 7?", &cfg).unwrap();
+    let e = report.escalation.as_ref().unwrap();
+    let last = e
+        .rounds
+        .iter()
+        .rev()
+        .find(|r| !r.replies.is_empty())
+        .unwrap();
+    assert!(last.votes["40"] > last.votes["42"], "{:?}", last.votes);
+    assert_eq!(report.candidate_answer.as_deref(), Some("40"));
 }
 
 #[test]
