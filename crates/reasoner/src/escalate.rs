@@ -18,7 +18,8 @@ use std::collections::BTreeMap;
 
 use metareason_awareness::Costs;
 use metareason_bayes::Beta;
-use metareason_core::Usage;
+use metareason_core::template::fill;
+use metareason_core::{LanguageModel, Prompt, Usage};
 use metareason_monitor::confidence::ConfidenceMeasure;
 use metareason_monitor::search::unify_answers;
 use metareason_monitor::stopping::rescaled_votes;
@@ -26,9 +27,12 @@ use metareason_monitor::SearchSettings;
 use metareason_monitor::{Candidate, StopRule};
 use metareason_reflection::{CalibrationFeatures, Calibrator};
 use metareason_solver::{Attempt, SolveConfig, SolveError, Solver, Trace};
+use metareason_strategy::answer::AnswerKind;
 use metareason_strategy::StrategyKind;
 use metareason_verify::Finding;
 use serde::{Deserialize, Serialize};
+
+use crate::prompts;
 
 /// How the loop escalates.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -276,6 +280,8 @@ impl Pool {
 /// What judges the pool: the calibration model, the strategies' priors,
 /// the policy's costs and the learned effect of escalating.
 pub(crate) struct Judgement<'j> {
+    /// The model, asked whether two short answers mean the same.
+    pub(crate) model: &'j dyn LanguageModel,
     pub(crate) calibration: &'j Calibrator,
     pub(crate) priors: &'j BTreeMap<StrategyKind, f64>,
     pub(crate) p_true: f64,
@@ -358,6 +364,7 @@ pub(crate) fn run(
         drawn: 0,
     };
     let mut usage = Usage::default();
+    let mut same_cache: BTreeMap<(String, String), bool> = BTreeMap::new();
     let round_tokens: f64 = mixture
         .iter()
         .map(|s| f64::from(s.strategy().expected_tokens) * config.per_round as f64)
@@ -430,11 +437,15 @@ pub(crate) fn run(
             }
             report.attempts.push(attempt);
         }
-        // Answers that mean the same are one answer.
+        // Answers that mean the same are one answer: first by their words,
+        // then, for short text, by the model's judgement.
         let mut candidates: Vec<Candidate> = pool.replies.iter().map(|r| r.1.clone()).collect();
         unify_answers(kind, &mut candidates);
         for (r, c) in pool.replies.iter_mut().zip(candidates) {
             r.1 = c;
+        }
+        if *kind == AnswerKind::Text {
+            usage += merge_by_meaning(judge.model, task, &mut pool, &mut same_cache)?;
         }
         leader = pool.leader(measure);
         if let Some(f) = leader
@@ -466,6 +477,69 @@ pub(crate) fn run(
         raw_answer,
         usage,
     })
+}
+
+/// Merges distinct short-text answers of the pool that the model judges to
+/// mean the same (clusters as in semantic entropy): each answer, in the
+/// order first seen, joins the first earlier cluster whose representative
+/// the model says it matches (P(Yes) ≥ 0.5), else starts its own.
+/// Judgements are cached per pair across rounds.
+pub(crate) fn merge_by_meaning(
+    model: &dyn LanguageModel,
+    task: &str,
+    pool: &mut Pool,
+    cache: &mut BTreeMap<(String, String), bool>,
+) -> Result<Usage, SolveError> {
+    let mut usage = Usage::default();
+    let mut distinct: Vec<String> = Vec::new();
+    for (_, c, _) in &pool.replies {
+        if let Some(a) = &c.answer {
+            if !distinct.contains(&a.normalized) {
+                distinct.push(a.normalized.clone());
+            }
+        }
+    }
+    let mut heads: Vec<String> = Vec::new();
+    let mut rename: BTreeMap<String, String> = BTreeMap::new();
+    for a in distinct {
+        let mut joined = None;
+        for h in &heads {
+            let key = (h.clone(), a.clone());
+            let same = match cache.get(&key) {
+                Some(&s) => s,
+                None => {
+                    let prompt = Prompt::user(fill(
+                        prompts::SAME_MEANING_USER,
+                        &[("task", task), ("a", h), ("b", &a)],
+                    ))
+                    .with_system(prompts::SAME_MEANING_SYSTEM);
+                    let (p, u) = model.choice_probabilities(&prompt, &["Yes", "No"])?;
+                    usage += u;
+                    let s = p[0] >= 0.5;
+                    cache.insert(key, s);
+                    s
+                }
+            };
+            if same {
+                joined = Some(h.clone());
+                break;
+            }
+        }
+        match joined {
+            Some(h) => {
+                rename.insert(a, h);
+            }
+            None => heads.push(a),
+        }
+    }
+    for (_, c, _) in &mut pool.replies {
+        if let Some(ans) = c.answer.as_mut() {
+            if let Some(h) = rename.get(&ans.normalized) {
+                ans.normalized = h.clone();
+            }
+        }
+    }
+    Ok(usage)
 }
 
 /// A reply's vote weight: its token confidence (at least a small positive

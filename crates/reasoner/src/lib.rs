@@ -25,6 +25,7 @@
 
 pub mod escalate;
 pub mod preset;
+mod prompts;
 
 pub use escalate::{EscalationBeliefs, EscalationConfig, EscalationReport};
 pub use preset::{Ablations, Module, Preset};
@@ -675,6 +676,7 @@ impl<'a> Reasoner<'a> {
                 &mixture,
                 &config.escalation,
                 &escalate::Judgement {
+                    model: self.model,
                     calibration: &calibration,
                     priors: &priors,
                     p_true,

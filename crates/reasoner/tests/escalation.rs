@@ -198,3 +198,41 @@ fn feedback_on_an_escalated_episode_teaches_what_escalation_does() {
     );
     assert!(r.params.escalation.loses.mean() < before);
 }
+
+#[test]
+fn short_text_answers_that_mean_the_same_are_one_answer() {
+    // Step-by-step says "Paris"; the direct reply says "the French
+    // capital". The model judges them the same answer to the question, so
+    // the pooled vote is unanimous.
+    let m = ScriptedModel::new()
+        .on(
+            When::PromptContains("Reply with the final answer only".into()),
+            [Reply::text("The French capital").logprob(-0.3)],
+        )
+        .on(
+            When::Always,
+            [Reply::text("France's capital city is Paris.\nThe answer is Paris.").logprob(-0.3)],
+        )
+        .score_if("Answer B: french capital", "Yes", (0.9f32).ln())
+        .score_if("Answer B: french capital", "No", (0.1f32).ln())
+        .score("Yes", (0.2f32).ln())
+        .score("No", (0.8f32).ln());
+    let mut r = Reasoner::new(&m, None, None, policy(0.0)).unwrap();
+    r.params.escalation.loses = Beta::new(1e-3, 1e6).unwrap();
+    let mut cfg = config();
+    cfg.infer_answer_kind = false;
+    cfg.solve.answer_kind = metareason_strategy::answer::AnswerKind::Text;
+    cfg.awareness.allow_abstain = false;
+    cfg.escalation.max_samples = 2;
+    let report = r.run("What is the capital of France?", &cfg).unwrap();
+    let e = report.escalation.as_ref().unwrap();
+    let last = e
+        .rounds
+        .iter()
+        .rev()
+        .find(|r| !r.replies.is_empty())
+        .unwrap();
+    assert_eq!(last.votes.len(), 1, "{:?}", last.votes);
+    assert_eq!(report.candidate_answer.as_deref(), Some("paris"));
+    assert_eq!(report.features.as_ref().unwrap().agreement, 1.0);
+}

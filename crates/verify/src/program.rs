@@ -1,29 +1,49 @@
 //! Program-aided answers: the model writes a Python program, the sandbox
 //! runs it, and what it prints is the answer.
 
-use std::sync::OnceLock;
-
 use metareason_sandbox::{Ending, Run, Sandbox, SandboxError};
-use regex::Regex;
 
 use crate::{Finding, Verdict, VerifierKind};
 
-/// The program in a model's reply: the last fenced code block (```python
-/// or plain ```), else the whole reply when it looks like code.
+/// The program in a model's reply: the last fenced Python block (else the
+/// last unlabelled one; never a block of output or other text), else the
+/// whole reply when it looks like code and has no fences.
 pub fn extract_program(reply: &str) -> Option<String> {
-    static FENCE: OnceLock<Regex> = OnceLock::new();
-    let fence = FENCE.get_or_init(|| {
-        Regex::new(r"(?s)```(?:python|py)?[ \t]*\n(.*?)(?:```|$)").expect("valid regex")
-    });
-    let code = fence
-        .captures_iter(reply)
-        .filter_map(|c| c.get(1).map(|m| m.as_str().trim().to_string()))
-        .filter(|c| !c.is_empty())
-        .last();
-    code.or_else(|| {
-        let t = reply.trim();
-        (t.contains("print(") && !t.is_empty()).then(|| t.to_string())
-    })
+    // Fences are read line by line: a closing fence followed by prose must
+    // never open a "block" of that prose, and a block of the program's
+    // imagined output (```output) is not a program.
+    let mut blocks: Vec<(String, String)> = Vec::new();
+    let mut open: Option<(String, String)> = None;
+    for line in reply.lines() {
+        let t = line.trim();
+        match (&mut open, t.strip_prefix("```")) {
+            (None, Some(lang)) => open = Some((lang.trim().to_lowercase(), String::new())),
+            (Some(_), Some(rest)) if rest.trim().is_empty() => {
+                blocks.push(open.take().expect("open"));
+            }
+            (Some((_, code)), _) => {
+                code.push_str(line);
+                code.push('\n');
+            }
+            (None, None) => {}
+        }
+    }
+    // A reply cut inside its block still has its program.
+    blocks.extend(open);
+    let code_like = |lang: &str| matches!(lang, "python" | "py" | "python3" | "");
+    let pick = |want: &dyn Fn(&str) -> bool| {
+        blocks
+            .iter()
+            .filter(|(lang, code)| want(lang) && !code.trim().is_empty())
+            .map(|(_, code)| code.trim().to_string())
+            .last()
+    };
+    pick(&|l| l.starts_with("py"))
+        .or_else(|| pick(&code_like))
+        .or_else(|| {
+            let t = reply.trim();
+            (t.contains("print(") && !t.contains("```")).then(|| t.to_string())
+        })
 }
 
 /// The outcome of running a generated program.
@@ -95,5 +115,22 @@ mod tests {
         assert_eq!(extract_program(reply).unwrap(), "print(6 * 7)");
         assert_eq!(extract_program("```\nprint(1)").unwrap(), "print(1)");
         assert!(extract_program("The answer is 4.").is_none());
+    }
+
+    #[test]
+    fn an_output_block_and_the_prose_after_it_are_not_the_program() {
+        // A real reply of the 1.5B model to a plain program-of-thought
+        // prompt: the program, its imagined output, then prose. The prose
+        // after the output block's closing fence was once run as Python.
+        let reply = "Here is the code:\n```python\nrate = 12\nprint(rate * 50 / 60)\n```\n```output\n10.0\n```\nWeng earned \\(\\boxed{10}\\) dollars.";
+        assert_eq!(
+            extract_program(reply).unwrap(),
+            "rate = 12\nprint(rate * 50 / 60)"
+        );
+        // A labelled Python block wins over a later unlabelled one.
+        let reply = "```python\nprint(1)\n```\nor\n```\nsee above\n```";
+        assert_eq!(extract_program(reply).unwrap(), "print(1)");
+        // Prose with fences but no code block has no program.
+        assert!(extract_program("```output\n3\n```\nprint(3) is what it does").is_none());
     }
 }
