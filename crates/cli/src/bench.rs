@@ -16,7 +16,7 @@ use metareason_bench::manifest::{
 };
 use metareason_bench::replay;
 use metareason_bench::run::{self, ItemResult, SampleRecord, Summary, MARKDOWN_HEADER};
-use metareason_memory::{Decision, Memory};
+use metareason_memory::Memory;
 use metareason_reasoner::{
     Ablations, Feedback, Module, Preset, Reasoner, ReasonerConfig, ReasonerError,
 };
@@ -29,8 +29,10 @@ use crate::{open_embedder, open_model, parse_answer_kind, GlobalArgs};
 pub(crate) struct BenchArgs {
     #[command(subcommand)]
     command: Option<BenchCommand>,
-    /// A built-in dataset (gsm8k-train, known-unknowns, unsolvable-questions,
-    /// freshqa) or a .jsonl/.csv file.
+    /// A built-in dataset (gsm8k, unsolvable-questions-evals, freshqa-inspect,
+    /// mmlu, strategyqa, known-unknowns-bigbench, truthfulqa, arithmetic,
+    /// gsm8k-train, known-unknowns, unsolvable-questions, everyday, freshqa;
+    /// `--list` describes one) or a .jsonl/.csv file.
     dataset: Option<String>,
     /// Items at most (a seeded random subset).
     #[arg(long)]
@@ -202,14 +204,6 @@ fn named_config(name: &str) -> Result<ReasonerConfig> {
     } else {
         toml::from_str(&text).with_context(|| format!("{name}: not a configuration"))?
     })
-}
-
-fn decision_name(d: Decision) -> &'static str {
-    match d {
-        Decision::Answer => "answer",
-        Decision::Abstain => "abstain",
-        Decision::Refuse => "refuse",
-    }
 }
 
 pub(crate) fn bench(g: &GlobalArgs, a: BenchArgs) -> Result<()> {
@@ -468,7 +462,7 @@ fn run_items(
             }
             Ok(ItemResult {
                 id: item.id.clone(),
-                decision: decision_name(report.decision).into(),
+                decision: report.decision.name().into(),
                 answer: report.answer.clone(),
                 reference,
                 correct,

@@ -25,7 +25,7 @@ use metareason_openai::{OpenAiConfig, OpenAiModel, RewardEndpoint, RewardProtoco
 use metareason_reasoner::{
     summary, CrossCheck, EscalationConfig, Feedback, Reasoner, ReasonerConfig,
 };
-use metareason_solver::{policy_by_name, SolveConfig};
+use metareason_solver::{policy_by_name, SolveConfig, POLICY_NAMES};
 use metareason_strategy::answer::AnswerKind;
 use metareason_strategy::StrategyKind;
 
@@ -160,7 +160,7 @@ struct SolveArgs {
     #[arg(long, default_value = "program_aided")]
     fallback: String,
     /// Search policy.
-    #[arg(long, default_value = "greedy", value_parser = ["greedy", "bon", "sc", "beam", "mcts", "mcts_puct", "adaptive", "adaptive_dirichlet"])]
+    #[arg(long, default_value = "greedy", value_parser = clap::builder::PossibleValuesParser::new(POLICY_NAMES))]
     search: String,
     /// Samples (bon, sc), the most samples (adaptive), or iterations (mcts).
     #[arg(long, default_value_t = 8)]
@@ -528,7 +528,13 @@ fn solve(g: &GlobalArgs, a: SolveArgs) -> Result<()> {
             .map(parse_strategy)
             .collect::<Result<Vec<_>>>()?
     };
-    let mut policy = policy_by_name(&a.search, a.samples).expect("clap checked the name");
+    let Some(mut policy) = policy_by_name(&a.search, a.samples) else {
+        bail!(
+            "unknown search policy '{}': use one of {}",
+            a.search,
+            POLICY_NAMES.join(", ")
+        );
+    };
     if let SearchPolicy::Beam {
         width, expansions, ..
     } = &mut policy

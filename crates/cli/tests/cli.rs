@@ -41,6 +41,16 @@ fn skip_model_tests() -> bool {
 }
 
 #[test]
+fn bench_help_names_every_built_in_dataset() {
+    let o = metareason(&["bench", "--help"]);
+    assert!(o.status.success());
+    let help = String::from_utf8_lossy(&o.stdout).replace(['\n', ' '], "");
+    for (name, _) in metareason_bench::datasets::BUILTIN {
+        assert!(help.contains(name), "bench --help does not name {name}");
+    }
+}
+
+#[test]
 fn models_list_names_every_known_model() {
     let o = metareason(&["models", "list"]);
     assert!(o.status.success(), "{}", stderr(&o));

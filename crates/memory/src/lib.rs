@@ -92,19 +92,37 @@ pub enum Decision {
 }
 
 impl Decision {
-    fn as_str(self) -> &'static str {
+    /// Every decision.
+    pub const ALL: [Decision; 3] = [Decision::Answer, Decision::Abstain, Decision::Refuse];
+
+    /// Its name, as stored and printed.
+    pub fn name(self) -> &'static str {
         match self {
             Decision::Answer => "answer",
             Decision::Abstain => "abstain",
             Decision::Refuse => "refuse",
         }
     }
-    fn parse(s: &str) -> Decision {
-        match s {
-            "abstain" => Decision::Abstain,
-            "refuse" => Decision::Refuse,
-            _ => Decision::Answer,
-        }
+}
+
+impl std::fmt::Display for Decision {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// A name that is not a decision.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unknown decision '{0}': answer, abstain or refuse")]
+pub struct UnknownDecision(pub String);
+
+impl std::str::FromStr for Decision {
+    type Err = UnknownDecision;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Self::ALL
+            .into_iter()
+            .find(|d| d.name() == s)
+            .ok_or_else(|| UnknownDecision(s.to_string()))
     }
 }
 
@@ -988,7 +1006,18 @@ fn row_to_episode(r: &rusqlite::Row<'_>) -> rusqlite::Result<Episode> {
             embedder: r.get(5)?,
             strategy: r.get(6)?,
             search: r.get(7)?,
-            decision: Decision::parse(&r.get::<_, String>(8)?),
+            // A stored decision that is none of the three is a corrupt row,
+            // not an answer.
+            decision: r
+                .get::<_, String>(8)?
+                .parse()
+                .map_err(|e: UnknownDecision| {
+                    rusqlite::Error::FromSqlConversionFailure(
+                        8,
+                        rusqlite::types::Type::Text,
+                        Box::new(e),
+                    )
+                })?,
             answer: r.get(9)?,
             confidence: r.get(10)?,
             features: json(r.get(11)?),
@@ -1024,7 +1053,7 @@ fn insert_episode(
             e.embedder,
             e.strategy,
             e.search,
-            e.decision.as_str(),
+            e.decision.name(),
             e.answer,
             e.confidence,
             e.features.as_ref().map(|f| f.to_string()),

@@ -861,8 +861,8 @@ impl<'a> Reasoner<'a> {
                     a.findings
                         .iter()
                         .map(|f| FindingRecord {
-                            verifier: format!("{:?}", f.verifier).to_lowercase(),
-                            verdict: format!("{:?}", f.verdict).to_lowercase(),
+                            verifier: f.verifier.name().to_string(),
+                            verdict: f.verdict.name().to_string(),
                             step: f.step,
                             message: f.message.clone(),
                             confidence: f.confidence,
@@ -1121,15 +1121,7 @@ fn second_opinion(chosen: StrategyKind, kind: &AnswerKind) -> Option<StrategyKin
 /// A one-paragraph human summary of a report.
 pub fn summary(r: &EpisodeReport) -> String {
     let mut out = Vec::new();
-    out.push(format!(
-        "decision: {} — {}",
-        match r.decision {
-            Decision::Answer => "answer",
-            Decision::Abstain => "abstain",
-            Decision::Refuse => "refuse",
-        },
-        r.reason
-    ));
+    out.push(format!("decision: {} — {}", r.decision, r.reason));
     out.push(format!(
         "answer kind: {} ({})",
         r.answer_kind.kind, r.answer_kind.how

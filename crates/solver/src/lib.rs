@@ -149,10 +149,30 @@ impl Default for SolveConfig {
     }
 }
 
-/// Named search configurations for the command line and benchmarks.
+/// The names [`policy_by_name`] knows (the command line offers these).
+pub const POLICY_NAMES: [&str; 9] = [
+    "greedy",
+    "bon",
+    "sc",
+    "adaptive",
+    "adaptive_dirichlet",
+    "deepconf",
+    "beam",
+    "mcts",
+    "mcts_puct",
+];
+
+/// Named search configurations for the command line and benchmarks;
+/// `samples` is the number of samples, the most samples or the iterations.
 pub fn policy_by_name(name: &str, samples: usize) -> Option<SearchPolicy> {
     let n = samples.max(1);
     Some(match name {
+        "deepconf" => SearchPolicy::DeepConf {
+            warmup: 2.min(n),
+            max_samples: n,
+            keep: 0.9,
+            rule: StopRule::Beta { threshold: 0.95 },
+        },
         "greedy" => SearchPolicy::Greedy,
         "bon" | "best_of_n" => SearchPolicy::BestOfN { n },
         "sc" | "self_consistency" => SearchPolicy::SelfConsistency { n },
@@ -898,4 +918,19 @@ fn recount(outcome: &mut SearchOutcome, kind: &AnswerKind) {
         .as_ref()
         .and_then(|a| outcome.votes.get(&a.normalized))
         .map_or(0.0, |&c| c as f64 / outcome.candidates.len() as f64);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_offered_policy_name_resolves() {
+        for name in POLICY_NAMES {
+            let p = policy_by_name(name, 4).unwrap_or_else(|| panic!("{name}"));
+            // The name a policy reports maps back to its family.
+            assert!(!p.name().is_empty());
+        }
+        assert!(policy_by_name("wisdom", 4).is_none());
+    }
 }

@@ -53,6 +53,16 @@ pub enum Verdict {
     Fail,
 }
 
+impl Verdict {
+    /// The verdict's name, as in the trace.
+    pub fn name(self) -> &'static str {
+        match self {
+            Verdict::Pass => "pass",
+            Verdict::Fail => "fail",
+        }
+    }
+}
+
 /// What a verifier found.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Finding {
