@@ -6,6 +6,7 @@
 
 use metareason_bayes::Beta;
 use metareason_memory::Neighbour;
+use metareason_strategy::StrategyKind;
 use serde::{Deserialize, Serialize};
 
 /// How neighbours are weighted and how strongly the pooled prior holds.
@@ -37,7 +38,7 @@ impl Default for CapabilitySettings {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct StrategyBelief {
     /// The strategy.
-    pub strategy: String,
+    pub strategy: StrategyKind,
     /// Its overall success: Beta(1 + successes, 1 + failures) over all its
     /// episodes with a known outcome.
     pub overall: Beta,
@@ -55,7 +56,7 @@ pub struct StrategyBelief {
 pub fn beliefs(
     neighbours: &[Neighbour],
     counts: &[(String, u64, u64)],
-    strategies: &[&str],
+    strategies: &[StrategyKind],
     priors: &[f64],
     settings: &CapabilitySettings,
 ) -> Vec<StrategyBelief> {
@@ -66,7 +67,7 @@ pub fn beliefs(
             let prior = priors.get(i).copied().unwrap_or(0.5);
             let (n, k) = counts
                 .iter()
-                .find(|(name, _, _)| name == s)
+                .find(|(name, _, _)| name == s.name())
                 .map(|(_, n, k)| (*n, *k))
                 .unwrap_or((0, 0));
             // The prior counts as two observations at its mean: Beta(1, 1)
@@ -78,7 +79,7 @@ pub fn beliefs(
             let mut posterior =
                 Beta::new(m * overall.mean(), m * (1.0 - overall.mean())).expect("positive");
             let (mut used, mut weight) = (0, 0.0);
-            for nb in neighbours.iter().filter(|nb| nb.strategy == s) {
+            for nb in neighbours.iter().filter(|nb| nb.strategy == s.name()) {
                 let Some(outcome) = nb.outcome else { continue };
                 if nb.similarity < settings.min_similarity {
                     continue;
@@ -93,7 +94,7 @@ pub fn beliefs(
                 weight += w;
             }
             StrategyBelief {
-                strategy: s.to_string(),
+                strategy: s,
                 overall,
                 posterior,
                 neighbours: used,

@@ -27,6 +27,7 @@ pub mod prompts;
 use metareason_bayes::{sigmoid, LogisticRegression};
 use metareason_core::{LanguageModel, ModelError, Prompt, ScoreRequest, Usage};
 use metareason_memory::{Decision, Memory, MemoryError};
+use metareason_strategy::StrategyKind;
 use rand::Rng;
 use serde::{Deserialize, Serialize};
 
@@ -49,8 +50,8 @@ pub enum AwarenessError {
 /// A strategy the task could be solved with.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct StrategyOption {
-    /// Its name (as stored in memory).
-    pub name: String,
+    /// The strategy.
+    pub strategy: StrategyKind,
     /// Tokens it is expected to generate.
     pub expected_tokens: u64,
     /// Its P(success) before any experience on tasks of this kind.
@@ -109,7 +110,7 @@ pub fn default_solvability() -> LogisticRegression {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct OptionScore {
     /// The strategy.
-    pub strategy: String,
+    pub strategy: StrategyKind,
     /// P(success) at the posterior mean of its capability.
     pub p_success: f64,
     /// P(success) at a Thompson draw (when exploring).
@@ -171,7 +172,7 @@ pub struct Assessment {
     /// Per-strategy scores.
     pub options: Vec<OptionScore>,
     /// The chosen strategy (also when abstaining: the best one).
-    pub strategy: Option<String>,
+    pub strategy: Option<StrategyKind>,
     /// Answer, abstain or refuse.
     pub decision: Decision,
     /// Why, in words and numbers.
@@ -318,12 +319,12 @@ impl Awareness<'_> {
         };
         out.ood = ood_score(&neighbours, 5);
         out.neighbours = neighbours.len();
-        let names: Vec<&str> = options.iter().map(|o| o.name.as_str()).collect();
+        let kinds: Vec<StrategyKind> = options.iter().map(|o| o.strategy).collect();
         let priors: Vec<f64> = options.iter().map(|o| o.prior).collect();
         out.beliefs = beliefs(
             &neighbours,
             &counts,
-            &names,
+            &kinds,
             &priors,
             &self.settings.capability,
         );
@@ -350,7 +351,7 @@ impl Awareness<'_> {
             });
             let u = utility(p, o.expected_tokens);
             out.options.push(OptionScore {
-                strategy: o.name.clone(),
+                strategy: o.strategy,
                 p_success: p,
                 p_sampled: sampled,
                 expected_tokens: o.expected_tokens,
@@ -370,7 +371,7 @@ impl Awareness<'_> {
             out.reason = "no strategy is available".into();
             return Ok(out);
         };
-        out.strategy = Some(best.strategy.clone());
+        out.strategy = Some(best.strategy);
         let abstain = -costs.cost_abstain;
         let best_mean = out
             .options

@@ -8,6 +8,7 @@ use metareason_awareness::{
 use metareason_bayes::seeded;
 use metareason_memory::{Decision, Neighbour};
 use metareason_scripted::ScriptedModel;
+use metareason_strategy::StrategyKind;
 
 fn invalid(text: &str) -> (usize, usize, String) {
     match Policy::parse(text, "p.toml") {
@@ -160,15 +161,20 @@ fn capability_posteriors_weight_neighbours_by_similarity_and_pool_toward_the_ove
         min_similarity: 0.5,
         pooling: 4.0,
     };
-    let counts = vec![("a".to_string(), 8, 6), ("b".to_string(), 2, 0)];
+    let (a, b, c) = (
+        StrategyKind::ChainOfThought,
+        StrategyKind::ProgramAided,
+        StrategyKind::Direct,
+    );
+    let counts = vec![(a.name().to_string(), 8, 6), (b.name().to_string(), 2, 0)];
     let neighbours = vec![
-        nb(1, 1.0, "a", Some(false)),
-        nb(2, 0.9, "a", Some(true)),
-        nb(3, 0.4, "a", Some(true)), // below min similarity
-        nb(4, 0.95, "a", None),      // no outcome
-        nb(5, 1.0, "b", Some(true)),
+        nb(1, 1.0, a.name(), Some(false)),
+        nb(2, 0.9, a.name(), Some(true)),
+        nb(3, 0.4, a.name(), Some(true)), // below min similarity
+        nb(4, 0.95, a.name(), None),      // no outcome
+        nb(5, 1.0, b.name(), Some(true)),
     ];
-    let b = beliefs(&neighbours, &counts, &["a", "b", "c"], &[0.5; 3], &settings);
+    let b = beliefs(&neighbours, &counts, &[a, b, c], &[0.5; 3], &settings);
     // a: overall Beta(7, 3) -> mean 0.7; prior Beta(2.8, 1.2); +w=1 failure,
     // +w=exp(-1) success.
     let w = (-1.0f64).exp();
@@ -189,12 +195,12 @@ fn capability_posteriors_weight_neighbours_by_similarity_and_pool_toward_the_ove
 fn options() -> Vec<StrategyOption> {
     vec![
         StrategyOption {
-            name: "chain_of_thought".into(),
+            strategy: StrategyKind::ChainOfThought,
             expected_tokens: 250,
             prior: 0.5,
         },
         StrategyOption {
-            name: "program_aided".into(),
+            strategy: StrategyKind::ProgramAided,
             expected_tokens: 100,
             prior: 0.5,
         },
@@ -324,7 +330,7 @@ fn an_unanswerable_question_is_abstained_from_and_an_answerable_one_answered() {
     let out = assess(&a, "What is 6 * 7?");
     assert_eq!(out.decision, Decision::Answer, "{}", out.reason);
     // Equal capability priors: the cheaper strategy has the higher utility.
-    assert_eq!(out.strategy.as_deref(), Some("program_aided"));
+    assert_eq!(out.strategy, Some(StrategyKind::ProgramAided));
     let u: Vec<f64> = out.options.iter().map(|o| o.utility).collect();
     assert!(u[1] > u[0]);
     assert!((u[0] - u[1] + 0.05 * 0.150).abs() < 1e-9, "{u:?}");

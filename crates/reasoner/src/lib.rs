@@ -547,7 +547,7 @@ impl<'a> Reasoner<'a> {
             .iter()
             .filter(|k| **k != StrategyKind::ExampleGuided || !retrieved.templates.is_empty())
             .map(|k| StrategyOption {
-                name: k.name().to_string(),
+                strategy: *k,
                 expected_tokens: u64::from(k.strategy().expected_tokens),
                 prior: k.strategy().prior_for(&kind.kind).unwrap_or(0.5),
             })
@@ -611,11 +611,9 @@ impl<'a> Reasoner<'a> {
             self.rng = Some(rng);
             return self.finish(report, embedding, config, started);
         }
-        let chosen = assessment
-            .strategy
-            .as_deref()
-            .and_then(StrategyKind::parse)
-            .unwrap_or(config.solve.strategy);
+        // Awareness chooses among the offered strategies; with none offered
+        // (an empty list) the configured first strategy runs.
+        let chosen = assessment.strategy.unwrap_or(config.solve.strategy);
         let mut solve = config.solve.clone();
         solve.strategy = chosen;
         solve.answer_kind = kind.kind.clone();
@@ -640,7 +638,7 @@ impl<'a> Reasoner<'a> {
         let priors: BTreeMap<StrategyKind, f64> = assessment
             .options
             .iter()
-            .filter_map(|o| Some((StrategyKind::parse(&o.strategy)?, o.p_success)))
+            .map(|o| (o.strategy, o.p_success))
             .collect();
         let calibration = self.params.calibration_for(&kind.kind).clone();
         // Attempts are compared, and revisions accepted, on the calibrated
@@ -736,7 +734,7 @@ impl<'a> Reasoner<'a> {
             assessment
                 .beliefs
                 .iter()
-                .find(|b| b.strategy == chosen.name())
+                .find(|b| b.strategy == chosen)
                 .map(|b| b.posterior.mean())
                 .unwrap_or(0.5),
             &assessment.probes,
@@ -822,8 +820,7 @@ impl<'a> Reasoner<'a> {
             strategy: report
                 .assessment
                 .strategy
-                .clone()
-                .unwrap_or_else(|| "none".into()),
+                .map_or_else(|| "none".to_string(), |s| s.name().to_string()),
             search: config.solve.policy.name().to_string(),
             decision: report.decision,
             answer: report.candidate_answer.clone(),

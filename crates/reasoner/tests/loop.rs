@@ -84,7 +84,7 @@ fn an_answered_episode_is_stored_and_feedback_teaches_and_distills() {
         .assessment
         .options
         .iter()
-        .any(|o| o.strategy == "example_guided"));
+        .any(|o| o.strategy == StrategyKind::ExampleGuided));
 
     let fb = r
         .feedback(next.episode_id.unwrap(), &Feedback::Wrong)
@@ -241,8 +241,8 @@ fn the_loop_learns_which_strategy_suits_which_family() {
         let family = if i % 2 == 0 { "ledger" } else { "orbit" };
         learning.seed = i as u64;
         let report = r.run(&task(family, i + 10), &learning).unwrap();
-        let strategy = report.assessment.strategy.clone().unwrap();
-        let ok = world.gen_bool(success(family, &strategy));
+        let strategy = report.assessment.strategy.unwrap();
+        let ok = world.gen_bool(success(family, strategy.name()));
         let fb = if ok {
             Feedback::Correct
         } else {
@@ -257,7 +257,7 @@ fn the_loop_learns_which_strategy_suits_which_family() {
         let mut hits = 0;
         for i in 0..20 {
             let report = r.run(&task(family, 200 + i), &exploit).unwrap();
-            if report.assessment.strategy.as_deref() == Some(right) {
+            if report.assessment.strategy.map(|s| s.name()) == Some(right) {
                 hits += 1;
             }
         }
