@@ -352,12 +352,42 @@ impl Memory {
 
     /// Opens (creating when absent) the database at `path` and migrates it.
     pub fn open(path: impl AsRef<Path>) -> Result<Self, MemoryError> {
+        use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
         let path = path.as_ref().to_path_buf();
+        let io = |p: &Path| {
+            let p = p.display().to_string();
+            move |source| MemoryError::Io { path: p, source }
+        };
+        // Episodes hold the user's tasks and answers: a new directory is
+        // the user's alone (0700), a new database file too (0600; SQLite
+        // gives its -wal and -shm files the same mode).
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            std::fs::create_dir_all(dir).map_err(|source| MemoryError::Io {
-                path: dir.display().to_string(),
-                source,
-            })?;
+            if !dir.exists() {
+                if let Some(up) = dir.parent().filter(|d| !d.as_os_str().is_empty()) {
+                    std::fs::create_dir_all(up).map_err(io(up))?;
+                }
+                std::fs::DirBuilder::new()
+                    .mode(0o700)
+                    .create(dir)
+                    .or_else(|e| match e.kind() {
+                        std::io::ErrorKind::AlreadyExists => Ok(()),
+                        _ => Err(e),
+                    })
+                    .map_err(io(dir))?;
+            }
+        }
+        if !path.exists() {
+            std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(0o600)
+                .open(&path)
+                .map(drop)
+                .or_else(|e| match e.kind() {
+                    std::io::ErrorKind::AlreadyExists => Ok(()),
+                    _ => Err(e),
+                })
+                .map_err(io(&path))?;
         }
         let conn = Connection::open(&path).map_err(|e| sql_err(&path, e))?;
         Self::from_connection(conn, path)

@@ -313,3 +313,20 @@ fn killing_a_writer_mid_episode_leaves_no_partial_episode() {
     m.record(&episode("after", "s", &[1.0], 1)).unwrap();
     assert_eq!(m.stats().unwrap().episodes, 2);
 }
+
+#[test]
+fn a_new_memory_file_and_its_directory_are_the_users_alone() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("state/metareason/memory.sqlite");
+    let mut m = Memory::open(&path).unwrap();
+    m.record(&episode("a task", "direct", &[1.0, 0.0], 1))
+        .unwrap();
+    let mode = |p: &std::path::Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode(path.parent().unwrap()), 0o700);
+    assert_eq!(mode(&path), 0o600);
+    let wal = path.with_extension("sqlite-wal");
+    if wal.exists() {
+        assert_eq!(mode(&wal), 0o600);
+    }
+}

@@ -7,9 +7,11 @@
 //!
 //! How: the child drops to an unprivileged user of its own (from
 //! [`SANDBOX_UIDS`]) when started as root, sets resource limits (`setrlimit`), and runs under
-//! [bubblewrap](https://github.com/containers/bubblewrap) (`bwrap`) with a
-//! read-only view of the filesystem, its work directory mounted on `/tmp`,
-//! and new user, network, PID, IPC and UTS namespaces. Without `bwrap` the
+//! [bubblewrap](https://github.com/containers/bubblewrap) (`bwrap`) that
+//! shows it only the system's programs and libraries (read-only: never the
+//! user's home, `/run`, `/var` or secrets), a size-limited memory-backed
+//! `/tmp` as its working directory and `/dev/shm`, and new user, network,
+//! PID, IPC and UTS namespaces. Without `bwrap` the
 //! sandbox refuses to run anything: there is no unsafe fallback.
 //!
 //! ```no_run
@@ -21,6 +23,8 @@
 //! # Ok::<(), metareason_sandbox::SandboxError>(())
 //! ```
 #![deny(missing_docs)]
+
+mod cgroup;
 
 use std::io::Read;
 use std::os::unix::process::CommandExt;
@@ -46,8 +50,17 @@ pub struct Limits {
     pub output_bytes: usize,
     /// Largest file the program may write, in bytes.
     pub file_bytes: u64,
-    /// Processes (and threads) the sandbox user may have.
+    /// Processes (and threads) the program may start.
     pub processes: u64,
+    /// Size of the program's own disk, `/tmp` (its working directory), and
+    /// of its `/dev/shm`, each: memory-backed file systems that hold no
+    /// more than this whatever it writes.
+    #[serde(default = "default_disk_bytes")]
+    pub disk_bytes: u64,
+}
+
+fn default_disk_bytes() -> u64 {
+    32 << 20
 }
 
 impl Default for Limits {
@@ -59,6 +72,7 @@ impl Default for Limits {
             output_bytes: 64 << 10,
             file_bytes: 16 << 20,
             processes: 32,
+            disk_bytes: default_disk_bytes(),
         }
     }
 }
@@ -118,6 +132,7 @@ pub struct Sandbox {
     limits: Limits,
     bwrap: PathBuf,
     python: Option<PathBuf>,
+    totals: bool,
 }
 
 fn which(name: &str) -> Option<PathBuf> {
@@ -136,6 +151,54 @@ fn next_uid() -> u32 {
     let span = SANDBOX_UIDS.end - SANDBOX_UIDS.start;
     let n = NEXT.fetch_add(1, Ordering::Relaxed);
     SANDBOX_UIDS.start + (std::process::id().wrapping_mul(7919).wrapping_add(n)) % span
+}
+
+/// Host directories holding a program's source start with this.
+const WORKDIR_PREFIX: &str = "metareason-sandbox-";
+
+/// Removes source directories that a killed metareason left behind (older
+/// than ten minutes, or twice the wall limit: none can be in use).
+fn clean_stale_workdirs(wall: Duration) {
+    let age = Duration::from_secs(600).max(wall * 2);
+    let Ok(entries) = std::fs::read_dir(std::env::temp_dir()) else {
+        return;
+    };
+    for e in entries.flatten() {
+        if !e.file_name().to_string_lossy().starts_with(WORKDIR_PREFIX) {
+            continue;
+        }
+        let stale = e
+            .metadata()
+            .and_then(|m| m.modified())
+            .ok()
+            .and_then(|t| t.elapsed().ok())
+            .is_some_and(|a| a > age);
+        if stale {
+            let _ = std::fs::remove_dir_all(e.path());
+        }
+    }
+}
+
+/// Processes the current real user has now (RLIMIT_NPROC counts them all).
+fn user_processes() -> u64 {
+    // SAFETY: getuid cannot fail.
+    let uid = unsafe { libc::getuid() };
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return 0;
+    };
+    entries
+        .flatten()
+        .filter(|e| {
+            e.file_name()
+                .to_string_lossy()
+                .bytes()
+                .all(|b| b.is_ascii_digit())
+        })
+        .filter(|e| {
+            use std::os::unix::fs::MetadataExt;
+            e.metadata().is_ok_and(|m| m.uid() == uid)
+        })
+        .count() as u64
 }
 
 /// Environment variable naming the Python interpreter used in the sandbox.
@@ -173,16 +236,26 @@ impl Sandbox {
                     .into(),
             )
         })?;
+        clean_stale_workdirs(limits.wall);
+        let totals = cgroup::Cgroup::create(limits.memory_bytes, limits.processes).is_some();
         Ok(Self {
             limits,
             bwrap,
             python: sandbox_python(),
+            totals,
         })
     }
 
     /// The limits in force.
     pub fn limits(&self) -> &Limits {
         &self.limits
+    }
+
+    /// Whether memory and processes are capped in total for each run (a
+    /// control group per run could be made here); otherwise only per
+    /// process.
+    pub fn caps_totals(&self) -> bool {
+        self.totals
     }
 
     /// Runs a Python 3 program.
@@ -195,62 +268,136 @@ impl Sandbox {
             )
         })?;
         let dir = self.workdir()?;
-        std::fs::write(dir.path().join("main.py"), source)?;
+        let main = dir.path().join("main.py");
+        std::fs::write(&main, source)?;
+        set_mode(&main, 0o644)?;
         let python = python.to_string_lossy().into_owned();
-        self.run_in(&dir, &[&python, "-I", "-B", "/tmp/main.py"])
+        self.run_in(Some(&main), &[&python, "-I", "-B", "/tmp/main.py"])
     }
 
-    /// Runs a command (resolved inside the box, which sees the host's
-    /// read-only filesystem) in a fresh work directory.
+    /// Runs a command (resolved inside the box, which sees only the
+    /// system's programs and libraries) in a fresh, empty `/tmp`.
     pub fn run(&self, argv: &[&str]) -> Result<Run, SandboxError> {
-        let dir = self.workdir()?;
-        self.run_in(&dir, argv)
+        self.run_in(None, argv)
     }
 
+    /// A host directory for the program's source: only the source is
+    /// shown to the box (read-only); the program writes to its own `/tmp`.
     fn workdir(&self) -> Result<tempfile::TempDir, SandboxError> {
-        let dir = tempfile::Builder::new()
-            .prefix("metareason-sandbox-")
-            .tempdir()?;
-        // The program runs as an unprivileged user: let it write its own directory.
-        set_mode(dir.path(), 0o777)?;
+        let dir = tempfile::Builder::new().prefix(WORKDIR_PREFIX).tempdir()?;
+        // The program runs as an unprivileged user: it must read its source.
+        set_mode(dir.path(), 0o755)?;
         Ok(dir)
     }
 
-    fn run_in(&self, dir: &tempfile::TempDir, argv: &[&str]) -> Result<Run, SandboxError> {
+    /// What the box sees of the host: the system's programs and libraries
+    /// read-only (never `/home`, `/root`, `/run`, `/var`, `/etc` beyond the
+    /// dynamic loader's cache, or the memory file), a device and process
+    /// view of its own, and size-limited memory-backed `/tmp` and
+    /// `/dev/shm`.
+    fn host_view(&self, program: Option<&Path>) -> Vec<std::ffi::OsString> {
+        let mut a: Vec<std::ffi::OsString> = Vec::new();
+        let mut push = |xs: &[&std::ffi::OsStr]| a.extend(xs.iter().map(|x| x.to_os_string()));
+        push(&["--ro-bind".as_ref(), "/usr".as_ref(), "/usr".as_ref()]);
+        for d in ["/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32"] {
+            let Ok(meta) = std::fs::symlink_metadata(d) else {
+                continue;
+            };
+            if meta.file_type().is_symlink() {
+                if let Ok(target) = std::fs::read_link(d) {
+                    push(&["--symlink".as_ref(), target.as_os_str(), d.as_ref()]);
+                }
+            } else if meta.is_dir() {
+                push(&["--ro-bind".as_ref(), d.as_ref(), d.as_ref()]);
+            }
+        }
+        for f in ["/etc/ld.so.cache", "/etc/ld.so.conf", "/etc/ld.so.conf.d"] {
+            push(&["--ro-bind-try".as_ref(), f.as_ref(), f.as_ref()]);
+        }
+        // An interpreter installed outside /usr brings its own prefix.
+        if let Some(prefix) = self
+            .python
+            .as_deref()
+            .and_then(Path::parent)
+            .and_then(Path::parent)
+            .filter(|p| !p.starts_with("/usr") && *p != Path::new("/"))
+        {
+            push(&["--ro-bind".as_ref(), prefix.as_os_str(), prefix.as_os_str()]);
+        }
+        let size = self.limits.disk_bytes.max(4096).to_string();
+        push(&[
+            "--dev".as_ref(),
+            "/dev".as_ref(),
+            "--proc".as_ref(),
+            "/proc".as_ref(),
+        ]);
+        push(&[
+            "--size".as_ref(),
+            size.as_ref(),
+            "--tmpfs".as_ref(),
+            "/tmp".as_ref(),
+        ]);
+        push(&[
+            "--size".as_ref(),
+            size.as_ref(),
+            "--tmpfs".as_ref(),
+            "/dev/shm".as_ref(),
+        ]);
+        if let Some(p) = program {
+            push(&["--ro-bind".as_ref(), p.as_os_str(), "/tmp/main.py".as_ref()]);
+        }
+        // The box's own root (where /etc and the mount points live) is read-only
+        // too: /tmp and /dev/shm are the only places to write.
+        push(&["--remount-ro".as_ref(), "/".as_ref()]);
+        a
+    }
+
+    fn run_in(&self, program: Option<&Path>, argv: &[&str]) -> Result<Run, SandboxError> {
         let mut cmd = Command::new(&self.bwrap);
         // bwrap itself starts with an empty environment: `--clearenv` cleans
         // only the program's, and bwrap is PID 1 inside the box, so anything
         // it inherited (API keys among it) would be readable in /proc/1/environ.
         cmd.env_clear();
-        cmd.args([
-            "--ro-bind",
-            "/",
-            "/",
-            "--dev",
-            "/dev",
-            "--proc",
-            "/proc",
-            "--bind",
-        ])
-        .arg(dir.path())
-        .args(["/tmp", "--chdir", "/tmp"])
-        .args(["--unshare-all", "--die-with-parent", "--new-session"])
-        // bwrap reports on fd 3 when the program has started: what the
-        // program prints on stderr can then never pass for bwrap's errors.
-        .args(["--json-status-fd", "3"])
-        .args(["--clearenv", "--setenv", "HOME", "/tmp", "--setenv", "PATH"])
-        .arg("/usr/local/bin:/usr/bin:/bin")
-        .args(["--setenv", "LANG", "C.UTF-8", "--"])
-        .args(argv)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
+        cmd.args(self.host_view(program))
+            .args(["--chdir", "/tmp"])
+            .args(["--unshare-all", "--die-with-parent", "--new-session"])
+            // bwrap reports on fd 3 when the program has started: what the
+            // program prints on stderr can then never pass for bwrap's errors.
+            .args(["--json-status-fd", "3"])
+            .args(["--clearenv", "--setenv", "HOME", "/tmp", "--setenv", "PATH"])
+            .arg("/usr/local/bin:/usr/bin:/bin")
+            .args(["--setenv", "LANG", "C.UTF-8", "--"])
+            .args(argv)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
         let (mut status_reader, status_writer) = std::io::pipe()?;
         let status_fd = std::os::fd::AsRawFd::as_raw_fd(&status_writer);
         let l = self.limits.clone();
         let uid = next_uid();
-        // SAFETY: only async-signal-safe calls (dup2, fcntl, setrlimit,
-        // setgroups, setgid, setuid, setsid) between fork and exec.
+        // RLIMIT_NPROC counts every process of the real user. As root the
+        // program runs as a user of its own, which has none; otherwise the
+        // user's processes now are added, so that the cap is the program's
+        // (bwrap and its init process included).
+        // SAFETY: geteuid cannot fail.
+        let nproc = if unsafe { libc::geteuid() } == 0 {
+            l.processes
+        } else {
+            user_processes() + l.processes + 2
+        };
+        // Totals for everything the program starts, where a control group
+        // can be made: memory (its disk's pages included) and tasks.
+        let group = cgroup::Cgroup::create(
+            l.memory_bytes.saturating_add(2 * l.disk_bytes),
+            l.processes + 2,
+        );
+        let procs = group
+            .as_ref()
+            .map(cgroup::Cgroup::procs_files)
+            .unwrap_or_default();
+        // SAFETY: only async-signal-safe calls (open, write, close, getpid,
+        // dup2, fcntl, setrlimit, setgroups, setgid, setuid, setsid) between
+        // fork and exec.
         unsafe {
             cmd.pre_exec(move || {
                 let set2 = |res, soft: u64, hard: u64| {
@@ -264,6 +411,10 @@ impl Sandbox {
                     Ok(())
                 };
                 let set = |res, v: u64| set2(res, v, v);
+                // Into the run's control group, before anything else runs.
+                if !procs.is_empty() && !cgroup::join(&procs, libc::getpid()) {
+                    return Err(std::io::Error::last_os_error());
+                }
                 // The status pipe becomes fd 3, open across exec (dup2 clears
                 // close-on-exec; when it already is fd 3, clear it by hand).
                 let moved = if status_fd == 3 {
@@ -280,7 +431,7 @@ impl Sandbox {
                 set2(libc::RLIMIT_CPU, l.cpu_seconds, l.cpu_seconds + 1)?;
                 set(libc::RLIMIT_AS, l.memory_bytes)?;
                 set(libc::RLIMIT_FSIZE, l.file_bytes)?;
-                set(libc::RLIMIT_NPROC, l.processes)?;
+                set(libc::RLIMIT_NPROC, nproc)?;
                 set(libc::RLIMIT_CORE, 0)?;
                 if libc::geteuid() == 0 {
                     // Root is exempt from RLIMIT_NPROC and could write anywhere

@@ -13,6 +13,7 @@ fn sandbox() -> Sandbox {
         output_bytes: 4096,
         file_bytes: 1 << 20,
         processes: 16,
+        disk_bytes: 8 << 20,
     })
     .expect("bubblewrap is installed by scripts/setup.sh")
 }
@@ -197,4 +198,150 @@ fn the_program_cannot_write_to_bwraps_status_pipe() {
         .run_python("import os\ntry:\n    os.write(3, b'{\"child-pid\": 1}\\n')\n    print('wrote')\nexcept OSError as e:\n    print('refused', e.errno)\n")
         .unwrap();
     assert!(run.stdout.starts_with("refused"), "{run:?}");
+}
+
+#[test]
+fn the_host_is_out_of_sight() {
+    // A secret in a host directory, a home, the memory file's directory:
+    // none is visible; only the system's programs and libraries are.
+    let home = tempfile::tempdir_in(std::env::var("HOME").unwrap_or("/root".into())).unwrap();
+    let secret = home.path().join("id_rsa");
+    std::fs::write(&secret, "PRIVATE KEY").unwrap();
+    let program = format!(
+        "import os\n\
+         print(sorted(os.listdir('/')))\n\
+         for p in [{:?}, '/root', '/home', '/run', '/var', '/etc/passwd', '/etc/shadow', '/srv', '/work']:\n\
+         \x20   print('SEEN' if os.path.exists(p) else 'hidden', p)\n",
+        secret.to_str().unwrap()
+    );
+    let run = sandbox().run_python(&program).unwrap();
+    assert!(run.succeeded(), "{run:?}");
+    assert!(!run.stdout.contains("SEEN"), "{}", run.stdout);
+    let root = run.stdout.lines().next().unwrap();
+    for d in ["'home'", "'root'", "'run'", "'var'", "'srv'"] {
+        assert!(!root.contains(d), "{root}");
+    }
+}
+
+#[test]
+fn host_unix_sockets_cannot_be_reached() {
+    use std::os::unix::net::UnixListener;
+    // A socket on the host (as docker.sock or a session bus would be).
+    let dir = tempfile::tempdir_in("/var/tmp").unwrap();
+    let path = dir.path().join("host.sock");
+    let listener = UnixListener::bind(&path).unwrap();
+    listener.set_nonblocking(true).unwrap();
+    std::fs::set_permissions(
+        dir.path(),
+        std::os::unix::fs::PermissionsExt::from_mode(0o777),
+    )
+    .unwrap();
+    std::fs::set_permissions(&path, std::os::unix::fs::PermissionsExt::from_mode(0o777)).unwrap();
+    let program = format!(
+        "import socket\n\
+         s = socket.socket(socket.AF_UNIX)\n\
+         try:\n\
+         \x20   s.connect({:?})\n\
+         \x20   print('CONNECTED')\n\
+         except OSError:\n\
+         \x20   print('unreachable')\n",
+        path.to_str().unwrap()
+    );
+    let run = sandbox().run_python(&program).unwrap();
+    assert_eq!(run.stdout.trim(), "unreachable", "{run:?}");
+    assert!(
+        listener.accept().is_err(),
+        "the host socket got a connection"
+    );
+}
+
+#[test]
+fn disk_and_shared_memory_are_capped_in_total() {
+    // Many files below the per-file limit still cannot fill more than the
+    // box's own disk (8 MB here), in /tmp or in /dev/shm; nothing reaches
+    // the host's temporary directory.
+    let before = host_tmp_bytes();
+    let program = "import os\n\
+        for where in ['/tmp', '/dev/shm']:\n\
+        \x20   n = 0\n\
+        \x20   try:\n\
+        \x20       for i in range(100):\n\
+        \x20           with open(f'{where}/f{i}', 'wb') as f:\n\
+        \x20               f.write(b'x' * (512 << 10))\n\
+        \x20           n += 1\n\
+        \x20   except OSError as e:\n\
+        \x20       pass\n\
+        \x20   print(where, n)\n";
+    let run = sandbox().run_python(program).unwrap();
+    assert!(run.succeeded(), "{run:?}");
+    for line in run.stdout.lines() {
+        let n: usize = line.split_whitespace().last().unwrap().parse().unwrap();
+        assert!(n <= 16, "{line}: more than 8 MB written");
+        assert!(n >= 8, "{line}: the box's own disk should hold some files");
+    }
+    assert!(
+        host_tmp_bytes() < before + (4 << 20),
+        "the host's /tmp grew"
+    );
+}
+
+fn host_tmp_bytes() -> u64 {
+    fn walk(p: &std::path::Path) -> u64 {
+        let Ok(rd) = std::fs::read_dir(p) else {
+            return 0;
+        };
+        rd.flatten()
+            .map(|e| match e.file_type() {
+                Ok(t) if t.is_dir() => walk(&e.path()),
+                Ok(_) => e.metadata().map(|m| m.len()).unwrap_or(0),
+                Err(_) => 0,
+            })
+            .sum()
+    }
+    walk(&std::env::temp_dir())
+}
+
+#[test]
+fn a_directory_left_by_a_killed_run_is_cleaned_at_start() {
+    let stale = std::env::temp_dir().join("metareason-sandbox-stale-test");
+    std::fs::create_dir_all(stale.join("sub")).unwrap();
+    std::fs::write(stale.join("sub/main.py"), "print(1)").unwrap();
+    // Twenty minutes old.
+    let old = std::time::SystemTime::now() - Duration::from_secs(1200);
+    let f = std::fs::File::open(&stale).unwrap();
+    f.set_modified(old).unwrap();
+    let _ = sandbox();
+    assert!(!stale.exists(), "the stale directory is still there");
+}
+
+#[test]
+fn memory_is_capped_in_total_where_a_control_group_can_be_made() {
+    // Six children of 150 MB each stay under the per-process limit (256 MB)
+    // but not under the total: at most one lives to finish.
+    let sb = sandbox();
+    let program = "import os, time\n\
+        kids = []\n\
+        for i in range(6):\n\
+        \x20   pid = os.fork()\n\
+        \x20   if pid == 0:\n\
+        \x20       b = bytearray(150 << 20)\n\
+        \x20       for j in range(0, len(b), 4096): b[j] = 1\n\
+        \x20       time.sleep(1)\n\
+        \x20       os._exit(0)\n\
+        \x20   kids.append(pid)\n\
+        ok = sum(1 for p in kids if os.waitpid(p, 0)[1] == 0)\n\
+        print('finished', ok)\n";
+    let run = sb.run_python(program).unwrap();
+    if !sb.caps_totals() {
+        eprintln!("no control group here: totals are not capped (run as root to test them)");
+        return;
+    }
+    let finished = run
+        .stdout
+        .split_whitespace()
+        .last()
+        .and_then(|n| n.parse::<usize>().ok());
+    eprintln!("with a control group: {run:?}");
+    // Either the parent itself was killed or few children finished.
+    assert!(finished.is_none_or(|n| n <= 2), "{run:?}");
 }
