@@ -13,7 +13,9 @@
 # then fails with "Unable to find libclang".
 set -euo pipefail
 
-packages=(cmake make g++ git libclang-dev bubblewrap python3 python3-pip ca-certificates)
+# util-linux brings setpriv, with which the sandbox drills also run as an
+# unprivileged user.
+packages=(cmake make g++ git libclang-dev bubblewrap python3 python3-pip ca-certificates util-linux)
 
 need=()
 if command -v dpkg-query >/dev/null 2>&1; then
