@@ -367,6 +367,14 @@ enum ModelsCommand {
 }
 
 fn main() -> ExitCode {
+    // A reader that stops early (`metareason memory list | head`) ends the
+    // program quietly, as it does any Unix filter, instead of a panic in
+    // println!.
+    // SAFETY: restoring the default action of a signal before any thread
+    // starts.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
     let cli = Cli::parse();
     init_tracing(cli.global.verbose);
     match run(cli) {

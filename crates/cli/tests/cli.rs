@@ -41,6 +41,23 @@ fn skip_model_tests() -> bool {
 }
 
 #[test]
+fn a_reader_that_stops_early_is_no_panic() {
+    // `metareason models list | true`: the reader is gone before the first
+    // line is written (Rust ignores SIGPIPE, so println! met EPIPE and
+    // panicked).
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_metareason"))
+        .args(["models", "list"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    drop(child.stdout.take());
+    let o = child.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(!err.contains("panicked"), "{err}");
+}
+
+#[test]
 fn bench_help_names_every_built_in_dataset() {
     let o = metareason(&["bench", "--help"]);
     assert!(o.status.success());
