@@ -179,6 +179,19 @@ pub struct ConfidenceFloor {
 }
 
 impl ConfidenceFloor {
+    /// Whether the last window of `tokens` falls below the floor (the
+    /// check a live engine makes after each token).
+    pub fn breached_by(&self, tokens: &[TokenLogprob]) -> bool {
+        let w = self.window.max(1) as usize;
+        tokens.len() >= w
+            && tokens[tokens.len() - w..]
+                .iter()
+                .map(TokenLogprob::confidence)
+                .sum::<f64>()
+                / (w as f64)
+                < self.threshold
+    }
+
     /// The number of tokens after which a sequence with these token
     /// confidences is cut (None: it is not).
     pub fn cut_after(&self, confidences: &[f64]) -> Option<usize> {

@@ -577,19 +577,13 @@ impl<'m> Engine<'m> {
         a.bytes.extend_from_slice(&info.bytes);
         a.tokens.push(info);
         // DeepConf's online cut: the mean confidence of the last window.
-        if let Some(floor) = &req.params.confidence_floor {
-            let w = floor.window.max(1) as usize;
-            if a.tokens.len() >= w {
-                let mean = a.tokens[a.tokens.len() - w..]
-                    .iter()
-                    .map(TokenLogprob::confidence)
-                    .sum::<f64>()
-                    / w as f64;
-                if mean < floor.threshold {
-                    a.done = Some(FinishReason::LowConfidence);
-                    return;
-                }
-            }
+        if req
+            .params
+            .confidence_floor
+            .is_some_and(|f| f.breached_by(&a.tokens))
+        {
+            a.done = Some(FinishReason::LowConfidence);
+            return;
         }
         for stop in &req.params.stop {
             if let Some(at) = find(&a.bytes[search_from..], stop.as_bytes()) {

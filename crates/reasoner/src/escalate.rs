@@ -209,6 +209,19 @@ pub(crate) struct Pool {
 }
 
 impl Pool {
+    /// Adds an attempt's replies; only its chosen reply was verified, so
+    /// only that one carries the findings.
+    pub(crate) fn add(&mut self, attempt: &Attempt) {
+        for (i, c) in attempt.outcome.candidates.iter().enumerate() {
+            let findings = if i == attempt.outcome.chosen {
+                attempt.findings.clone()
+            } else {
+                Vec::new()
+            };
+            self.replies.push((attempt.strategy, c.clone(), findings));
+        }
+    }
+
     /// Weighted votes, rescaled to the number of replies with an answer.
     pub(crate) fn votes(&self, measure: ConfidenceMeasure) -> BTreeMap<String, f64> {
         rescaled_votes(self.replies.iter().filter_map(|(_, c, _)| {
@@ -337,14 +350,7 @@ pub(crate) fn run(
     let measure = config.weight;
     let first = &trace.attempts[trace.final_attempt];
     let mut pool = Pool::default();
-    for (i, c) in first.outcome.candidates.iter().enumerate() {
-        let findings = if i == first.outcome.chosen {
-            first.findings.clone()
-        } else {
-            Vec::new()
-        };
-        pool.replies.push((first.strategy, c.clone(), findings));
-    }
+    pool.add(first);
     let kind = &solve.answer_kind;
     let mut features = CalibrationFeatures::from_trace(
         trace,
@@ -421,20 +427,13 @@ pub(crate) fn run(
             let attempt = solver.sample(task, strategy, n, &cfg)?;
             usage += attempt.outcome.usage;
             report.drawn += attempt.outcome.candidates.len();
-            for (i, c) in attempt.outcome.candidates.iter().enumerate() {
-                let findings = if i == attempt.outcome.chosen {
-                    attempt.findings.clone()
-                } else {
-                    Vec::new()
-                };
-                replies.push(PooledReply {
-                    strategy,
-                    answer: c.answer.as_ref().map(|a| a.normalized.clone()),
-                    weight: weight(c, measure),
-                    tokens: c.tokens,
-                });
-                pool.replies.push((strategy, c.clone(), findings));
-            }
+            replies.extend(attempt.outcome.candidates.iter().map(|c| PooledReply {
+                strategy,
+                answer: c.answer.as_ref().map(|a| a.normalized.clone()),
+                weight: weight(c, measure),
+                tokens: c.tokens,
+            }));
+            pool.add(&attempt);
             report.attempts.push(attempt);
         }
         // Answers that mean the same are one answer: first by their words,
