@@ -2,6 +2,7 @@
 
 mod bench;
 mod progress;
+mod serve;
 
 use std::io::Write;
 use std::path::PathBuf;
@@ -98,6 +99,9 @@ enum Command {
     /// List, fetch, verify and locate models.
     #[command(subcommand)]
     Models(ModelsCommand),
+    /// Serve the loop behind an OpenAI-compatible HTTP endpoint
+    /// (POST /v1/chat/completions, streaming, feedback, trace pages).
+    Serve(Box<serve::ServeArgs>),
 }
 
 #[derive(Args)]
@@ -413,6 +417,7 @@ fn run(cli: Cli) -> Result<()> {
         Command::Bench(args) => bench::bench(&cli.global, *args),
         Command::Generate(args) => generate(&cli.global, args),
         Command::Models(cmd) => models(&cli.global, cmd),
+        Command::Serve(args) => serve::serve(&cli.global, *args),
     }
 }
 

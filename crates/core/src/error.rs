@@ -45,4 +45,8 @@ pub enum ModelError {
     /// The backend cannot do what was asked.
     #[error("not supported by this backend: {0}")]
     Unsupported(String),
+    /// The caller stopped the work: a time or token limit ran out, or the
+    /// client went away.
+    #[error("stopped: {0}")]
+    Cancelled(String),
 }

@@ -253,13 +253,21 @@ pub fn mean_reward(steps: &[ScoredStep]) -> f64 {
 
 fn candidate(text: String, steps: Vec<ScoredStep>, seq: &Sequence, kind: &AnswerKind) -> Candidate {
     let score = mean_reward(&steps);
+    let complete = seq.finish_reason == FinishReason::Stop;
     Candidate {
-        answer: kind.extract(&text),
+        // A reply cut short (by the token limit or a confidence floor)
+        // answers only where it states its answer: its last number is
+        // wherever the cut fell ("6" of "6 * 7 = 42" cut after one token).
+        answer: if complete {
+            kind.extract(&text)
+        } else {
+            kind.extract_marked(&text)
+        },
         text,
         score,
         mean_logprob: seq.mean_logprob(),
         tokens: seq.tokens.len() as u64,
-        complete: seq.finish_reason == FinishReason::Stop,
+        complete,
         confidence: TraceConfidence::of(&seq.tokens),
         steps,
     }

@@ -463,3 +463,34 @@ fn deepconf_cuts_a_hesitant_reply_below_the_warmup_floor_and_drops_its_vote() {
     let f = floor.expect("the warm-up set a floor");
     assert!(f > 5.67 && f < 5.8, "{f}");
 }
+
+#[test]
+fn a_reply_cut_by_the_token_limit_answers_only_what_it_states() {
+    let model =
+        ScriptedModel::new().on(When::Always, [Reply::text("6 * 7 = 42\nThe answer is 42.")]);
+    // Cut after one token: "6" is where the cut fell, not an answer.
+    let settings = SearchSettings {
+        max_tokens: 1,
+        ..SearchSettings::default()
+    };
+    let cut = run_with(&model, SearchPolicy::Greedy, &settings, None);
+    assert!(!cut.best().complete);
+    assert_eq!(cut.best().answer, None);
+    // Cut after the marked answer: it stands.
+    let model = ScriptedModel::new().on(
+        When::Always,
+        [Reply::text(
+            "The answer is 42. And now some more words that run on",
+        )],
+    );
+    let settings = SearchSettings {
+        max_tokens: 6,
+        ..SearchSettings::default()
+    };
+    let marked = run_with(&model, SearchPolicy::Greedy, &settings, None);
+    assert!(!marked.best().complete);
+    assert_eq!(
+        marked.best().answer.as_ref().map(|a| a.normalized.as_str()),
+        Some("42")
+    );
+}

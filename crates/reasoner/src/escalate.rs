@@ -300,6 +300,19 @@ pub(crate) struct Judgement<'j> {
     pub(crate) p_true: f64,
     pub(crate) costs: &'j Costs,
     pub(crate) beliefs: &'j EscalationBeliefs,
+    /// Told of every round as it is decided.
+    pub(crate) observer: Option<&'j dyn crate::TraceObserver>,
+}
+
+impl Judgement<'_> {
+    fn emit(&self, round: usize, detail: &EscalationRound) {
+        if let Some(o) = self.observer {
+            o.on_event(&crate::TraceEvent::Escalation {
+                round,
+                detail: detail.clone(),
+            });
+        }
+    }
 }
 
 impl Judgement<'_> {
@@ -405,6 +418,7 @@ pub(crate) fn run(
                 votes: pool.votes(measure),
                 leader: leader.clone(),
             });
+            judge.emit(round, report.rounds.last().expect("just pushed"));
             break;
         }
         let mut replies = Vec::new();
@@ -462,6 +476,7 @@ pub(crate) fn run(
             votes: pool.votes(measure),
             leader: leader.clone(),
         });
+        judge.emit(round, report.rounds.last().expect("just pushed"));
     }
     report.answer = leader.clone();
     report.confidence = p;

@@ -24,10 +24,13 @@
 #![deny(missing_docs)]
 
 pub mod escalate;
+pub mod events;
 pub mod preset;
 mod prompts;
 
 pub use escalate::{EscalationBeliefs, EscalationConfig, EscalationReport};
+use events::OptionEvent;
+pub use events::{Phase, TraceEvent, TraceObserver};
 pub use preset::{Ablations, Module, Preset};
 
 use std::collections::BTreeMap;
@@ -116,6 +119,18 @@ pub enum ReasonerError {
     /// The episode cannot take this feedback.
     #[error("{0}")]
     Feedback(String),
+}
+
+impl ReasonerError {
+    /// The model's error underneath, wherever in the loop it surfaced.
+    pub fn model_error(&self) -> Option<&ModelError> {
+        match self {
+            ReasonerError::Model(m)
+            | ReasonerError::Solve(SolveError::Model(m))
+            | ReasonerError::Awareness(AwarenessError::Model(m)) => Some(m),
+            _ => None,
+        }
+    }
 }
 
 /// When a second strategy checks the answer.
@@ -284,6 +299,36 @@ pub struct EpisodeReport {
     pub usage: Usage,
     /// Wall time in seconds.
     pub seconds: f64,
+    /// Time and model usage per phase, in order.
+    #[serde(default)]
+    pub phases: Vec<Phase>,
+}
+
+/// Measures the phases of a run: each ends where the next begins.
+struct Phases {
+    since: Instant,
+    done: Vec<Phase>,
+}
+
+impl Default for Phases {
+    fn default() -> Self {
+        Self {
+            since: Instant::now(),
+            done: Vec::new(),
+        }
+    }
+}
+
+impl Phases {
+    fn end(&mut self, name: &str, usage: Usage) {
+        let now = Instant::now();
+        self.done.push(Phase {
+            name: name.to_string(),
+            seconds: now.duration_since(self.since).as_secs_f64(),
+            usage,
+        });
+        self.since = now;
+    }
 }
 
 fn given_number() -> KindChoice {
@@ -434,6 +479,7 @@ pub struct Reasoner<'a> {
     /// The learned parameters in use.
     pub params: MetaParams,
     rng: Option<ChaCha8Rng>,
+    observer: Option<&'a dyn TraceObserver>,
 }
 
 /// Features stored with an episode, read back by feedback.
@@ -466,7 +512,20 @@ impl<'a> Reasoner<'a> {
             policy,
             params,
             rng: None,
+            observer: None,
         })
+    }
+
+    /// Reports every phase of [`Reasoner::run`] to `observer` as it ends.
+    pub fn with_observer(mut self, observer: &'a dyn TraceObserver) -> Self {
+        self.observer = Some(observer);
+        self
+    }
+
+    fn emit(&self, event: TraceEvent) {
+        if let Some(o) = self.observer {
+            o.on_event(&event);
+        }
     }
 
     /// Judges every step of the main solve with `judge` (a process reward
@@ -533,15 +592,25 @@ impl<'a> Reasoner<'a> {
         config: &ReasonerConfig,
     ) -> Result<EpisodeReport, ReasonerError> {
         let started = Instant::now();
+        self.emit(TraceEvent::Started {
+            task: task.to_string(),
+        });
         let rng = self.rng.get_or_insert_with(|| seeded(config.seed));
         let mut rng = rng.clone();
+        let mut phases = Phases::default();
         let embedding = self.embed(task);
         let retrieved = self.retrieve(embedding.as_deref(), config);
+        phases.end("retrieval", Usage::default());
         let kind = if config.infer_answer_kind {
             choose_answer_kind(self.model, task)?
         } else {
             KindChoice::given(config.solve.answer_kind.clone())
         };
+        phases.end("answer_kind", kind.usage);
+        self.emit(TraceEvent::AnswerKind {
+            kind: kind.kind.to_string(),
+            how: kind.how.clone(),
+        });
         let offered = offered_strategies(&config.strategies, &kind.kind);
         let options: Vec<StrategyOption> = offered
             .iter()
@@ -574,6 +643,23 @@ impl<'a> Reasoner<'a> {
             &self.params.solvability,
             &mut rng,
         )?;
+        phases.end("assessment", assessment.usage);
+        self.emit(TraceEvent::Assessed {
+            decision: assessment.decision,
+            reason: assessment.reason.clone(),
+            rule: assessment.policy.fired.as_ref().map(|f| f.0.clone()),
+            p_answerable: assessment.answerability.as_ref().map(|a| a.p_answerable),
+            options: assessment
+                .options
+                .iter()
+                .map(|o| OptionEvent {
+                    strategy: o.strategy,
+                    p_success: o.p_success,
+                })
+                .collect(),
+            strategy: assessment.strategy,
+            usage: assessment.usage,
+        });
         let mut usage = assessment.usage;
         usage += kind.usage;
         let mut report = EpisodeReport {
@@ -598,17 +684,20 @@ impl<'a> Reasoner<'a> {
             embedder: self.embedder.map(|e| e.name().to_string()),
             usage,
             seconds: 0.0,
+            phases: Vec::new(),
         };
         if assessment.decision != Decision::Answer {
             report.reply = assessment.reply.clone().unwrap_or_else(|| {
                 "I don't know: I am not likely enough to answer this correctly.".into()
             });
             self.rng = Some(rng);
+            report.phases = phases.done;
             return self.finish(report, embedding, config, started);
         }
         if config.assess_only {
             report.reason = format!("{} (assessment only: not attempted)", report.reason);
             self.rng = Some(rng);
+            report.phases = phases.done;
             return self.finish(report, embedding, config, started);
         }
         // Awareness chooses among the offered strategies; with none offered
@@ -655,9 +744,26 @@ impl<'a> Reasoner<'a> {
         };
         let trace = solver.solve(task, &solve)?;
         usage += trace.usage;
+        phases.end("solve", trace.usage);
+        for a in &trace.attempts {
+            self.emit(TraceEvent::attempt("solve", a));
+        }
+        for r in &trace.revisions {
+            self.emit(TraceEvent::Revision {
+                round: r.round,
+                from_step: r.from_step,
+                accepted: r.accepted,
+                confidence_before: r.confidence_before,
+                confidence_after: r.confidence_after,
+            });
+        }
         let belief = priors.get(&chosen).copied().unwrap_or(0.5);
         let mut features = CalibrationFeatures::from_trace(&trace, None, belief, p_true);
         let first_confidence = calibration.confidence(&features);
+        self.emit(TraceEvent::FirstAnswer {
+            answer: trace.answer.clone(),
+            confidence: first_confidence,
+        });
         let second = second_opinion(chosen, &kind.kind);
         let mut answer = trace.answer.clone();
         let mut raw_answer = None;
@@ -680,10 +786,12 @@ impl<'a> Reasoner<'a> {
                     p_true,
                     costs: &self.policy.costs,
                     beliefs: &self.params.escalation,
+                    observer: self.observer,
                 },
                 first_confidence,
             )?;
             usage += e.usage;
+            phases.end("escalation", e.usage);
             features = e.features;
             answer = e.report.answer.clone();
             raw_answer = e.raw_answer;
@@ -707,6 +815,7 @@ impl<'a> Reasoner<'a> {
                 };
                 let other = Solver::new(self.model).solve(task, &cfg)?;
                 usage += other.usage;
+                phases.end("cross_check", other.usage);
                 let agrees = other.answer.as_ref().map(|a| {
                     trace
                         .answer
@@ -718,6 +827,11 @@ impl<'a> Reasoner<'a> {
                     Some(false) => -1.0,
                     None => 0.0,
                 };
+                self.emit(TraceEvent::CrossCheck {
+                    strategy: second,
+                    answer: other.answer.clone(),
+                    agrees,
+                });
                 report.cross_check = Some(CrossCheckResult {
                     strategy: second,
                     answer: other.answer.clone(),
@@ -746,6 +860,14 @@ impl<'a> Reasoner<'a> {
                 found,
                 Some(features.mean_logprob),
             )?);
+            phases.end(
+                "baselines",
+                report
+                    .baselines
+                    .as_ref()
+                    .map(|b| b.usage)
+                    .unwrap_or_default(),
+            );
         }
         report.features = Some(features);
         if answer.is_none() {
@@ -795,6 +917,7 @@ impl<'a> Reasoner<'a> {
         }
         report.usage = usage;
         report.solve = Some(trace);
+        report.phases = phases.done;
         self.rng = Some(rng);
         self.finish(report, embedding, config, started)
     }
@@ -807,9 +930,16 @@ impl<'a> Reasoner<'a> {
         started: Instant,
     ) -> Result<EpisodeReport, ReasonerError> {
         report.seconds = started.elapsed().as_secs_f64();
+        self.emit(TraceEvent::Decided {
+            decision: report.decision,
+            answer: report.answer.clone(),
+            confidence: report.confidence,
+            reason: report.reason.clone(),
+        });
         let Some(memory) = self.memory.as_mut() else {
             return Ok(report);
         };
+        let storing = Instant::now();
         let trace = report.solve.as_ref();
         let attempt = trace.map(|t| &t.attempts[t.final_attempt]);
         let record = EpisodeRecord {
@@ -869,7 +999,14 @@ impl<'a> Reasoner<'a> {
                 .unwrap_or_default(),
             trace: Some(serde_json::to_value(&report).expect("report serialises")),
         };
-        report.episode_id = Some(memory.record(&record)?);
+        let id = memory.record(&record)?;
+        report.episode_id = Some(id);
+        report.phases.push(Phase {
+            name: "memory".into(),
+            seconds: storing.elapsed().as_secs_f64(),
+            usage: Usage::default(),
+        });
+        self.emit(TraceEvent::Stored { episode_id: id });
         Ok(report)
     }
 
