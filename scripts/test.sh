@@ -10,4 +10,10 @@ if [ "${CI:-}" = "true" ] && [ "${METAREASON_SKIP_MODEL_TESTS:-}" = "1" ]; then
   exit 1
 fi
 bash scripts/setup.sh
+# The official OpenAI Python client, for the tests of `metareason serve`
+# (pinned; into target/pydeps, not the system's Python).
+if ! PYTHONPATH=target/pydeps python3 -c 'import openai, sys; sys.exit(openai.__version__ != "3.57.0")' 2>/dev/null; then
+  python3 -m pip install --quiet --disable-pip-version-check --no-warn-conflicts \
+    --target target/pydeps --upgrade openai==3.57.0 >&2
+fi
 cargo test --release --locked --workspace "$@"

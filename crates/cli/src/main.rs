@@ -117,11 +117,11 @@ struct GenerateArgs {
     /// Print JSON with every token, its log-probability and the top alternatives.
     #[arg(long)]
     json: bool,
-    /// Upper bound on generated tokens per sequence.
-    #[arg(long, default_value_t = 256)]
+    /// Upper bound on generated tokens per sequence (1-32768).
+    #[arg(long, default_value_t = 256, value_parser = clap::value_parser!(u32).range(1..=32768))]
     max_tokens: u32,
-    /// Sampling temperature; 0 is greedy.
-    #[arg(long, default_value_t = 0.0)]
+    /// Sampling temperature; 0 is greedy (0-2).
+    #[arg(long, default_value_t = 0.0, value_parser = temperature)]
     temperature: f32,
     /// Nucleus sampling mass.
     #[arg(long, default_value_t = 1.0)]
@@ -135,9 +135,9 @@ struct GenerateArgs {
     /// Stop when this string appears (repeatable).
     #[arg(long)]
     stop: Vec<String>,
-    /// Number of sequences, sharing the prompt.
-    #[arg(short, long, default_value_t = 1)]
-    n: usize,
+    /// Number of sequences, sharing the prompt (1-64).
+    #[arg(short, long, default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..=64))]
+    n: u64,
     /// Alternatives reported per token (0-20).
     #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u8).range(0..=20))]
     top_logprobs: u8,
@@ -145,8 +145,12 @@ struct GenerateArgs {
 
 #[derive(Args)]
 struct SolveArgs {
-    /// The task.
-    question: String,
+    /// The task; `-` reads it from standard input.
+    #[arg(required_unless_present = "question_file")]
+    question: Option<String>,
+    /// Read the task from this file instead.
+    #[arg(long, value_name = "FILE", conflicts_with = "question")]
+    question_file: Option<PathBuf>,
     /// Strategy: auto (self-awareness chooses among --strategies, of those
     /// that suit the answer kind), direct, chain_of_thought (cot),
     /// plan_then_solve (plan), program_aided (pal), example_guided, respond.
@@ -166,35 +170,35 @@ struct SolveArgs {
     /// Search policy.
     #[arg(long, default_value = "greedy", value_parser = clap::builder::PossibleValuesParser::new(POLICY_NAMES))]
     search: String,
-    /// Samples (bon, sc), the most samples (adaptive), or iterations (mcts).
-    #[arg(long, default_value_t = 8)]
-    samples: usize,
-    /// Beam width and expansions per node (beam).
-    #[arg(long, default_value_t = 2)]
-    beam_width: usize,
+    /// Samples (bon, sc), the most samples (adaptive), or iterations (mcts), 1-64.
+    #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u64).range(1..=64))]
+    samples: u64,
+    /// Beam width and expansions per node (beam), 1-16.
+    #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u64).range(1..=16))]
+    beam_width: u64,
     /// Most tokens generated over the whole solve (0: no limit).
     #[arg(long, default_value_t = 0)]
     budget_tokens: u64,
-    /// Sampling temperature of every policy but greedy.
-    #[arg(long, default_value_t = 0.7)]
+    /// Sampling temperature of every policy but greedy (0-2).
+    #[arg(long, default_value_t = 0.7, value_parser = temperature)]
     temperature: f32,
     /// Seed of every draw.
     #[arg(long, default_value_t = 0)]
     seed: u64,
-    /// Most tokens of one reply.
-    #[arg(long, default_value_t = 512)]
+    /// Most tokens of one reply (1-32768).
+    #[arg(long, default_value_t = 512, value_parser = clap::value_parser!(u32).range(1..=32768))]
     max_tokens: u32,
     /// Kind of answer: auto (inferred from the task: rules, then the
     /// model when they are unsure), number, yes_no, text (a short answer),
     /// free_text (a reply in prose), or choice:ABCD.
     #[arg(long, default_value = "auto")]
     answer: String,
-    /// Rounds of revision at most.
-    #[arg(long, default_value_t = 1)]
-    revisions: usize,
-    /// Continuations resampled when step rewards collapse (0: switch strategy at once).
-    #[arg(long, default_value_t = 3)]
-    backtrack: usize,
+    /// Rounds of revision at most (0-8).
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u64).range(0..=8))]
+    revisions: u64,
+    /// Continuations resampled when step rewards collapse (0: switch strategy at once; at most 16).
+    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u64).range(0..=16))]
+    backtrack: u64,
     /// Ask the model to critique its solution (scored as P(Yes)).
     #[arg(long)]
     critique: bool,
@@ -242,9 +246,9 @@ struct SolveArgs {
     /// Never draw more replies after the first attempt (compute by difficulty off).
     #[arg(long)]
     no_escalate: bool,
-    /// Most replies escalation may draw after the first attempt.
-    #[arg(long, default_value_t = 8)]
-    escalation_samples: usize,
+    /// Most replies escalation may draw after the first attempt (0-64).
+    #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u64).range(0..=64))]
+    escalation_samples: u64,
     /// Always give the answer found, however unsure.
     #[arg(long)]
     no_abstain: bool,
@@ -402,9 +406,11 @@ fn init_tracing(verbose: u8) {
     };
     let filter = tracing_subscriber::EnvFilter::try_from_env("METAREASON_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level));
+    // Colours only for a terminal: a log file or a pipe gets plain text.
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .try_init();
 }
 
@@ -472,6 +478,16 @@ fn open_reward_endpoint(
     RewardEndpoint::new(config, protocol).context("cannot use the reward server")
 }
 
+/// A sampling temperature between 0 and 2.
+fn temperature(s: &str) -> std::result::Result<f32, String> {
+    let t: f32 = s.parse().map_err(|_| format!("'{s}' is not a number"))?;
+    if (0.0..=2.0).contains(&t) {
+        Ok(t)
+    } else {
+        Err(format!("{t} is not between 0 and 2"))
+    }
+}
+
 fn parse_answer_kind(s: &str) -> Result<AnswerKind> {
     Ok(s.parse::<AnswerKind>()?)
 }
@@ -491,6 +507,36 @@ fn parse_strategy(s: &str) -> Result<StrategyKind> {
             StrategyKind::ALL.map(|k| k.name()).join(", ")
         )
     })
+}
+
+/// Stored or model-written text made safe for a terminal: control
+/// characters (escape sequences, carriage returns, bells) are shown escaped
+/// instead of acted on; newlines and tabs stay.
+fn printable(s: &str) -> String {
+    s.chars()
+        .flat_map(|c| {
+            let keep = !c.is_control() || c == '\n' || c == '\t';
+            let out: Vec<char> = if keep {
+                vec![c]
+            } else {
+                c.escape_default().collect()
+            };
+            out
+        })
+        .collect()
+}
+
+/// The memory of a command that only reads it: a path that does not exist
+/// is an error, not a new empty database.
+fn open_existing_memory(path: Option<&PathBuf>) -> Result<Memory> {
+    let path = path.cloned().unwrap_or_else(Memory::default_path);
+    if !path.exists() {
+        bail!(
+            "no memory at {} (nothing stored yet, or a typo in --memory)",
+            path.display()
+        );
+    }
+    open_memory(Some(&path))
 }
 
 fn open_memory(path: Option<&PathBuf>) -> Result<Memory> {
@@ -520,10 +566,28 @@ fn open_embedder(g: &GlobalArgs) -> Option<Box<dyn Embedder>> {
     None
 }
 
-fn solve(g: &GlobalArgs, a: SolveArgs) -> Result<()> {
-    if a.question.trim().is_empty() {
+/// The task of `solve`: the argument, standard input (`-`) or a file.
+fn read_question(a: &SolveArgs) -> Result<String> {
+    let text = match (&a.question, &a.question_file) {
+        (_, Some(f)) => std::fs::read_to_string(f)
+            .with_context(|| format!("cannot read the question from {}", f.display()))?,
+        (Some(q), None) if q == "-" => {
+            let mut s = String::new();
+            std::io::Read::read_to_string(&mut std::io::stdin(), &mut s)
+                .context("cannot read the question from standard input")?;
+            s
+        }
+        (Some(q), None) => q.clone(),
+        (None, None) => bail!("give a task to solve (or --question-file FILE, or - for stdin)"),
+    };
+    if text.trim().is_empty() {
         bail!("the question is empty: give a task to solve");
     }
+    Ok(text.trim().to_string())
+}
+
+fn solve(g: &GlobalArgs, a: SolveArgs) -> Result<()> {
+    let question = read_question(&a)?;
     let answer_kind = parse_answer_choice(&a.answer)?;
     let strategies: Vec<StrategyKind> = if a.strategy == "auto" {
         a.strategies
@@ -541,7 +605,7 @@ fn solve(g: &GlobalArgs, a: SolveArgs) -> Result<()> {
             .map(parse_strategy)
             .collect::<Result<Vec<_>>>()?
     };
-    let Some(mut policy) = policy_by_name(&a.search, a.samples) else {
+    let Some(mut policy) = policy_by_name(&a.search, a.samples as usize) else {
         bail!(
             "unknown search policy '{}': use one of {}",
             a.search,
@@ -552,8 +616,8 @@ fn solve(g: &GlobalArgs, a: SolveArgs) -> Result<()> {
         width, expansions, ..
     } = &mut policy
     {
-        *width = a.beam_width.max(1);
-        *expansions = a.beam_width.max(1);
+        *width = a.beam_width as usize;
+        *expansions = a.beam_width as usize;
     }
     let mut profile = std::collections::BTreeMap::new();
     for p in &a.profile {
@@ -579,8 +643,8 @@ fn solve(g: &GlobalArgs, a: SolveArgs) -> Result<()> {
             ..SearchSettings::default()
         },
         answer_kind: answer_kind.clone().unwrap_or_default(),
-        max_revisions: a.revisions,
-        backtrack_samples: a.backtrack,
+        max_revisions: a.revisions as usize,
+        backtrack_samples: a.backtrack as usize,
         critique: a.critique,
         judge_steps: a.judge_steps,
         ..SolveConfig::default()
@@ -602,7 +666,7 @@ fn solve(g: &GlobalArgs, a: SolveArgs) -> Result<()> {
         },
         escalation: EscalationConfig {
             enabled: !a.no_escalate,
-            max_samples: a.escalation_samples,
+            max_samples: a.escalation_samples as usize,
             ..EscalationConfig::default()
         },
         abstain_after: !a.no_abstain,
@@ -636,7 +700,7 @@ fn solve(g: &GlobalArgs, a: SolveArgs) -> Result<()> {
     if let Some(r) = &reward {
         reasoner = reasoner.with_step_judge(r);
     }
-    let report = reasoner.run(&a.question, &config)?;
+    let report = reasoner.run(&question, &config)?;
     let graded = match (&a.reference, report.episode_id) {
         (Some(r), Some(id)) if report.candidate_answer.is_some() => {
             Some(reasoner.feedback(id, &Feedback::Answer(r.clone()))?)
@@ -657,13 +721,13 @@ fn solve(g: &GlobalArgs, a: SolveArgs) -> Result<()> {
         Decision::Answer => writeln!(
             out,
             "answer: {}\nconfidence: {:.2}",
-            report.reply,
+            printable(&report.reply),
             report.confidence.unwrap_or(0.0)
         )?,
-        Decision::Abstain => writeln!(out, "abstained: {}", report.reply)?,
-        Decision::Refuse => writeln!(out, "refused: {}", report.reply)?,
+        Decision::Abstain => writeln!(out, "abstained: {}", printable(&report.reply))?,
+        Decision::Refuse => writeln!(out, "refused: {}", printable(&report.reply))?,
     }
-    writeln!(out, "{}", summary(&report))?;
+    writeln!(out, "{}", printable(&summary(&report)))?;
     if let Some(fb) = graded {
         writeln!(
             out,
@@ -703,7 +767,7 @@ fn feedback(g: &GlobalArgs, a: FeedbackArgs) -> Result<()> {
     if a.memory.no_memory {
         bail!("feedback is stored in memory; drop --no-memory");
     }
-    let memory = open_memory(a.memory.memory.as_ref())?;
+    let memory = open_existing_memory(a.memory.memory.as_ref())?;
     // Fail on a wrong id before loading a model.
     memory.episode(a.episode)?;
     let fb = match (&a.verdict, &a.answer) {
@@ -733,7 +797,7 @@ fn feedback(g: &GlobalArgs, a: FeedbackArgs) -> Result<()> {
 fn memory(cmd: MemoryCommand) -> Result<()> {
     match cmd {
         MemoryCommand::Stats(m) => {
-            let s = open_memory(m.memory.as_ref())?.stats()?;
+            let s = open_existing_memory(m.memory.as_ref())?.stats()?;
             println!("memory: {} (schema {})", s.path, s.schema_version);
             println!(
                 "episodes: {} ({} graded, {} correct){}",
@@ -760,14 +824,15 @@ fn memory(cmd: MemoryCommand) -> Result<()> {
             println!("learned parameters: {}", s.parameters.join(", "));
         }
         MemoryCommand::Show { episode, memory } => {
-            let e = open_memory(memory.memory.as_ref())?.episode(episode)?;
+            let e = open_existing_memory(memory.memory.as_ref())?.episode(episode)?;
             println!("{}", serde_json::to_string_pretty(&e)?);
         }
         MemoryCommand::List { last, memory } => {
-            for e in open_memory(memory.memory.as_ref())?.recent(last)? {
+            for e in open_existing_memory(memory.memory.as_ref())?.recent(last)? {
                 let r = &e.record;
-                let mut task: String = r.task.chars().take(60).collect();
-                if r.task.chars().count() > 60 {
+                let flat = printable(&r.task).replace('\n', " ");
+                let mut task: String = flat.chars().take(60).collect();
+                if flat.chars().count() > 60 {
                     task.push('…');
                 }
                 println!(
@@ -776,7 +841,7 @@ fn memory(cmd: MemoryCommand) -> Result<()> {
                     &e.created_at[..19.min(e.created_at.len())],
                     format!("{:?}", r.decision).to_lowercase(),
                     r.strategy,
-                    r.answer.as_deref().unwrap_or("-"),
+                    printable(r.answer.as_deref().unwrap_or("-")),
                     r.confidence.map_or("-".into(), |c| format!("{c:.2}")),
                     match r.outcome {
                         Some(true) => "correct",
@@ -788,7 +853,7 @@ fn memory(cmd: MemoryCommand) -> Result<()> {
             }
         }
         MemoryCommand::Export { file, memory } => {
-            let n = open_memory(memory.memory.as_ref())?.export(&file)?;
+            let n = open_existing_memory(memory.memory.as_ref())?.export(&file)?;
             println!("wrote {n} records to {}", file.display());
         }
         MemoryCommand::Import { file, memory } => {
@@ -874,7 +939,7 @@ fn generate(g: &GlobalArgs, a: GenerateArgs) -> Result<()> {
             confidence_floor: None,
         },
     )
-    .with_n(a.n);
+    .with_n(a.n as usize);
     // Validate before loading a model: bad flags should not cost a model load.
     request.validate()?;
     let model = open_model(g)?;

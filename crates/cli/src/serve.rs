@@ -116,6 +116,10 @@ pub fn serve(g: &GlobalArgs, a: ServeArgs) -> Result<()> {
         tracing::warn!("listening on {addr} without API keys: anyone who reaches it may use it");
     }
     let info = model.info();
+    let bound = listener
+        .local_addr()
+        .map(|a| a.to_string())
+        .unwrap_or(addr.clone());
     let engine = Engine {
         model,
         embedder,
@@ -132,7 +136,7 @@ pub fn serve(g: &GlobalArgs, a: ServeArgs) -> Result<()> {
     };
     let state = AppState::new(engine, config);
     eprintln!(
-        "metareason serve: {} ({}) on http://{addr}/v1 — model names: metareason, metareason-greedy, metareason:<preset>; GET /v1/models lists them",
+        "metareason serve: {} ({}) on http://{bound}/v1 — model names: metareason, metareason-greedy, metareason:<preset>; GET /v1/models lists them",
         info.name, info.backend
     );
     runtime

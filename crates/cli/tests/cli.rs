@@ -172,6 +172,101 @@ fn usage_errors_exit_with_2() {
     let o = metareason(&["generate", "hi", "--top-logprobs", "50"]);
     assert_eq!(o.status.code(), Some(2));
     assert!(stderr(&o).contains("--top-logprobs"), "{}", stderr(&o));
+    // Sizes out of range are refused before anything runs, with the range.
+    for (args, flag) in [
+        (vec!["solve", "q", "--samples", "1000000"], "--samples"),
+        (vec!["solve", "q", "--samples", "0"], "--samples"),
+        (vec!["solve", "q", "--beam-width", "100000"], "--beam-width"),
+        (vec!["solve", "q", "--temperature", "9"], "--temperature"),
+        (vec!["solve", "q", "--max-tokens", "0"], "--max-tokens"),
+        (
+            vec!["solve", "q", "--escalation-samples", "500"],
+            "--escalation-samples",
+        ),
+        (vec!["generate", "hi", "-n", "1000"], "-n"),
+        (vec!["solve"], "QUESTION"),
+    ] {
+        let o = metareason(&args);
+        assert_eq!(o.status.code(), Some(2), "{args:?}");
+        assert!(stderr(&o).contains(flag), "{args:?}: {}", stderr(&o));
+    }
+    let o = metareason(&["solve", "q", "--question-file", "/nonexistent/q.txt"]);
+    assert_eq!(o.status.code(), Some(2), "a question and a file conflict");
+    let o = metareason(&[
+        "--model",
+        "/nonexistent/x.gguf",
+        "solve",
+        "--question-file",
+        "/nonexistent/q.txt",
+    ]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        stderr(&o).contains("cannot read the question"),
+        "{}",
+        stderr(&o)
+    );
+}
+
+#[test]
+fn stored_text_cannot_drive_the_terminal() {
+    let dir = tempfile::tempdir().unwrap();
+    let mem = dir.path().join("m.sqlite");
+    let export = dir.path().join("e.jsonl");
+    // A memory whose episode's task and answer hold escape sequences.
+    let line = serde_json::json!({
+        "type": "episode", "id": 1, "created_at": "2026-01-01T00:00:00Z",
+        "task": "evil \u{1b}[2J\u{1b}]0;pwned\u{7} task", "family": null, "embedding": null,
+        "embedder": null, "strategy": "direct", "search": "greedy", "decision": "answer",
+        "answer": "4\u{1b}[31m2", "confidence": 0.9, "features": null, "outcome": null,
+        "reference": null, "generated_tokens": 1, "prompt_tokens": 1,
+        "cached_prompt_tokens": 0, "seconds": 0.1, "steps": [], "findings": [], "trace": null
+    });
+    std::fs::write(&export, format!("{line}\n")).unwrap();
+    let o = metareason(&[
+        "memory",
+        "import",
+        export.to_str().unwrap(),
+        "--memory",
+        mem.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let o = metareason(&["memory", "list", "--memory", mem.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(!out.contains('\u{1b}') && !out.contains('\u{7}'), "{out:?}");
+    assert!(out.contains("\\u{1b}[2J"), "{out}");
+}
+
+#[test]
+fn an_export_onto_a_full_disk_is_an_error_and_leaves_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let mem = dir.path().join("m.sqlite");
+    let m = metareason_memory::Memory::open(&mem).unwrap();
+    m.set_parameter("big", &"x".repeat(20_000)).unwrap();
+    drop(m);
+    let out = dir.path().join("out.jsonl");
+    // A 4 KiB file-size limit stands in for a full disk (the write fails
+    // with EFBIG; SIGXFSZ is ignored so that the process sees the error).
+    let o = Command::new("bash")
+        .arg("-c")
+        .arg(format!(
+            "trap '' XFSZ; ulimit -f 4; exec \"{}\" memory export \"{}\" --memory \"{}\"",
+            env!("CARGO_BIN_EXE_metareason"),
+            out.display(),
+            mem.display()
+        ))
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    assert!(!stderr(&o).contains("panicked"), "{}", stderr(&o));
+    assert!(!out.exists());
+    let left: Vec<_> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n.contains("partial"))
+        .collect();
+    assert!(left.is_empty(), "{left:?}");
 }
 
 #[test]
@@ -379,6 +474,21 @@ fn feedback_and_memory_errors_are_clear() {
     let dir = tempfile::tempdir().unwrap();
     let mem = dir.path().join("m.sqlite");
     let mem = mem.to_str().unwrap();
+    // Reading a memory that is not there is an error, and creates nothing.
+    for args in [
+        vec!["memory", "stats", "--memory", mem],
+        vec!["memory", "list", "--memory", mem],
+        vec!["feedback", "7", "correct", "--memory", mem],
+    ] {
+        let o = metareason(&args);
+        assert_eq!(o.status.code(), Some(1), "{args:?}");
+        assert!(stderr(&o).contains("no memory at"), "{}", stderr(&o));
+        assert!(
+            !std::path::Path::new(mem).exists(),
+            "{args:?} created the file"
+        );
+    }
+    drop(metareason_memory::Memory::open(mem).unwrap());
     let o = metareason(&["feedback", "7", "correct", "--no-distill", "--memory", mem]);
     assert_eq!(o.status.code(), Some(1));
     assert!(stderr(&o).contains("no episode 7"), "{}", stderr(&o));

@@ -409,6 +409,12 @@ impl Memory {
         };
         memory.configure()?;
         memory.migrate()?;
+        // A memory that cannot be written fails here, before a solve whose
+        // episode it could not store.
+        memory
+            .conn
+            .execute_batch("BEGIN IMMEDIATE; COMMIT;")
+            .map_err(|e| memory.err(e))?;
         Ok(memory)
     }
 
@@ -877,10 +883,6 @@ impl Memory {
     /// parameters, meta-buffer) to `path`, through a temporary file renamed
     /// into place. Returns the number of lines.
     pub fn export(&self, path: &Path) -> Result<usize, MemoryError> {
-        let io = |source| MemoryError::Io {
-            path: path.display().to_string(),
-            source,
-        };
         let dir = path
             .parent()
             .filter(|d| !d.as_os_str().is_empty())
@@ -891,10 +893,25 @@ impl Memory {
                 .map(|n| n.to_string_lossy().into_owned())
                 .unwrap_or_else(|| "export".into())
         ));
-        let mut out = std::io::BufWriter::new(std::fs::File::create(&tmp).map_err(io)?);
+        let result = self.export_via(path, &tmp);
+        if result.is_err() {
+            // Nothing half-written stays behind.
+            let _ = std::fs::remove_file(&tmp);
+        }
+        result
+    }
+
+    fn export_via(&self, path: &Path, tmp: &Path) -> Result<usize, MemoryError> {
+        let io = |source| MemoryError::Io {
+            path: path.display().to_string(),
+            source,
+        };
+        let mut out = std::io::BufWriter::new(std::fs::File::create(tmp).map_err(io)?);
         let mut lines = 0;
         let mut write = |line: &ExportLine| -> Result<(), MemoryError> {
-            serde_json::to_writer(&mut out, line).expect("records serialise");
+            // A full disk surfaces here (serde_json writes through): an
+            // error, never a panic.
+            serde_json::to_writer(&mut out, line).map_err(|e| io(std::io::Error::other(e)))?;
             out.write_all(b"\n").map_err(io)?;
             lines += 1;
             Ok(())
@@ -920,7 +937,7 @@ impl Memory {
         }
         let file = out.into_inner().map_err(|e| io(e.into_error()))?;
         file.sync_all().map_err(io)?;
-        std::fs::rename(&tmp, path).map_err(io)?;
+        std::fs::rename(tmp, path).map_err(io)?;
         Ok(lines)
     }
 
@@ -956,6 +973,21 @@ impl Memory {
         for rec in lines {
             match rec {
                 ExportLine::Episode(ep) => {
+                    // An episode already here (the same task stored at the
+                    // same instant: importing a memory's own export, or a
+                    // file twice) is not stored again.
+                    let existing: Option<i64> = tx
+                        .query_row(
+                            "SELECT id FROM episodes WHERE created_at = ?1 AND task = ?2",
+                            params![ep.created_at, ep.record.task],
+                            |r| r.get(0),
+                        )
+                        .optional()
+                        .map_err(|x| sql_err(&db, x))?;
+                    if let Some(id) = existing {
+                        ids.insert(ep.id, id);
+                        continue;
+                    }
                     let id = insert_episode(&tx, &ep.record, Some(&ep.created_at))
                         .map_err(|x| sql_err(&db, x))?;
                     for (i, s) in ep.record.steps.iter().enumerate() {
@@ -979,6 +1011,16 @@ impl Memory {
                     p += 1;
                 }
                 ExportLine::Meta(entry) => {
+                    let present: bool = tx
+                        .query_row(
+                            "SELECT EXISTS(SELECT 1 FROM meta_buffer WHERE kind = ?1 AND task IS ?2 AND text = ?3)",
+                            params![entry.kind.as_str(), entry.task, entry.text],
+                            |r| r.get(0),
+                        )
+                        .map_err(|x| sql_err(&db, x))?;
+                    if present {
+                        continue;
+                    }
                     tx.execute(
                         "INSERT INTO meta_buffer (kind, episode_id, task, text, embedding, uses) \
                          VALUES (?1, ?2, ?3, ?4, ?5, ?6)",

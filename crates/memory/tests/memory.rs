@@ -171,6 +171,12 @@ fn export_then_import_reproduces_the_memory_and_a_bad_line_changes_nothing() {
     assert_eq!(n.parameter::<Vec<f64>>("weights").unwrap(), Some(vec![0.5]));
     let meta = n.meta_entries().unwrap();
     assert_eq!(meta[0].episode_id, Some(b[0].id));
+    // The same file again, or a memory's own export: nothing doubles.
+    assert_eq!(n.import(&file).unwrap(), (0, 1, 0));
+    assert_eq!(m.import(&file).unwrap(), (0, 1, 0));
+    assert_eq!(n.episodes(false).unwrap().len(), 2);
+    assert_eq!(m.episodes(false).unwrap().len(), 2);
+    assert_eq!(n.meta_entries().unwrap().len(), 1);
 
     let bad = dir.path().join("bad.jsonl");
     let mut text = std::fs::read_to_string(&file).unwrap();

@@ -299,10 +299,16 @@ impl Budget {
         self.limit > 0 && self.used.generated_tokens >= self.limit
     }
     fn remaining_tokens(&self, want: u32) -> u32 {
+        self.remaining_per(1, want)
+    }
+
+    /// At most `want` tokens for each of `n` sequences drawn at once, so
+    /// that together they stay within what is left.
+    fn remaining_per(&self, n: usize, want: u32) -> u32 {
         if self.limit == 0 {
             return want;
         }
-        let left = self.limit.saturating_sub(self.used.generated_tokens);
+        let left = self.limit.saturating_sub(self.used.generated_tokens) / n.max(1) as u64;
         want.min(left.min(u64::from(u32::MAX)) as u32).max(1)
     }
 }
@@ -454,7 +460,14 @@ impl Searcher<'_> {
         seed_offset: u64,
         budget: &mut Budget,
     ) -> Result<Vec<Candidate>, ModelError> {
-        let max = budget.remaining_tokens(self.settings.max_tokens);
+        // Under a budget, no more sequences than tokens left.
+        let n = if budget.limit > 0 {
+            let left = budget.limit.saturating_sub(budget.used.generated_tokens);
+            n.min(usize::try_from(left).unwrap_or(usize::MAX).max(1))
+        } else {
+            n
+        };
+        let max = budget.remaining_per(n, self.settings.max_tokens);
         let req = GenerateRequest::new(
             prompt.clone(),
             self.params(

@@ -223,6 +223,21 @@ pub enum SolveError {
     Sandbox(#[from] SandboxError),
 }
 
+/// The solve's configuration with the token budget that is left (None when
+/// it is spent; unchanged without a budget).
+fn budgeted(config: &SolveConfig, usage: &Usage) -> Option<SolveConfig> {
+    let limit = config.settings.budget_tokens;
+    if limit == 0 {
+        return Some(config.clone());
+    }
+    let left = limit.saturating_sub(usage.generated_tokens);
+    (left > 0).then(|| {
+        let mut c = config.clone();
+        c.settings.budget_tokens = left;
+        c
+    })
+}
+
 /// Solves tasks with one model.
 pub struct Solver<'a> {
     model: &'a dyn LanguageModel,
@@ -372,12 +387,17 @@ impl<'a> Solver<'a> {
         let rewards_of =
             |a: &Attempt| -> Vec<f64> { a.outcome.best().steps.iter().map(|s| s.reward).collect() };
         for (i, &kind) in plan.iter().enumerate() {
-            let mut attempt = self.attempt(question, kind, config, sandbox.as_ref(), &mut usage)?;
+            // The token budget bounds the whole solve: each step gets what
+            // is left, and none starts once it is spent.
+            let Some(cfg) = budgeted(config, &usage) else {
+                break;
+            };
+            let mut attempt = self.attempt(question, kind, &cfg, sandbox.as_ref(), &mut usage)?;
             let mut rewards = rewards_of(&attempt);
             let mut collapsed = config.collapse.check(&rewards);
-            if let Some((at, why)) = collapsed.clone() {
+            if let (Some((at, why)), Some(cfg)) = (collapsed.clone(), budgeted(config, &usage)) {
                 if let Some(bt) =
-                    self.backtrack(&attempt, at, config, sandbox.as_ref(), &mut usage)?
+                    self.backtrack(&attempt, at, &cfg, sandbox.as_ref(), &mut usage)?
                 {
                     let after = rewards_of(&bt);
                     let recovered = config.collapse.check(&after).is_none();
@@ -419,9 +439,12 @@ impl<'a> Solver<'a> {
         let mut revisions = Vec::new();
         let mut final_attempt = best;
         for round in 0..config.max_revisions {
+            let Some(cfg) = budgeted(config, &usage) else {
+                break;
+            };
             let Some(rev) = self.revise(
                 &attempts[final_attempt],
-                config,
+                &cfg,
                 sandbox.as_ref(),
                 round,
                 &mut usage,
@@ -460,6 +483,9 @@ impl<'a> Solver<'a> {
             .cloned()
         {
             let Some(next) = untried.next() else { break };
+            let Some(cfg) = budgeted(config, &usage) else {
+                break;
+            };
             let from = &attempts[final_attempt];
             switches.push(Switch {
                 from: from.strategy,
@@ -474,7 +500,7 @@ impl<'a> Solver<'a> {
                 ),
                 rewards: rewards_of(from),
             });
-            let attempt = self.attempt(question, next, config, sandbox.as_ref(), &mut usage)?;
+            let attempt = self.attempt(question, next, &cfg, sandbox.as_ref(), &mut usage)?;
             attempts.push(attempt);
             let new = attempts.len() - 1;
             if attempts[new].confidence > attempts[final_attempt].confidence {

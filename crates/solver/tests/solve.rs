@@ -335,3 +335,36 @@ fn a_check_that_still_fails_after_revision_switches_to_the_next_strategy() {
     assert!(t.switches.is_empty());
     assert_eq!(t.attempts.len(), 1);
 }
+
+#[test]
+fn the_token_budget_bounds_the_whole_solve() {
+    // Every reply is long and has no answer, so every sample, fallback and
+    // revision would run if nothing stopped them.
+    let model = ScriptedModel::new().on(
+        When::Always,
+        [Reply::text(
+            "Let me think about this problem step by step and consider every detail of it \
+             carefully before writing anything down at all",
+        )],
+    );
+    let mut cfg = SolveConfig {
+        policy: SearchPolicy::SelfConsistency { n: 8 },
+        fallbacks: vec![StrategyKind::PlanThenSolve, StrategyKind::Direct],
+        ..SolveConfig::default()
+    };
+    cfg.settings.budget_tokens = 20;
+    let t = Solver::new(&model).solve("q", &cfg).unwrap();
+    assert!(
+        t.usage.generated_tokens <= 20,
+        "{} tokens generated under a budget of 20",
+        t.usage.generated_tokens
+    );
+    // Without a budget the same solve spends far more.
+    cfg.settings.budget_tokens = 0;
+    let free = Solver::new(&model).solve("q", &cfg).unwrap();
+    assert!(
+        free.usage.generated_tokens > 100,
+        "{}",
+        free.usage.generated_tokens
+    );
+}
