@@ -798,6 +798,24 @@ fn local(
             );
         }
     }
+    // A column the user mapped by name must exist: a typo would otherwise
+    // run every item unscored (reference null).
+    for key in ["answer", "decline", "id"] {
+        if let Some(col) = fields.get(key) {
+            if !records.is_empty() && !records.iter().any(|r| r.contains_key(col)) {
+                let mut columns: Vec<&str> = records[0].keys().map(String::as_str).collect();
+                columns.sort_unstable();
+                return Err(bad(
+                    path,
+                    1,
+                    format!(
+                        "--field {key}={col}: no record has a field '{col}' (the fields are: {})",
+                        columns.join(", ")
+                    ),
+                ));
+            }
+        }
+    }
     let mut out = Vec::new();
     for (i, r) in records.iter().enumerate() {
         let q = r.get(&qf).ok_or_else(|| {

@@ -75,6 +75,17 @@ fn local_files_use_the_field_mapping() {
     assert_eq!(items[0].id, "a");
     assert!(matches!(&items[0].expected, Expected::Answer { reference, .. } if reference == "4"));
     assert_eq!(items[1].expected, Expected::Decline);
+    // A mapped column the file lacks (a typo) is an error naming the
+    // columns, not a run of unscored items.
+    let mut typo = fields.clone();
+    typo.insert("answer".into(), "gloden".into());
+    let err = load(csv.to_str().unwrap(), dir.path(), &typo, "number")
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("gloden") && err.contains("gold, key, prompt, skip"),
+        "{err}"
+    );
 
     let jsonl = dir.path().join("mine.jsonl");
     std::fs::write(&jsonl, "{\"q\": \"2+3?\", \"a\": 5}\nnot json\n").unwrap();

@@ -782,12 +782,17 @@ fn feedback(g: &GlobalArgs, a: FeedbackArgs) -> Result<()> {
     };
     let mut reasoner = Reasoner::new(model.as_ref(), None, Some(memory), Policy::default_policy())?;
     let report = reasoner.feedback_with(a.episode, &fb, true, !a.no_distill)?;
-    println!(
-        "episode {}: {}; updated {}",
-        report.episode_id,
-        if report.correct { "correct" } else { "wrong" },
-        report.updated.join(", ")
-    );
+    if let Some(note) = &report.note {
+        println!("{note}");
+    }
+    if !report.updated.is_empty() {
+        println!(
+            "episode {}: {}; updated {}",
+            report.episode_id,
+            if report.correct { "correct" } else { "wrong" },
+            report.updated.join(", ")
+        );
+    }
     if let Some((kind, text)) = report.distilled {
         println!("distilled {kind:?}:\n{text}");
     }

@@ -753,6 +753,14 @@ impl Memory {
         Ok(())
     }
 
+    /// Deletes the meta-buffer entries distilled from episode `id` (when
+    /// its verdict changes, what was learned from the old one goes).
+    pub fn delete_meta_of_episode(&self, id: i64) -> Result<usize, MemoryError> {
+        self.conn
+            .execute("DELETE FROM meta_buffer WHERE episode_id = ?1", params![id])
+            .map_err(|e| self.err(e))
+    }
+
     /// Adds a meta-buffer entry and returns its id.
     pub fn add_meta(&self, entry: &MetaEntry) -> Result<i64, MemoryError> {
         self.conn

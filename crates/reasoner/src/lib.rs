@@ -357,6 +357,9 @@ pub struct FeedbackReport {
     pub updated: Vec<String>,
     /// A template or note distilled from it.
     pub distilled: Option<(MetaKind, String)>,
+    /// What else to know (a repeated verdict, a changed one).
+    #[serde(default)]
+    pub note: Option<String>,
 }
 
 /// The learned parameters of I and E.
@@ -1033,11 +1036,7 @@ impl<'a> Reasoner<'a> {
             ReasonerError::Feedback("feedback needs memory; run without --no-memory".into())
         })?;
         let episode = memory.episode(id)?;
-        let stored: Option<StoredFeatures> = episode
-            .record
-            .features
-            .clone()
-            .and_then(|f| serde_json::from_value(f).ok());
+        let stored = stored_features(&episode);
         let (correct, reference) = match feedback {
             Feedback::Correct => (true, None),
             Feedback::Wrong => (false, None),
@@ -1061,73 +1060,68 @@ impl<'a> Reasoner<'a> {
                 "episode {id} found no answer; there is nothing to judge"
             )));
         }
+        // The same verdict again changes nothing: feedback is idempotent.
+        let previous = episode.record.outcome;
+        if previous == Some(correct)
+            && (reference.is_none() || reference == episode.record.reference)
+        {
+            return Ok(FeedbackReport {
+                episode_id: id,
+                correct,
+                updated: Vec::new(),
+                distilled: None,
+                note: Some(format!(
+                    "episode {id} was already graded {}; nothing changed",
+                    if correct { "correct" } else { "wrong" }
+                )),
+            });
+        }
+        let changed = previous.is_some_and(|p| p != correct);
         memory.set_outcome(id, correct, reference.as_deref())?;
+        let mut note = None;
+        if changed {
+            // What was distilled from the old verdict goes with it.
+            memory.delete_meta_of_episode(id)?;
+        }
         let mut updated = vec!["strategy posteriors".to_string()];
+        if learn {
+            if previous.is_some() {
+                // A changed (or re-referenced) verdict: the learned models
+                // are replayed from their priors over every graded episode
+                // in order, so the state is exactly as if this verdict had
+                // been given the first time.
+                let n = self.relearn()?;
+                updated.extend(
+                    [
+                        "calibration",
+                        "solvability",
+                        "escalation",
+                        "step-reward weights",
+                    ]
+                    .map(String::from),
+                );
+                note = Some(format!(
+                    "episode {id} was graded {} before; the learned models were replayed over \
+                     the {n} graded episodes with the new verdict",
+                    if correct { "wrong" } else { "correct" }
+                ));
+            } else {
+                updated.extend(self.params.learn_from(
+                    &episode,
+                    stored.as_ref(),
+                    correct,
+                    reference.as_deref(),
+                ));
+            }
+            let memory = self.memory.as_ref().expect("checked above");
+            self.params.save(memory)?;
+        }
+        let memory = self.memory.as_ref().expect("checked above");
         let report: Option<EpisodeReport> = episode
             .record
             .trace
             .clone()
             .and_then(|t| serde_json::from_value(t).ok());
-        if learn {
-            if let Some(f) = stored.as_ref().and_then(|s| s.calibration.as_ref()) {
-                let free_text =
-                    stored.as_ref().map(|s| &s.answer_kind) == Some(&AnswerKind::FreeText);
-                if free_text {
-                    self.params.calibration_free_text.observe(f, correct);
-                    updated.push("free-text calibration".into());
-                } else {
-                    self.params.calibration.observe(f, correct);
-                    updated.push("calibration".into());
-                }
-            }
-            if let Some(x) = stored.as_ref().and_then(|s| s.solvability.as_ref()) {
-                if x.len() == self.params.solvability.dim() {
-                    self.params.solvability.observe(x, correct, 1.0);
-                    updated.push("solvability".into());
-                }
-            }
-            // What escalating did: the first answer's fate is known when it
-            // is the final one, when a reference was given, or when the
-            // final answer differs and is right (then the first was wrong).
-            let escalation = report
-                .as_ref()
-                .and_then(|r| r.escalation.as_ref())
-                .filter(|e| e.escalated());
-            if let Some(e) = escalation {
-                let kind = stored
-                    .as_ref()
-                    .map(|s| s.answer_kind.clone())
-                    .unwrap_or(AnswerKind::Number);
-                let same = match (&e.first_answer, &episode.record.answer) {
-                    (Some(a), Some(b)) => kind.same_meaning(a, b),
-                    _ => false,
-                };
-                let first_right = if same {
-                    Some(correct)
-                } else if let (Some(r), Some(first)) = (&reference, &e.first_answer) {
-                    Some(kind.same_meaning(r, first))
-                } else if correct {
-                    Some(false)
-                } else {
-                    None
-                };
-                self.params.escalation.observe(first_right, correct);
-                updated.push("escalation".into());
-            }
-            // The step rewards are those of the first attempt: they learn
-            // from its answer's fate, known unless escalation changed it.
-            let first_fate = match escalation {
-                Some(e) if e.first_answer != episode.record.answer => None,
-                _ => Some(correct),
-            };
-            if let (Some(trace), Some(right)) =
-                (report.as_ref().and_then(|r| r.solve.as_ref()), first_fate)
-            {
-                self.params.reward.observe(trace, right);
-                updated.push("step-reward weights".into());
-            }
-            self.params.save(memory)?;
-        }
         let mut distilled = None;
         if distill {
             if let Some(trace) = report.as_ref().and_then(|r| r.solve.as_ref()) {
@@ -1167,7 +1161,117 @@ impl<'a> Reasoner<'a> {
             correct,
             updated,
             distilled,
+            note,
         })
+    }
+
+    /// Replays the models that feedback teaches (calibration, solvability,
+    /// escalation, step rewards) from their priors over every graded
+    /// episode in memory, in the order stored. Returns how many.
+    fn relearn(&mut self) -> Result<usize, ReasonerError> {
+        let memory = self.memory.as_ref().ok_or_else(|| {
+            ReasonerError::Feedback("feedback needs memory; run without --no-memory".into())
+        })?;
+        let d = MetaParams::default();
+        self.params.calibration = d.calibration;
+        self.params.calibration_free_text = d.calibration_free_text;
+        self.params.solvability = d.solvability;
+        self.params.escalation = d.escalation;
+        self.params.reward = d.reward;
+        let graded = memory.episodes(true)?;
+        for e in &graded {
+            let Some(correct) = e.record.outcome else {
+                continue;
+            };
+            let stored = stored_features(e);
+            self.params
+                .learn_from(e, stored.as_ref(), correct, e.record.reference.as_deref());
+        }
+        Ok(graded.len())
+    }
+}
+
+/// The features stored with an episode, when readable.
+fn stored_features(episode: &metareason_memory::Episode) -> Option<StoredFeatures> {
+    episode
+        .record
+        .features
+        .clone()
+        .and_then(|f| serde_json::from_value(f).ok())
+}
+
+impl MetaParams {
+    /// Learns from one graded episode: the calibration, solvability,
+    /// escalation and step-reward models. Returns the names of those
+    /// updated.
+    fn learn_from(
+        &mut self,
+        episode: &metareason_memory::Episode,
+        stored: Option<&StoredFeatures>,
+        correct: bool,
+        reference: Option<&str>,
+    ) -> Vec<String> {
+        let mut updated = Vec::new();
+        let report: Option<EpisodeReport> = episode
+            .record
+            .trace
+            .clone()
+            .and_then(|t| serde_json::from_value(t).ok());
+        if let Some(f) = stored.and_then(|s| s.calibration.as_ref()) {
+            if stored.map(|s| &s.answer_kind) == Some(&AnswerKind::FreeText) {
+                self.calibration_free_text.observe(f, correct);
+                updated.push("free-text calibration".into());
+            } else {
+                self.calibration.observe(f, correct);
+                updated.push("calibration".into());
+            }
+        }
+        if let Some(x) = stored.and_then(|s| s.solvability.as_ref()) {
+            if x.len() == self.solvability.dim() {
+                self.solvability.observe(x, correct, 1.0);
+                updated.push("solvability".into());
+            }
+        }
+        // What escalating did: the first answer's fate is known when it is
+        // the final one, when a reference was given, or when the final
+        // answer differs and is right (then the first was wrong).
+        let escalation = report
+            .as_ref()
+            .and_then(|r| r.escalation.as_ref())
+            .filter(|e| e.escalated());
+        if let Some(e) = escalation {
+            let kind = stored
+                .map(|s| s.answer_kind.clone())
+                .unwrap_or(AnswerKind::Number);
+            let same = match (&e.first_answer, &episode.record.answer) {
+                (Some(a), Some(b)) => kind.same_meaning(a, b),
+                _ => false,
+            };
+            let first_right = if same {
+                Some(correct)
+            } else if let (Some(r), Some(first)) = (reference, &e.first_answer) {
+                Some(kind.same_meaning(r, first))
+            } else if correct {
+                Some(false)
+            } else {
+                None
+            };
+            self.escalation.observe(first_right, correct);
+            updated.push("escalation".into());
+        }
+        // The step rewards are those of the first attempt: they learn from
+        // its answer's fate, known unless escalation changed it.
+        let first_fate = match escalation {
+            Some(e) if e.first_answer != episode.record.answer => None,
+            _ => Some(correct),
+        };
+        if let (Some(trace), Some(right)) =
+            (report.as_ref().and_then(|r| r.solve.as_ref()), first_fate)
+        {
+            self.reward.observe(trace, right);
+            updated.push("step-reward weights".into());
+        }
+        updated
     }
 }
 

@@ -5,7 +5,7 @@ use metareason_awareness::{AwarenessSettings, Policy};
 use metareason_bayes::seeded;
 use metareason_embed::HashingEmbedder;
 use metareason_memory::{Decision, Memory, MetaKind};
-use metareason_reasoner::{CrossCheck, Feedback, Reasoner, ReasonerConfig};
+use metareason_reasoner::{CrossCheck, Feedback, MetaParams, Reasoner, ReasonerConfig};
 use metareason_scripted::{Reply, ScriptedModel, When};
 use metareason_strategy::StrategyKind;
 use rand::Rng;
@@ -263,4 +263,74 @@ fn the_loop_learns_which_strategy_suits_which_family() {
         }
         assert!(hits > 18, "{family}: right strategy {hits}/20 times");
     }
+}
+
+#[test]
+fn a_repeated_verdict_changes_nothing_and_a_changed_one_replaces_the_old() {
+    let model = model();
+    let mut r = Reasoner::new(
+        &model,
+        None,
+        Some(Memory::in_memory().unwrap()),
+        Policy::default_policy(),
+    )
+    .unwrap();
+    let first = r.run("What is 6 * 7?", &quiet()).unwrap();
+    let second = r.run("What is 7 * 6?", &quiet()).unwrap();
+    let (a, b) = (first.episode_id.unwrap(), second.episode_id.unwrap());
+    r.feedback(a, &Feedback::Correct).unwrap();
+    let after_one = r.params.clone();
+    let templates = |r: &Reasoner| {
+        r.memory()
+            .unwrap()
+            .meta_entries()
+            .unwrap()
+            .iter()
+            .filter(|m| m.episode_id == Some(a) && m.kind == MetaKind::Template)
+            .count()
+    };
+    assert_eq!(templates(&r), 1);
+    // The same verdict twice more: nothing moves, nothing is distilled.
+    for _ in 0..2 {
+        let fb = r.feedback(a, &Feedback::Correct).unwrap();
+        assert!(fb.updated.is_empty(), "{fb:?}");
+        assert!(fb.note.unwrap().contains("already graded"));
+    }
+    assert_eq!(r.params, after_one);
+    assert_eq!(templates(&r), 1);
+    let stored: MetaParams = MetaParams::load(r.memory().unwrap()).unwrap();
+    assert_eq!(stored, after_one);
+
+    // Grade the other episode, then change the first verdict: the result
+    // is what grading it wrong in the first place would have given.
+    r.feedback(b, &Feedback::Correct).unwrap();
+    let fb = r.feedback(a, &Feedback::Wrong).unwrap();
+    assert!(!fb.correct);
+    assert!(fb.note.unwrap().contains("replayed"));
+    assert_eq!(templates(&r), 0, "the template of the old verdict is gone");
+    let ep = r.memory().unwrap().episode(a).unwrap();
+    assert_eq!(ep.record.outcome, Some(false));
+
+    let mut fresh = Reasoner::new(
+        &model,
+        None,
+        Some(Memory::in_memory().unwrap()),
+        Policy::default_policy(),
+    )
+    .unwrap();
+    let a2 = fresh
+        .run("What is 6 * 7?", &quiet())
+        .unwrap()
+        .episode_id
+        .unwrap();
+    let b2 = fresh
+        .run("What is 7 * 6?", &quiet())
+        .unwrap()
+        .episode_id
+        .unwrap();
+    fresh.feedback(a2, &Feedback::Wrong).unwrap();
+    fresh.feedback(b2, &Feedback::Correct).unwrap();
+    assert_eq!(r.params.calibration, fresh.params.calibration);
+    assert_eq!(r.params.solvability, fresh.params.solvability);
+    assert_eq!(r.params.reward, fresh.params.reward);
 }
