@@ -12,10 +12,15 @@
 //!   its cache cells to the other sequences, then decode all of them in one
 //!   batch per step;
 //! - **log-probabilities and top-k alternatives** for every token, computed
-//!   from the raw logits.
+//!   from the raw logits;
+//! - **continuous batching across requests**: the sequences of every
+//!   request in flight (from any number of threads) are decoded together,
+//!   one token each per step, and a new request joins between two steps as
+//!   soon as a slot is free, so concurrent callers (the server's clients)
+//!   share each decode instead of queueing behind one another.
 //!
 //! The llama.cpp context is not thread-safe, so it lives on one worker
-//! thread that serves requests in order; [`LlamaEngine`] is a cheap,
+//! thread that schedules the requests; [`LlamaEngine`] is a cheap,
 //! `Send + Sync` handle to it.
 //!
 //! ```no_run

@@ -1,5 +1,6 @@
 //! The engine thread: owns the llama.cpp context and its cached sequences.
 
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::num::NonZeroU32;
 use std::sync::{mpsc, OnceLock};
 use std::time::Instant;
@@ -105,22 +106,177 @@ pub(crate) fn run(
     if ready.send(Ok(info)).is_err() {
         return;
     }
-    for job in jobs {
+    Scheduler::default().run(&mut engine, &jobs);
+}
+
+/// Continuous batching: the sequences of every generate request in flight
+/// are decoded together, one token each per step, and a new request joins
+/// between two steps as soon as a sequence slot is free, instead of waiting
+/// for the requests before it to finish. Scoring and the other jobs run
+/// between steps on a free slot.
+#[derive(Default)]
+struct Scheduler {
+    /// Generate requests not finished, by id.
+    open: BTreeMap<u64, GenJob>,
+    /// Requests with samples not started yet, first come first served.
+    waiting: VecDeque<u64>,
+    /// Jobs that need a free slot (scoring) or an idle engine (clearing).
+    deferred: VecDeque<Job>,
+    active: Vec<Active>,
+    next_id: u64,
+}
+
+impl Scheduler {
+    fn run(&mut self, engine: &mut Engine<'_>, jobs: &mpsc::Receiver<Job>) {
+        let mut closed = false;
+        loop {
+            let idle = self.active.is_empty() && self.waiting.is_empty();
+            if idle && self.deferred.is_empty() {
+                if closed {
+                    return;
+                }
+                // Nothing to do: wait for work.
+                match jobs.recv() {
+                    Ok(job) => self.take(engine, job),
+                    Err(_) => return,
+                }
+            }
+            loop {
+                match jobs.try_recv() {
+                    Ok(job) => self.take(engine, job),
+                    Err(mpsc::TryRecvError::Empty) => break,
+                    Err(mpsc::TryRecvError::Disconnected) => {
+                        closed = true;
+                        break;
+                    }
+                }
+            }
+            self.run_deferred(engine);
+            self.admit(engine);
+            if !self.active.is_empty() {
+                if let Err(e) = engine.step(&mut self.active, &mut self.open) {
+                    self.fail_active(engine, e);
+                }
+                self.finish(engine);
+            }
+        }
+    }
+
+    /// Accepts a job: a generate request is prepared and queued; other jobs
+    /// run now or wait for a free slot.
+    fn take(&mut self, engine: &mut Engine<'_>, job: Job) {
         match job {
-            Job::Generate(req, reply) => {
-                let _ = reply.send(engine.generate(&req));
-            }
-            Job::Score(req, reply) => {
-                let _ = reply.send(engine.score(&req));
-            }
-            Job::ClearCache(reply) => {
-                engine.clear();
-                let _ = reply.send(Ok(()));
-            }
+            Job::Generate(req, reply) => match engine.prepare(req, reply.clone()) {
+                Ok(g) => {
+                    let id = self.next_id;
+                    self.next_id += 1;
+                    self.open.insert(id, g);
+                    self.waiting.push_back(id);
+                }
+                Err(e) => {
+                    let _ = reply.send(Err(e));
+                }
+            },
             Job::CountTokens(text, reply) => {
                 let n = engine.model.str_to_token_count(&text);
                 let _ = reply.send(Ok(n));
             }
+            other => {
+                self.deferred.push_back(other);
+                self.run_deferred(engine);
+            }
+        }
+    }
+
+    fn run_deferred(&mut self, engine: &mut Engine<'_>) {
+        let mut keep = VecDeque::new();
+        while let Some(job) = self.deferred.pop_front() {
+            match job {
+                Job::Score(req, reply) if engine.free_slots().next().is_some() => {
+                    let _ = reply.send(engine.score(&req));
+                }
+                Job::ClearCache(reply) if self.active.is_empty() => {
+                    engine.clear();
+                    let _ = reply.send(Ok(()));
+                }
+                other => keep.push_back(other),
+            }
+        }
+        self.deferred = keep;
+    }
+
+    /// Starts waiting samples on free slots, oldest request first.
+    fn admit(&mut self, engine: &mut Engine<'_>) {
+        while let Some(&id) = self.waiting.front() {
+            let free = engine.free_slots().count();
+            if free == 0 {
+                return;
+            }
+            let job = self.open.get_mut(&id).expect("waiting jobs are open");
+            let count = free.min(job.req.n - job.next_sample);
+            match engine.start_samples(id, job, count) {
+                Ok(started) => {
+                    job.next_sample += count;
+                    job.running += count;
+                    self.active.extend(started);
+                }
+                Err(e) => {
+                    self.fail_job(engine, id, e);
+                    continue;
+                }
+            }
+            if job.next_sample == job.req.n {
+                self.waiting.pop_front();
+            }
+        }
+    }
+
+    /// Hands finished sequences to their requests and answers the requests
+    /// whose every sample is done.
+    fn finish(&mut self, engine: &mut Engine<'_>) {
+        let mut i = 0;
+        while i < self.active.len() {
+            if self.active[i].done.is_none() {
+                i += 1;
+                continue;
+            }
+            let a = self.active.swap_remove(i);
+            engine.release(a.slot);
+            let id = a.job;
+            let Some(job) = self.open.get_mut(&id) else {
+                continue;
+            };
+            job.running -= 1;
+            job.usage.generated_tokens += a.tokens.len() as u64;
+            let sample = a.sample;
+            job.sequences[sample] = Some(a.into_sequence());
+            if job.running == 0 && job.next_sample == job.req.n {
+                self.open.remove(&id).expect("the job is open").complete();
+            }
+        }
+    }
+
+    fn fail_job(&mut self, engine: &mut Engine<'_>, id: u64, e: ModelError) {
+        self.waiting.retain(|&w| w != id);
+        self.active.retain(|a| {
+            if a.job == id {
+                engine.release(a.slot);
+                false
+            } else {
+                true
+            }
+        });
+        if let Some(job) = self.open.remove(&id) {
+            let _ = job.reply.send(Err(e));
+        }
+    }
+
+    /// A decode failed: every request with a running sequence fails with it.
+    fn fail_active(&mut self, engine: &mut Engine<'_>, e: ModelError) {
+        let ids: BTreeSet<u64> = self.active.iter().map(|a| a.job).collect();
+        let message = e.to_string();
+        for id in ids {
+            self.fail_job(engine, id, ModelError::Engine(message.clone()));
         }
     }
 }
@@ -129,6 +285,40 @@ pub(crate) fn run(
 struct Slot {
     tokens: Vec<LlamaToken>,
     last_used: u64,
+    /// A sample is being generated in it.
+    busy: bool,
+}
+
+/// A generate request in flight.
+struct GenJob {
+    req: GenerateRequest,
+    prompt: Vec<LlamaToken>,
+    reply: Reply<Generation>,
+    started: Instant,
+    usage: Usage,
+    sequences: Vec<Option<Sequence>>,
+    /// Samples started so far (the next sample's index).
+    next_sample: usize,
+    /// Samples running now.
+    running: usize,
+    k_top: usize,
+    k_cand: usize,
+    settings: SamplerSettings,
+}
+
+impl GenJob {
+    fn complete(mut self) {
+        self.usage.wall_time = self.started.elapsed();
+        let sequences = self
+            .sequences
+            .into_iter()
+            .map(|s| s.expect("every sample ran"))
+            .collect();
+        let _ = self.reply.send(Ok(Generation {
+            sequences,
+            usage: self.usage,
+        }));
+    }
 }
 
 struct Engine<'m> {
@@ -171,6 +361,8 @@ fn engine_err(what: &str, e: impl std::fmt::Display) -> ModelError {
 
 /// A sequence being generated.
 struct Active {
+    /// The request it belongs to.
+    job: u64,
     /// Index into the request's sample list.
     sample: usize,
     slot: usize,
@@ -186,6 +378,21 @@ struct Active {
     cut: Option<usize>,
     /// The stop string that cut it.
     stopped_by: Option<String>,
+}
+
+impl Active {
+    fn into_sequence(self) -> Sequence {
+        let keep = self.cut.unwrap_or(self.bytes.len());
+        let n_tokens = self.starts.iter().take_while(|&&s| s < keep).count();
+        let mut tokens = self.tokens;
+        tokens.truncate(n_tokens);
+        Sequence {
+            text: String::from_utf8_lossy(&self.bytes[..keep]).into_owned(),
+            tokens,
+            finish_reason: self.done.unwrap_or(FinishReason::Length),
+            stop_sequence: self.stopped_by,
+        }
+    }
 }
 
 impl<'m> Engine<'m> {
@@ -235,6 +442,7 @@ impl<'m> Engine<'m> {
                 .map(|_| Slot {
                     tokens: Vec::new(),
                     last_used: 0,
+                    busy: false,
                 })
                 .collect(),
             clock: 0,
@@ -288,17 +496,44 @@ impl<'m> Engine<'m> {
         Ok(())
     }
 
-    /// Picks the slot sharing the longest prefix with `tokens` (most recently
-    /// used on ties). Returns the slot and the shared length.
+    /// Slots no sample is being generated in.
+    fn free_slots(&self) -> impl Iterator<Item = usize> + '_ {
+        self.slots
+            .iter()
+            .enumerate()
+            .filter(|(_, s)| !s.busy)
+            .map(|(i, _)| i)
+    }
+
+    fn release(&mut self, slot: usize) {
+        self.slots[slot].busy = false;
+        self.touch(slot);
+    }
+
+    /// Slots whose cache must survive a full cache: the busy ones and `also`.
+    fn keep_with(&self, also: usize) -> Vec<usize> {
+        self.slots
+            .iter()
+            .enumerate()
+            .filter(|&(i, s)| s.busy || i == also)
+            .map(|(i, _)| i)
+            .collect()
+    }
+
+    /// Picks the free slot sharing the longest prefix with `tokens` (most
+    /// recently used on ties). Returns the slot and the shared length.
+    /// Callers make sure one slot is free.
     fn best_slot(&self, tokens: &[LlamaToken]) -> (usize, usize) {
-        let mut best = (0, 0, 0u64);
-        for (i, s) in self.slots.iter().enumerate() {
+        let mut best: Option<(usize, usize, u64)> = None;
+        for i in self.free_slots() {
+            let s = &self.slots[i];
             let l = lcp(&s.tokens, tokens);
-            if (l, s.last_used) > (best.1, best.2) {
-                best = (i, l, s.last_used);
+            if best.is_none_or(|b| (l, s.last_used) > (b.1, b.2)) {
+                best = Some((i, l, s.last_used));
             }
         }
-        (best.0, best.1)
+        let b = best.expect("a free slot");
+        (b.0, b.1)
     }
 
     fn touch(&mut self, slot: usize) {
@@ -334,7 +569,8 @@ impl<'m> Engine<'m> {
                     .add(t, p as i32, &[slot as i32], want_logits.contains(&p))
                     .map_err(|e| engine_err("cannot build a batch", e))?;
             }
-            self.decode(&mut batch, &[slot])?;
+            let keep = self.keep_with(slot);
+            self.decode(&mut batch, &keep)?;
             self.slots[slot].tokens.extend_from_slice(&tokens[pos..end]);
             for p in pos..end {
                 if want_logits.contains(&p) {
@@ -393,41 +629,14 @@ impl<'m> Engine<'m> {
         }
     }
 
-    fn generate(&mut self, req: &GenerateRequest) -> Result<Generation, ModelError> {
-        let started = Instant::now();
+    /// Checks and tokenises a generate request.
+    fn prepare(
+        &self,
+        req: GenerateRequest,
+        reply: Reply<Generation>,
+    ) -> Result<GenJob, ModelError> {
         let prompt = self.tokenize(&self.render(&req.prompt)?);
         self.check_fits(prompt.len())?;
-        let mut usage = Usage::default();
-        let mut sequences: Vec<Option<Sequence>> = vec![None; req.n];
-        let per_round = self.slots.len();
-        let mut next_sample = 0;
-        while next_sample < req.n {
-            let count = per_round.min(req.n - next_sample);
-            let round = self.generate_round(req, &prompt, next_sample, count, &mut usage)?;
-            for (i, s) in round {
-                sequences[i] = Some(s);
-            }
-            next_sample += count;
-        }
-        usage.wall_time = started.elapsed();
-        Ok(Generation {
-            sequences: sequences
-                .into_iter()
-                .map(|s| s.expect("every sample ran"))
-                .collect(),
-            usage,
-        })
-    }
-
-    /// Generates samples `first..first+count` in parallel sequences.
-    fn generate_round(
-        &mut self,
-        req: &GenerateRequest,
-        prompt: &[LlamaToken],
-        first: usize,
-        count: usize,
-        usage: &mut Usage,
-    ) -> Result<Vec<(usize, Sequence)>, ModelError> {
         let p = &req.params;
         let k_top = usize::from(p.top_logprobs);
         let k_cand = if p.temperature <= 0.0 {
@@ -441,20 +650,47 @@ impl<'m> Engine<'m> {
             temperature: p.temperature,
             top_p: p.top_p,
         };
+        Ok(GenJob {
+            sequences: vec![None; req.n],
+            req,
+            prompt,
+            reply,
+            started: Instant::now(),
+            usage: Usage::default(),
+            next_sample: 0,
+            running: 0,
+            k_top,
+            k_cand,
+            settings,
+        })
+    }
+
+    /// Starts `count` samples of request `id` (from its next sample on) on
+    /// free slots: the prompt is evaluated once, on the free slot sharing
+    /// its longest cached prefix, and its cells are copied to the others.
+    fn start_samples(
+        &mut self,
+        id: u64,
+        job: &mut GenJob,
+        count: usize,
+    ) -> Result<Vec<Active>, ModelError> {
+        let prompt = &job.prompt;
         let (source, _) = self.best_slot(prompt);
         let last = prompt.len() - 1;
         // The last prompt token is always evaluated: its logits start generation.
+        let k_cand = job.k_cand;
         let mut first_dist = None;
         let reused = self.fill_slot(source, prompt, last, last..prompt.len(), |_, _, logits| {
             // Kept whole: the first token of every sample is drawn from it.
             first_dist = Some((Distribution::new(logits, k_cand), logits.to_vec()));
         })?;
-        usage.cached_prompt_tokens += reused as u64;
-        usage.prompt_tokens += (prompt.len() - reused) as u64;
+        job.usage.cached_prompt_tokens += reused as u64;
+        job.usage.prompt_tokens += (prompt.len() - reused) as u64;
         let (dist0, logits0) = first_dist.expect("the last prompt token has logits");
 
-        // Other samples take the least recently used slots and share the prompt's cells.
-        let mut order: Vec<usize> = (0..self.slots.len()).filter(|&s| s != source).collect();
+        // Other samples take the least recently used free slots and share
+        // the prompt's cells.
+        let mut order: Vec<usize> = self.free_slots().filter(|&t| t != source).collect();
         order.sort_by_key(|&s| self.slots[s].last_used);
         let mut slots = vec![source];
         for &t in order.iter().take(count - 1) {
@@ -468,17 +704,21 @@ impl<'m> Engine<'m> {
             self.touch(t);
             slots.push(t);
         }
-
-        let mut active: Vec<Active> = slots
+        for &t in &slots {
+            self.slots[t].busy = true;
+        }
+        let p = &job.req.params;
+        Ok(slots
             .iter()
             .enumerate()
             .map(|(j, &slot)| {
-                let sample = first + j;
+                let sample = job.next_sample + j;
                 let mut rng = ChaCha8Rng::seed_from_u64(
                     p.seed ^ (sample as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15),
                 );
-                let tok = pick(&dist0, settings, &mut rng);
+                let tok = pick(&dist0, job.settings, &mut rng);
                 let mut a = Active {
+                    job: id,
                     sample,
                     slot,
                     rng,
@@ -490,67 +730,57 @@ impl<'m> Engine<'m> {
                     cut: None,
                     stopped_by: None,
                 };
-                self.accept(&mut a, &dist0, &logits0, tok, k_top, req);
+                self.accept(&mut a, &dist0, &logits0, tok, job.k_top, &job.req);
                 a
             })
-            .collect();
-
-        let mut batch = LlamaBatch::new(active.len().max(1), 1);
-        loop {
-            batch.clear();
-            let mut live = Vec::new();
-            for (j, a) in active.iter().enumerate() {
-                if a.done.is_some() {
-                    continue;
-                }
-                let pos = self.slots[a.slot].tokens.len();
-                batch
-                    .add(a.pending, pos as i32, &[a.slot as i32], true)
-                    .map_err(|e| engine_err("cannot build a batch", e))?;
-                live.push(j);
-            }
-            if live.is_empty() {
-                break;
-            }
-            let keep: Vec<usize> = live.iter().map(|&j| active[j].slot).collect();
-            self.decode(&mut batch, &keep)?;
-            for &j in &live {
-                let a = &active[j];
-                self.slots[a.slot].tokens.push(a.pending);
-            }
-            let rows: Vec<&[f32]> = (0..live.len())
-                .map(|bi| self.ctx.get_logits_ith(bi as i32))
-                .collect();
-            let dists = distributions(&rows, k_cand, self.cpu_threads);
-            for ((&j, logits), dist) in live.iter().zip(rows).zip(dists) {
-                let a = &mut active[j];
-                let tok = pick(&dist, settings, &mut a.rng);
-                a.pending = LlamaToken(tok as i32);
-                self.accept(a, &dist, logits, tok, k_top, req);
-            }
-        }
-        for a in &active {
-            self.touch(a.slot);
-        }
-        usage.generated_tokens += active.iter().map(|a| a.tokens.len() as u64).sum::<u64>();
-        Ok(active
-            .into_iter()
-            .map(|a| {
-                let keep = a.cut.unwrap_or(a.bytes.len());
-                let n_tokens = a.starts.iter().take_while(|&&s| s < keep).count();
-                let mut tokens = a.tokens;
-                tokens.truncate(n_tokens);
-                (
-                    a.sample,
-                    Sequence {
-                        text: String::from_utf8_lossy(&a.bytes[..keep]).into_owned(),
-                        tokens,
-                        finish_reason: a.done.unwrap_or(FinishReason::Length),
-                        stop_sequence: a.stopped_by,
-                    },
-                )
-            })
             .collect())
+    }
+
+    /// One decoding step: the pending token of every running sequence, of
+    /// whichever request, in one batch; then each draws its next token.
+    fn step(
+        &mut self,
+        active: &mut [Active],
+        open: &mut BTreeMap<u64, GenJob>,
+    ) -> Result<(), ModelError> {
+        let live: Vec<usize> = (0..active.len())
+            .filter(|&j| active[j].done.is_none())
+            .collect();
+        if live.is_empty() {
+            return Ok(());
+        }
+        let mut batch = LlamaBatch::new(live.len(), 1);
+        for &j in &live {
+            let a = &active[j];
+            let pos = self.slots[a.slot].tokens.len();
+            batch
+                .add(a.pending, pos as i32, &[a.slot as i32], true)
+                .map_err(|e| engine_err("cannot build a batch", e))?;
+        }
+        let keep: Vec<usize> = live.iter().map(|&j| active[j].slot).collect();
+        self.decode(&mut batch, &keep)?;
+        for &j in &live {
+            let a = &active[j];
+            self.slots[a.slot].tokens.push(a.pending);
+        }
+        let rows: Vec<&[f32]> = (0..live.len())
+            .map(|bi| self.ctx.get_logits_ith(bi as i32))
+            .collect();
+        let ks: Vec<usize> = live
+            .iter()
+            .map(|&j| open.get(&active[j].job).map_or(1, |g| g.k_cand))
+            .collect();
+        let dists = distributions(&rows, &ks, self.cpu_threads);
+        for ((&j, logits), dist) in live.iter().zip(rows).zip(dists) {
+            let a = &mut active[j];
+            let Some(job) = open.get(&a.job) else {
+                continue;
+            };
+            let tok = pick(&dist, job.settings, &mut a.rng);
+            a.pending = LlamaToken(tok as i32);
+            self.accept(a, &dist, logits, tok, job.k_top, &job.req);
+        }
+        Ok(())
     }
 
     /// Records a chosen token and decides whether its sequence ends.
@@ -648,19 +878,25 @@ impl<'m> Engine<'m> {
 /// The distributions of several logits rows. Between two decodes the CPU is
 /// otherwise idle, so with several sequences the rows are split across
 /// threads (each row is a few passes over the whole vocabulary).
-fn distributions(rows: &[&[f32]], k: usize, threads: usize) -> Vec<Distribution> {
+fn distributions(rows: &[&[f32]], ks: &[usize], threads: usize) -> Vec<Distribution> {
     if rows.len() < 2 || threads < 2 {
-        return rows.iter().map(|r| Distribution::new(r, k)).collect();
+        return rows
+            .iter()
+            .zip(ks)
+            .map(|(r, &k)| Distribution::new(r, k))
+            .collect();
     }
     let per = rows.len().div_ceil(threads);
     std::thread::scope(|scope| {
         let handles: Vec<_> = rows
             .chunks(per)
-            .map(|chunk| {
+            .zip(ks.chunks(per))
+            .map(|(chunk, ks)| {
                 scope.spawn(move || {
                     chunk
                         .iter()
-                        .map(|r| Distribution::new(r, k))
+                        .zip(ks)
+                        .map(|(r, &k)| Distribution::new(r, k))
                         .collect::<Vec<_>>()
                 })
             })

@@ -329,3 +329,45 @@ fn the_model_embeds_texts_as_unit_vectors_that_separate_topics() {
     assert!(v[3].iter().all(|x| *x == 0.0) || (dot(&v[3], &v[3]) - 1.0).abs() < 1e-4);
     assert!(dot(&v[0], &v[2]) > 0.5);
 }
+
+#[test]
+fn a_short_request_finishes_while_a_long_one_is_still_decoding() {
+    // Continuous batching: the engine decodes the sequences of every
+    // request in flight together, so a short request does not queue behind
+    // a long one (with one request at a time it would end after it).
+    let Some(e) = engine_with(|c| c.context_per_sequence = 2048) else {
+        return;
+    };
+    let e = std::sync::Arc::new(e);
+    let long = {
+        let e = e.clone();
+        std::thread::spawn(move || {
+            let mut p = params(600);
+            p.ignore_eos = true;
+            e.generate_one(&Prompt::user("Tell me a very long story."), &p)
+                .unwrap()
+                .0
+        })
+    };
+    let short = {
+        let e = e.clone();
+        std::thread::spawn(move || {
+            e.generate(&GenerateRequest::new(Prompt::user("Say hi."), params(4)).with_n(2))
+                .unwrap()
+        })
+    };
+    let g = short.join().unwrap();
+    assert!(
+        !long.is_finished(),
+        "the short request waited for the long one"
+    );
+    assert_eq!(g.sequences.len(), 2);
+    assert!(g.sequences.iter().all(|s| s.tokens.len() <= 4));
+    let s = long.join().unwrap();
+    assert_eq!(s.tokens.len(), 600);
+    // And the engine still scores and generates normally afterwards.
+    let (alone, _) = e
+        .generate_one(&Prompt::user("Say hi."), &params(4))
+        .unwrap();
+    assert_eq!(alone.text, g.sequences[0].text);
+}
