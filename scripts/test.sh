@@ -10,6 +10,18 @@ if [ "${CI:-}" = "true" ] && [ "${METAREASON_SKIP_MODEL_TESTS:-}" = "1" ]; then
   exit 1
 fi
 bash scripts/setup.sh
+# A headless Chromium renders the trace page in the server's tests.
+if ! command -v chromium-headless-shell >/dev/null 2>&1 && [ -z "${METAREASON_TEST_BROWSER:-}" ]; then
+  if command -v apt-get >/dev/null 2>&1; then
+    SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
+    echo "metareason test: installing chromium-headless-shell" >&2
+    $SUDO apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends chromium-headless-shell >/dev/null
+  else
+    echo "metareason test: install a headless Chromium and set METAREASON_TEST_BROWSER to it" >&2
+    exit 1
+  fi
+fi
 # The official OpenAI Python client, for the tests of `metareason serve`
 # (pinned; into target/pydeps, not the system's Python).
 if ! PYTHONPATH=target/pydeps python3 -c 'import openai, sys; sys.exit(openai.__version__ != "3.57.0")' 2>/dev/null; then

@@ -35,6 +35,23 @@ table{border-collapse:collapse;margin:.5em 0} td,th{padding:.2em .6em;border-bot
 pre{white-space:pre-wrap;background:#f6f6f6;padding:.5em;border-radius:.3em}
 .step{font-family:ui-monospace,monospace;font-size:.9em}
 .muted{color:#777} svg text{font-size:11px;font-family:system-ui,sans-serif}
+tr.weakest td{background:#fdecea} .step-summary{font-size:.9em;color:#555}
+";
+
+/// Marks the weakest step of each attempt and says which it is (the page
+/// works without it).
+const SCRIPT: &str = "
+for (const t of document.querySelectorAll('table.steps')) {
+  const rows = [...t.querySelectorAll('tr.step-row')];
+  if (!rows.length) continue;
+  let worst = 0, min = Infinity;
+  rows.forEach((r, i) => { const q = parseFloat(r.dataset.reward); if (q < min) { min = q; worst = i; } });
+  rows[worst].classList.add('weakest');
+  const p = document.createElement('p');
+  p.className = 'step-summary';
+  p.textContent = rows.length + ' steps; the weakest is step ' + (worst + 1) + ' (Q = ' + min.toFixed(3) + ')';
+  t.after(p);
+}
 ";
 
 /// A horizontal bar of `value` in [0, max] (SVG, `width` pixels long).
@@ -236,7 +253,8 @@ pub fn render(episode: &Value) -> String {
             for (k, s) in best.steps.iter().enumerate() {
                 let _ = write!(
                     h,
-                    "<tr class=\"step-row\"><td>{}</td><td class=\"step\">{}</td><td>{:.3} {}</td></tr>",
+                    "<tr class=\"step-row\" data-reward=\"{:.6}\"><td>{}</td><td class=\"step\">{}</td><td>{:.3} {}</td></tr>",
+                    s.reward,
                     k + 1,
                     escape(&s.text),
                     s.reward,
@@ -383,7 +401,7 @@ pub fn render(episode: &Value) -> String {
     }
     let _ = write!(
         h,
-        "<details><summary>the whole episode (JSON)</summary><pre>{}</pre></details></body></html>",
+        "<details><summary>the whole episode (JSON)</summary><pre>{}</pre></details><script>{SCRIPT}</script></body></html>",
         escape(&serde_json::to_string_pretty(episode).unwrap_or_default())
     );
     h

@@ -597,3 +597,90 @@ fn shutdown_lets_the_request_in_flight_finish_and_refuses_new_ones() {
     assert_eq!(v["choices"][0]["message"]["content"], "42");
     s.shutdown();
 }
+
+/// The headless browser the tests render pages in (installed by
+/// scripts/test.sh).
+fn browser() -> String {
+    let name = std::env::var("METAREASON_TEST_BROWSER")
+        .unwrap_or_else(|_| "chromium-headless-shell".into());
+    let found = std::process::Command::new(&name)
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| o.status.success());
+    assert!(
+        found,
+        "{name} is not installed: run the tests with scripts/test.sh, which installs it (or set \
+         METAREASON_TEST_BROWSER to a Chromium binary)"
+    );
+    name
+}
+
+#[test]
+fn the_trace_page_renders_in_a_real_browser() {
+    let s = Server::start(Arc::new(scripted()), ServerConfig::default());
+    let v: Value = client()
+        .post(s.url("/v1/chat/completions"))
+        .json(&ask("metareason-test", "What is 6 * 7?"))
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
+    let id = v["metareason"]["episode_id"].as_i64().unwrap();
+    let url = s.url(&format!("/episodes/{id}"));
+    // --dump-dom prints the document after the page's script ran.
+    let out = std::process::Command::new(browser())
+        .args([
+            "--no-sandbox",
+            "--disable-gpu",
+            "--virtual-time-budget=2000",
+            "--dump-dom",
+            &url,
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let dom = String::from_utf8_lossy(&out.stdout);
+    assert!(dom.contains("class=\"decision answer\""), "{dom}");
+    assert!(dom.contains("id=\"confidence\""));
+    assert!(dom.contains("What is 6 * 7?"));
+    // The strategy options with their posterior intervals (SVG).
+    assert!(dom.contains("class=\"option\""));
+    assert!(dom.contains("<svg class=\"interval\""));
+    // Steps with rewards, and the script's mark of the weakest one.
+    assert_eq!(dom.matches("class=\"step-row").count(), 2, "{dom}");
+    assert!(
+        dom.contains("step-row weakest"),
+        "the page's script did not run: {dom}"
+    );
+    assert!(dom.contains("2 steps; the weakest is step"), "{dom}");
+    // Time and tokens per phase.
+    assert!(dom.contains("id=\"phases\"") && dom.contains("class=\"phase\""));
+    // And a screenshot renders something.
+    let dir = tempfile::tempdir().unwrap();
+    let png = dir.path().join("page.png");
+    let shot = std::process::Command::new(browser())
+        .args([
+            "--no-sandbox",
+            "--disable-gpu",
+            "--window-size=1200,1600",
+            &format!("--screenshot={}", png.display()),
+            &url,
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        shot.status.success(),
+        "{}",
+        String::from_utf8_lossy(&shot.stderr)
+    );
+    let bytes = std::fs::read(&png).unwrap();
+    assert!(
+        bytes.starts_with(b"\x89PNG") && bytes.len() > 10_000,
+        "{}",
+        bytes.len()
+    );
+}
