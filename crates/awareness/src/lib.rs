@@ -21,6 +21,7 @@
 pub mod answerability;
 pub mod capability;
 pub mod kind;
+pub mod normalize;
 pub mod policy;
 pub mod prompts;
 
@@ -306,7 +307,9 @@ impl Awareness<'_> {
                     .map(|e| e.threshold)
                     .unwrap_or(0.5)
             );
-            out.reply = Some(reply);
+            // The reply names the rule, so that a user can tell a policy
+            // from a failure (and an operator can find the rule).
+            out.reply = Some(format!("{reply} (policy: {rule})"));
             return Ok(out);
         }
         let (neighbours, counts) = match (embedding, memory) {

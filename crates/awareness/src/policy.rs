@@ -115,6 +115,7 @@ fn half() -> f64 {
 #[serde(deny_unknown_fields)]
 struct PredicateSpec {
     keyword: Option<Vec<String>>,
+    squashed: Option<Vec<String>>,
     regex: Option<Spanned<String>>,
     ask: Option<String>,
     profile: Option<BTreeMap<String, String>>,
@@ -130,6 +131,10 @@ struct PredicateSpec {
 pub enum Predicate {
     /// Any of the words or phrases occurs (whole words, any case): 0 or 1.
     Keyword(Vec<String>, Regex),
+    /// Any of these letter strings occurs once case, spaces, punctuation
+    /// and leetspeak are taken out of the request ("p.i.p.e b0mb" holds
+    /// "pipebomb"): 0 or 1.
+    Squashed(Vec<String>),
     /// The pattern matches: 0 or 1.
     Regex(Regex),
     /// The model's P(Yes) to this question about the request.
@@ -312,11 +317,12 @@ impl Policy {
             evaluations: Vec::new(),
             usage: Usage::default(),
         };
+        let request = Request::new(task);
         for rule in &self.rules {
             let mut asked = Vec::new();
             let p = eval(
                 &rule.when,
-                task,
+                &request,
                 context,
                 model,
                 &mut verdict.usage,
@@ -361,6 +367,17 @@ fn build(
         let re = Regex::new(&format!(r"(?i)\b(?:{alternation})\b")).expect("escaped words");
         found.push(Predicate::Keyword(words, re));
     }
+    if let Some(words) = s.squashed {
+        let words: Vec<String> = words.iter().map(|w| squash(w)).collect();
+        if words.is_empty() || words.iter().any(|w| w.len() < 4) {
+            return Err(invalid(
+                Some(span.clone()),
+                "squashed needs a list of words of at least 4 letters (shorter ones match by chance)"
+                    .into(),
+            ));
+        }
+        found.push(Predicate::Squashed(words));
+    }
     if let Some(re) = s.regex {
         let at = re.span();
         let re = Regex::new(re.get_ref())
@@ -404,7 +421,7 @@ fn build(
         1 => Ok(found.pop().expect("one")),
         0 => Err(invalid(
             Some(span),
-            "empty predicate: use one of keyword, regex, ask, profile, tokens_over, seconds_over, all, any, not".into(),
+            "empty predicate: use one of keyword, squashed, regex, ask, profile, tokens_over, seconds_over, all, any, not".into(),
         )),
         _ => Err(invalid(
             Some(span),
@@ -418,9 +435,51 @@ fn spanned_range<T>(s: &Spanned<T>) -> Range<usize> {
     s.span()
 }
 
+/// A request as the policy reads it: every view of it (see
+/// [`crate::normalize`]), their squashed letters, and the text the model
+/// judge is shown.
+struct Request {
+    views: Vec<String>,
+    squashed: Vec<String>,
+    judged: String,
+}
+
+impl Request {
+    fn new(task: &str) -> Self {
+        let views = crate::normalize::views(task);
+        let squashed = views.iter().map(|v| squash(v)).collect();
+        // The judge sees what a disguise hid: decoded runs and the
+        // de-spaced, de-leeted text when they differ from the original.
+        let mut judged = task.to_string();
+        let mut hidden: Vec<String> = crate::normalize::encoded_runs(task);
+        let plain = crate::normalize::despaced(&crate::normalize::unleet(task));
+        if !plain.eq_ignore_ascii_case(task) {
+            hidden.push(plain);
+        }
+        if !hidden.is_empty() {
+            judged.push_str("\n\n(The same request decoded: ");
+            judged.push_str(&hidden.join(" / "));
+            judged.push(')');
+        }
+        Self {
+            views,
+            squashed,
+            judged,
+        }
+    }
+}
+
+/// Lowercase letters and digits only, leetspeak read as letters.
+fn squash(text: &str) -> String {
+    crate::normalize::unleet(&text.to_lowercase())
+        .chars()
+        .filter(|c| c.is_alphanumeric())
+        .collect()
+}
+
 fn eval(
     p: &Predicate,
-    task: &str,
+    task: &Request,
     ctx: &PolicyContext,
     model: &dyn LanguageModel,
     usage: &mut Usage,
@@ -428,9 +487,15 @@ fn eval(
 ) -> Result<f64, ModelError> {
     let bit = |b: bool| if b { 1.0 } else { 0.0 };
     Ok(match p {
-        Predicate::Keyword(_, re) | Predicate::Regex(re) => bit(re.is_match(task)),
+        Predicate::Keyword(_, re) | Predicate::Regex(re) => {
+            bit(task.views.iter().any(|v| re.is_match(v)))
+        }
+        Predicate::Squashed(words) => bit(task
+            .squashed
+            .iter()
+            .any(|v| words.iter().any(|w| v.contains(w.as_str())))),
         Predicate::Ask(q) => {
-            let p = ask(model, task, q, usage)?;
+            let p = ask(model, &task.judged, q, usage)?;
             asked.push((q.clone(), p));
             p
         }
