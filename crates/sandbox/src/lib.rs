@@ -174,7 +174,15 @@ fn clean_stale_workdirs(wall: Duration) {
             .and_then(|t| t.elapsed().ok())
             .is_some_and(|a| a > age);
         if stale {
-            let _ = std::fs::remove_dir_all(e.path());
+            // Another process (or thread) may be removing the same tree: a
+            // file that vanished under us fails one pass, so try again
+            // while the directory is still there.
+            let path = e.path();
+            for _ in 0..5 {
+                if std::fs::remove_dir_all(&path).is_ok() || !path.exists() {
+                    break;
+                }
+            }
         }
     }
 }
