@@ -684,3 +684,28 @@ fn the_trace_page_renders_in_a_real_browser() {
         bytes.len()
     );
 }
+
+#[test]
+fn a_request_past_its_time_limit_stops_with_a_timeout() {
+    // A limit already spent: the loop stops at its first model call.
+    let s = Server::start(
+        Arc::new(scripted()),
+        ServerConfig {
+            request_timeout: Some(Duration::ZERO),
+            ..ServerConfig::default()
+        },
+    );
+    let r = client()
+        .post(s.url("/v1/chat/completions"))
+        .json(&ask("metareason-test", "What is 6 * 7?"))
+        .send()
+        .unwrap();
+    let status = r.status();
+    let e: Value = r.json().unwrap();
+    assert_eq!(status, 408, "{e}");
+    assert_eq!(e["error"]["type"], "timeout_error");
+    assert!(e["error"]["message"]
+        .as_str()
+        .unwrap()
+        .contains("--request-timeout"));
+}
