@@ -8,8 +8,8 @@ use std::time::{Duration, Instant};
 
 use metareason_awareness::Policy;
 use metareason_core::{
-    Embedder, GenerateRequest, Generation, LanguageModel, ModelError, ModelInfo, Prompt,
-    SamplingParams, ScoreRequest, Scored, Usage,
+    Embedder, GenerateRequest, Generation, LanguageModel, ModelError, ModelInfo, ScoreRequest,
+    Scored, Usage,
 };
 use metareason_memory::Memory;
 use metareason_reasoner::{
@@ -114,29 +114,6 @@ impl LanguageModel for LimitedModel {
     fn score(&self, request: &ScoreRequest) -> Result<Scored, ModelError> {
         self.check()?;
         self.inner.score(request)
-    }
-
-    fn choice_probabilities(
-        &self,
-        prompt: &Prompt,
-        choices: &[&str],
-    ) -> Result<(Vec<f64>, Usage), ModelError> {
-        self.check()?;
-        self.inner.choice_probabilities(prompt, choices)
-    }
-
-    fn generate_one(
-        &self,
-        prompt: &Prompt,
-        params: &SamplingParams,
-    ) -> Result<(metareason_core::Sequence, Usage), ModelError> {
-        let request = GenerateRequest::new(prompt.clone(), params.clone());
-        let mut g = self.generate(&request)?;
-        let seq = g
-            .sequences
-            .pop()
-            .ok_or_else(|| ModelError::Protocol("backend returned no sequence".into()))?;
-        Ok((seq, g.usage))
     }
 }
 

@@ -164,6 +164,16 @@ fn client() -> reqwest::blocking::Client {
         .unwrap()
 }
 
+/// Posts a chat completion; its status and JSON body.
+fn chat(s: &Server, body: &Value) -> (u16, Value) {
+    let r = client()
+        .post(s.url("/v1/chat/completions"))
+        .json(body)
+        .send()
+        .unwrap();
+    (r.status().as_u16(), r.json().unwrap())
+}
+
 fn ask(model: &str, question: &str) -> Value {
     json!({"model": model, "messages": [{"role": "user", "content": question}]})
 }
@@ -544,13 +554,7 @@ fn a_request_stops_at_its_token_limit_with_a_clear_error() {
             ..ServerConfig::default()
         },
     );
-    let r = client()
-        .post(s.url("/v1/chat/completions"))
-        .json(&ask("metareason-test", "What is 6 * 7?"))
-        .send()
-        .unwrap();
-    let status = r.status();
-    let e: Value = r.json().unwrap();
+    let (status, e) = chat(&s, &ask("metareason-test", "What is 6 * 7?"));
     assert_eq!(status, 400, "{e}");
     assert_eq!(e["error"]["code"], "token_limit_exceeded", "{e}");
     assert!(e["error"]["message"]
@@ -695,13 +699,7 @@ fn a_request_past_its_time_limit_stops_with_a_timeout() {
             ..ServerConfig::default()
         },
     );
-    let r = client()
-        .post(s.url("/v1/chat/completions"))
-        .json(&ask("metareason-test", "What is 6 * 7?"))
-        .send()
-        .unwrap();
-    let status = r.status();
-    let e: Value = r.json().unwrap();
+    let (status, e) = chat(&s, &ask("metareason-test", "What is 6 * 7?"));
     assert_eq!(status, 408, "{e}");
     assert_eq!(e["error"]["type"], "timeout_error");
     assert!(e["error"]["message"]
