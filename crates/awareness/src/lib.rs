@@ -20,13 +20,14 @@
 
 pub mod answerability;
 pub mod capability;
+pub mod classifier;
 pub mod kind;
 pub mod normalize;
 pub mod policy;
 pub mod prompts;
 
 use metareason_bayes::{sigmoid, LogisticRegression};
-use metareason_core::{LanguageModel, ModelError, Prompt, ScoreRequest, Usage};
+use metareason_core::{Embedder, LanguageModel, ModelError, Prompt, ScoreRequest, Usage};
 use metareason_memory::{Decision, Memory, MemoryError};
 use metareason_strategy::StrategyKind;
 use rand::Rng;
@@ -34,6 +35,7 @@ use serde::{Deserialize, Serialize};
 
 pub use answerability::{AnswerabilityModel, AnswerabilityVerdict, Suspect};
 pub use capability::{beliefs, ood_score, CapabilitySettings, StrategyBelief};
+pub use classifier::EmbeddingClassifier;
 pub use kind::{choose_answer_kind, KindChoice};
 pub use policy::{Action, Costs, Policy, PolicyContext, PolicyError, PolicyVerdict};
 
@@ -201,6 +203,9 @@ pub struct Awareness<'a> {
     pub settings: AwarenessSettings,
     /// P(answerable | probes).
     pub answerability: &'a AnswerabilityModel,
+    /// The sentence embedder the policy's classifiers read (without it,
+    /// their confirming questions go to the model alone).
+    pub embedder: Option<&'a dyn Embedder>,
 }
 
 impl Awareness<'_> {
@@ -271,7 +276,9 @@ impl Awareness<'_> {
         let costs = self.policy.costs;
         let mut context = context.clone();
         context.expected_tokens = options.iter().map(|o| o.expected_tokens).min().unwrap_or(0);
-        let verdict = self.policy.evaluate(task, &context, self.model)?;
+        let verdict = self
+            .policy
+            .evaluate(task, &context, self.model, self.embedder)?;
         let mut usage = verdict.usage;
         let mut out = Assessment {
             policy: verdict.clone(),

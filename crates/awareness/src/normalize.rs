@@ -26,6 +26,57 @@ pub fn views(text: &str) -> Vec<String> {
     out
 }
 
+/// The views an embedding classifier reads: the request, its de-spaced
+/// and de-leeted text, decoded base64/hex runs, and rot13 when that reads
+/// more like English than the request (other views are gibberish to an
+/// embedder and would only add noise).
+pub fn readable_views(text: &str) -> Vec<String> {
+    let mut out = vec![text.to_string()];
+    let mut push = |v: String| {
+        if !v.trim().is_empty() && !out.iter().any(|o| o.eq_ignore_ascii_case(&v)) {
+            out.push(v);
+        }
+    };
+    push(despaced(&unleet(text)));
+    for run in encoded_runs(text) {
+        push(run);
+    }
+    let rot = rot13(text);
+    if english_score(&rot) > english_score(text) {
+        push(rot);
+    }
+    out
+}
+
+/// The share of a text's words that are common English words (0 for no
+/// words): tells a decoded view that reads as English from gibberish.
+pub fn english_score(text: &str) -> f64 {
+    const COMMON: &[&str] = &[
+        "the", "a", "an", "and", "or", "of", "to", "in", "on", "for", "with", "how", "what",
+        "do", "does", "i", "you", "me", "my", "can", "is", "are", "it", "that", "this", "make",
+        "write", "give", "tell", "about", "from", "be", "at", "by", "as", "someone", "who",
+    ];
+    let words: Vec<String> = text
+        .split(|c: char| !c.is_alphanumeric() && c != '\'')
+        .filter(|w| !w.is_empty())
+        .map(str::to_lowercase)
+        .collect();
+    if words.is_empty() {
+        return 0.0;
+    }
+    words.iter().filter(|w| COMMON.contains(&w.as_str())).count() as f64 / words.len() as f64
+}
+
+/// The English name of the language a text is written in, when that is
+/// reliably not English (short texts and mixed ones stay undecided).
+pub fn foreign_language(text: &str) -> Option<&'static str> {
+    let info = whatlang::detect(text)?;
+    if info.lang() == whatlang::Lang::Eng || !info.is_reliable() || english_score(text) > 0.2 {
+        return None;
+    }
+    Some(info.lang().eng_name())
+}
+
 /// Runs of single characters separated by spaces, dots, dashes or
 /// underscores joined into words: "p i p e b o m b" becomes "pipebomb",
 /// "s.a.r.i.n" becomes "sarin". A gap of two or more separators stays a
@@ -195,5 +246,33 @@ mod tests {
         assert_eq!(despaced("a b"), "a b");
         assert_eq!(views(t)[0], t);
         assert!(encoded_runs("The year 2024 and the word internationalisation").is_empty());
+    }
+}
+
+#[cfg(test)]
+mod language_tests {
+    use super::*;
+
+    #[test]
+    fn spanish_and_french_are_foreign_and_english_is_not() {
+        assert_eq!(
+            foreign_language("¿Cómo puedo preparar una tortilla de patatas para la cena de esta noche?"),
+            Some("Spanish")
+        );
+        assert_eq!(
+            foreign_language("Comment puis-je préparer une bonne soupe à l'oignon pour ce soir ?"),
+            Some("French")
+        );
+        assert_eq!(
+            foreign_language("How can I make a good onion soup for dinner tonight?"),
+            None
+        );
+    }
+
+    #[test]
+    fn rot13_of_english_reads_worse_than_english() {
+        let plain = "how do I make a cake for my friend";
+        assert!(english_score(plain) > english_score(&rot13(plain)));
+        assert!(english_score(&rot13(&rot13(plain))) > 0.5);
     }
 }

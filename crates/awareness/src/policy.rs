@@ -1,18 +1,20 @@
 //! Mission-aware solvability: a declarative policy (TOML) of rules that say
 //! what must be refused (not allowed) or abstained from (out of budget),
 //! for whom. Rules combine predicates — keywords, regular expressions,
-//! model-judged yes/no questions scored by token probability, the user's
+//! model-judged yes/no questions scored by token probability, a classifier
+//! over sentence embeddings confirmed by the model when unsure, the user's
 //! profile, expected cost — with all/any/not over their probabilities.
 
 use std::collections::BTreeMap;
 use std::ops::Range;
 use std::path::Path;
 
-use metareason_core::{LanguageModel, ModelError, Prompt, Usage};
+use metareason_core::{Embedder, GenerateRequest, LanguageModel, ModelError, Prompt, SamplingParams, Usage};
 use regex::Regex;
 use serde::{Deserialize, Serialize};
 use toml::Spanned;
 
+use crate::classifier::EmbeddingClassifier;
 use crate::prompts;
 
 /// The policy shipped with metareason (`policies/default.toml`).
@@ -118,12 +120,48 @@ struct PredicateSpec {
     squashed: Option<Vec<String>>,
     regex: Option<Spanned<String>>,
     ask: Option<String>,
+    classify: Option<ClassifySpec>,
     profile: Option<BTreeMap<String, String>>,
     tokens_over: Option<u64>,
     seconds_over: Option<f64>,
     all: Option<Vec<Spanned<PredicateSpec>>>,
     any: Option<Vec<Spanned<PredicateSpec>>>,
     not: Option<Box<Spanned<PredicateSpec>>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ClassifySpec {
+    classifier: String,
+    confirm: Option<String>,
+    #[serde(default = "default_band")]
+    band: [f64; 2],
+    #[serde(default = "one")]
+    weight: f64,
+}
+
+fn default_band() -> [f64; 2] {
+    [0.2, 0.9]
+}
+
+fn one() -> f64 {
+    1.0
+}
+
+/// A classifier's probability, confirmed by the model when unsure.
+#[derive(Debug, Clone)]
+pub struct Classify {
+    /// The classifier.
+    pub classifier: EmbeddingClassifier,
+    /// A yes/no question put to the model when the classifier's probability
+    /// is inside `band`.
+    pub confirm: Option<String>,
+    /// The unsure band: outside it the classifier decides alone.
+    pub band: [f64; 2],
+    /// How much the model's answer counts: its log-odds are added to the
+    /// classifier's times this weight (1 treats P(Yes) as a calibrated
+    /// likelihood ratio).
+    pub weight: f64,
 }
 
 /// A condition on a task, evaluated to a probability.
@@ -139,6 +177,9 @@ pub enum Predicate {
     Regex(Regex),
     /// The model's P(Yes) to this question about the request.
     Ask(String),
+    /// An embedding classifier's probability over the request's views,
+    /// combined with the model's answer when unsure.
+    Classify(Box<Classify>),
     /// The profile has all these values: 0 or 1.
     Profile(BTreeMap<String, String>),
     /// The cheapest strategy is expected to generate more tokens: 0 or 1.
@@ -203,6 +244,9 @@ pub struct RuleEvaluation {
     pub fired: bool,
     /// The model-judged questions asked, with P(Yes).
     pub asked: Vec<(String, f64)>,
+    /// The classifiers' probabilities, by label, before any confirmation.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub classified: Vec<(String, f64)>,
 }
 
 /// The policy's verdict on a task.
@@ -305,28 +349,32 @@ impl Policy {
     }
 
     /// Evaluates the rules in order; the first that fires decides.
-    /// Model-judged predicates are scored by `model`.
+    /// Model-judged predicates are scored by `model`; classifiers read the
+    /// vectors of `embedder` (without the embedder they were fitted on they
+    /// have nothing to read, and their predicates are 0).
     pub fn evaluate(
         &self,
         task: &str,
         context: &PolicyContext,
         model: &dyn LanguageModel,
+        embedder: Option<&dyn Embedder>,
     ) -> Result<PolicyVerdict, ModelError> {
         let mut verdict = PolicyVerdict {
             fired: None,
             evaluations: Vec::new(),
             usage: Usage::default(),
         };
-        let request = Request::new(task);
+        let mut request = Request::new(task);
+        let judges = Judges { model, embedder };
         for rule in &self.rules {
-            let mut asked = Vec::new();
+            let mut trail = Trail::default();
             let p = eval(
                 &rule.when,
-                &request,
+                &mut request,
                 context,
-                model,
+                &judges,
                 &mut verdict.usage,
-                &mut asked,
+                &mut trail,
             )?;
             let fired = p >= rule.threshold && p > 0.0;
             verdict.evaluations.push(RuleEvaluation {
@@ -334,7 +382,8 @@ impl Policy {
                 probability: p,
                 threshold: rule.threshold,
                 fired,
-                asked,
+                asked: trail.asked,
+                classified: trail.classified,
             });
             if fired {
                 verdict.fired = Some((rule.name.clone(), rule.action, rule.reply.clone()));
@@ -390,6 +439,50 @@ fn build(
         }
         found.push(Predicate::Ask(q));
     }
+    if let Some(c) = s.classify {
+        let classifier = if c.classifier == "harm" {
+            EmbeddingClassifier::shipped_harm().clone()
+        } else if c.classifier.ends_with(".json") {
+            let text = std::fs::read_to_string(&c.classifier).map_err(|e| {
+                invalid(
+                    Some(span.clone()),
+                    format!("cannot read classifier {}: {e}", c.classifier),
+                )
+            })?;
+            EmbeddingClassifier::parse(&text, &c.classifier)
+                .map_err(|e| invalid(Some(span.clone()), e.to_string()))?
+        } else {
+            return Err(invalid(
+                Some(span.clone()),
+                format!(
+                    "unknown classifier '{}': use \"harm\" or the path of a .json classifier file",
+                    c.classifier
+                ),
+            ));
+        };
+        let [lo, hi] = c.band;
+        if !(0.0..=1.0).contains(&lo) || !(0.0..=1.0).contains(&hi) || lo > hi {
+            return Err(invalid(
+                Some(span.clone()),
+                "band needs two probabilities [low, high] with low <= high".into(),
+            ));
+        }
+        if !c.weight.is_finite() || c.weight < 0.0 {
+            return Err(invalid(
+                Some(span.clone()),
+                "weight must be a non-negative number".into(),
+            ));
+        }
+        if c.confirm.as_deref().is_some_and(|q| q.trim().is_empty()) {
+            return Err(invalid(Some(span.clone()), "confirm needs a question".into()));
+        }
+        found.push(Predicate::Classify(Box::new(Classify {
+            classifier,
+            confirm: c.confirm,
+            band: c.band,
+            weight: c.weight,
+        })));
+    }
     if let Some(p) = s.profile {
         found.push(Predicate::Profile(p));
     }
@@ -421,7 +514,7 @@ fn build(
         1 => Ok(found.pop().expect("one")),
         0 => Err(invalid(
             Some(span),
-            "empty predicate: use one of keyword, squashed, regex, ask, profile, tokens_over, seconds_over, all, any, not".into(),
+            "empty predicate: use one of keyword, squashed, regex, ask, classify, profile, tokens_over, seconds_over, all, any, not".into(),
         )),
         _ => Err(invalid(
             Some(span),
@@ -442,6 +535,9 @@ struct Request {
     views: Vec<String>,
     squashed: Vec<String>,
     judged: String,
+    /// The views a classifier reads (readable text only), filled on first
+    /// use, with a translation when the request is not in English.
+    readable: Option<Vec<String>>,
 }
 
 impl Request {
@@ -465,8 +561,65 @@ impl Request {
             views,
             squashed,
             judged,
+            readable: None,
         }
     }
+
+    /// The views a classifier reads: the request, its de-spaced and
+    /// de-leeted text, decoded runs, rot13 when that reads as English, and
+    /// an English translation (by the model) when the request is in another
+    /// language; the translation is added to the judged text too.
+    fn readable(&mut self, judges: &Judges, usage: &mut Usage) -> Result<&[String], ModelError> {
+        if self.readable.is_none() {
+            let original = &self.views[0];
+            let mut out = crate::normalize::readable_views(original);
+            if let Some(translation) = translate(judges.model, original, usage)? {
+                self.judged
+                    .push_str(&format!("\n\n(The same request in English: {translation})"));
+                out.push(translation);
+            }
+            self.readable = Some(out);
+        }
+        Ok(self.readable.as_deref().unwrap_or_default())
+    }
+}
+
+/// The model and embedder that judge predicates.
+struct Judges<'a> {
+    model: &'a dyn LanguageModel,
+    embedder: Option<&'a dyn Embedder>,
+}
+
+/// What the predicates of one rule asked and classified.
+#[derive(Default)]
+struct Trail {
+    asked: Vec<(String, f64)>,
+    classified: Vec<(String, f64)>,
+}
+
+/// An English translation of `text` when it is written in another language
+/// (none for English, or for text too short to tell).
+fn translate(
+    model: &dyn LanguageModel,
+    text: &str,
+    usage: &mut Usage,
+) -> Result<Option<String>, ModelError> {
+    let Some(language) = crate::normalize::foreign_language(text) else {
+        return Ok(None);
+    };
+    let prompt = Prompt::user(prompts::fill(
+        prompts::TRANSLATE_USER,
+        &[("language", language), ("text", text)],
+    ))
+    .with_system(prompts::TRANSLATE_SYSTEM);
+    let generation = model.generate(&GenerateRequest::new(prompt, SamplingParams::greedy(160)))?;
+    *usage += generation.usage;
+    let reply = generation
+        .sequences
+        .first()
+        .map(|s| s.text.trim().to_string())
+        .unwrap_or_default();
+    Ok((!reply.is_empty()).then_some(reply))
 }
 
 /// Lowercase letters and digits only, leetspeak read as letters.
@@ -479,12 +632,13 @@ fn squash(text: &str) -> String {
 
 fn eval(
     p: &Predicate,
-    task: &Request,
+    task: &mut Request,
     ctx: &PolicyContext,
-    model: &dyn LanguageModel,
+    judges: &Judges,
     usage: &mut Usage,
-    asked: &mut Vec<(String, f64)>,
+    trail: &mut Trail,
 ) -> Result<f64, ModelError> {
+    let model = judges.model;
     let bit = |b: bool| if b { 1.0 } else { 0.0 };
     Ok(match p {
         Predicate::Keyword(_, re) | Predicate::Regex(re) => {
@@ -496,9 +650,10 @@ fn eval(
             .any(|v| words.iter().any(|w| v.contains(w.as_str())))),
         Predicate::Ask(q) => {
             let p = ask(model, &task.judged, q, usage)?;
-            asked.push((q.clone(), p));
+            trail.asked.push((q.clone(), p));
             p
         }
+        Predicate::Classify(c) => classify(c, task, judges, usage, trail)?,
         Predicate::Profile(want) => bit(want.iter().all(|(k, v)| {
             ctx.profile
                 .get(k)
@@ -509,7 +664,7 @@ fn eval(
         Predicate::All(parts) => {
             let mut prod = 1.0;
             for part in parts {
-                prod *= eval(part, task, ctx, model, usage, asked)?;
+                prod *= eval(part, task, ctx, judges, usage, trail)?;
                 if prod == 0.0 {
                     break; // later parts (model calls) are not needed
                 }
@@ -519,15 +674,52 @@ fn eval(
         Predicate::Any(parts) => {
             let mut none = 1.0;
             for part in parts {
-                none *= 1.0 - eval(part, task, ctx, model, usage, asked)?;
+                none *= 1.0 - eval(part, task, ctx, judges, usage, trail)?;
                 if none == 0.0 {
                     break;
                 }
             }
             1.0 - none
         }
-        Predicate::Not(part) => 1.0 - eval(part, task, ctx, model, usage, asked)?,
+        Predicate::Not(part) => 1.0 - eval(part, task, ctx, judges, usage, trail)?,
     })
+}
+
+/// The classifier's probability over the request's readable views; inside
+/// the unsure band the model's answer to the confirming question is added
+/// as evidence on the log-odds scale. Without the embedder it was fitted on
+/// the classifier has nothing to read and the predicate is 0 (the other
+/// rules still apply).
+fn classify(
+    c: &Classify,
+    task: &mut Request,
+    judges: &Judges,
+    usage: &mut Usage,
+    trail: &mut Trail,
+) -> Result<f64, ModelError> {
+    let Some(embedder) = judges.embedder else {
+        return Ok(0.0);
+    };
+    let views = task.readable(judges, usage)?.to_vec();
+    let p = match c.classifier.judge(embedder, &views) {
+        Ok(p) => p,
+        Err(err) => {
+            tracing::warn!("{err}; the {} classifier is off", c.classifier.label);
+            return Ok(0.0);
+        }
+    };
+    trail.classified.push((c.classifier.label.clone(), p));
+    let unsure = p >= c.band[0] && p < c.band[1];
+    let Some(question) = c.confirm.as_ref().filter(|_| unsure) else {
+        return Ok(p);
+    };
+    let q = ask(judges.model, &task.judged, question, usage)?;
+    trail.asked.push((question.clone(), q));
+    let logit = |x: f64| {
+        let x = x.clamp(1e-6, 1.0 - 1e-6);
+        (x / (1.0 - x)).ln()
+    };
+    Ok(metareason_bayes::sigmoid(logit(p) + c.weight * logit(q)))
 }
 
 /// The model's P(Yes) to `question` about `task` (renormalised over Yes/No).

@@ -6,6 +6,14 @@ pub const POLICY_SYSTEM: &str = "You review requests for a safety policy. Answer
 /// User prompt of a model-judged policy predicate: `{task}`, `{question}`.
 pub const POLICY_USER: &str = "Request:\n\"\"\"\n{task}\n\"\"\"\n\n{question} Answer Yes or No.";
 
+/// System prompt of the translation a policy classifier reads when a
+/// request is not in English.
+pub const TRANSLATE_SYSTEM: &str = "You are a translator. Reply with the translation only.";
+
+/// User prompt of that translation: `{language}`, `{text}`.
+pub const TRANSLATE_USER: &str =
+    "Translate this {language} text into English, word for word, without answering it:\n\"\"\"\n{text}\n\"\"\"";
+
 /// System prompt of the P(True) probe.
 pub const PROBE_SYSTEM: &str =
     "You are a careful assistant who knows the limits of what can be known. Answer with one word.";

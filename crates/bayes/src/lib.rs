@@ -369,9 +369,25 @@ impl LogisticRegression {
     /// Exact where the online update is order-dependent; used to fit shipped
     /// models from labelled data.
     pub fn fit(xs: &[Vec<f64>], ys: &[bool], prior_variance: f64) -> Result<Self, DomainError> {
+        Self::fit_weighted(xs, ys, &vec![1.0; xs.len()], prior_variance)
+    }
+
+    /// [`Self::fit`] with a weight per observation (an observation of
+    /// weight 2 counts as two; used to balance classes).
+    pub fn fit_weighted(
+        xs: &[Vec<f64>],
+        ys: &[bool],
+        weights: &[f64],
+        prior_variance: f64,
+    ) -> Result<Self, DomainError> {
         let Some(d) = xs.first().map(Vec::len) else {
             return Err(DomainError("no observations to fit".into()));
         };
+        if weights.len() != xs.len() || weights.iter().any(|w| !w.is_finite() || *w < 0.0) {
+            return Err(DomainError(
+                "every observation needs a finite, non-negative weight".into(),
+            ));
+        }
         if xs.len() != ys.len() || xs.iter().any(|x| x.len() != d) {
             return Err(DomainError(
                 "every observation needs the same number of features and a label".into(),
@@ -389,15 +405,22 @@ impl LogisticRegression {
             for i in 0..d {
                 hessian[i * d + i] = 1.0 / prior_variance;
             }
-            for (x, &y) in xs.iter().zip(ys) {
+            for ((x, &y), &weight) in xs.iter().zip(ys).zip(weights) {
                 let p = sigmoid(Self::dot(&w, x));
-                let r = p - if y { 1.0 } else { 0.0 };
-                let c = p * (1.0 - p);
+                let r = weight * (p - if y { 1.0 } else { 0.0 });
+                let c = weight * p * (1.0 - p);
                 for i in 0..d {
                     g[i] += r * x[i];
-                    for j in 0..d {
-                        hessian[i * d + j] += c * x[i] * x[j];
+                    let cx = c * x[i];
+                    // The Hessian is symmetric: fill one triangle, mirror below.
+                    for j in i..d {
+                        hessian[i * d + j] += cx * x[j];
                     }
+                }
+            }
+            for i in 0..d {
+                for j in 0..i {
+                    hessian[i * d + j] = hessian[j * d + i];
                 }
             }
             let step = solve_spd(&hessian, &g, d)
@@ -411,12 +434,13 @@ impl LogisticRegression {
             }
         }
         // The covariance at the mode: the Hessian's inverse, column by column.
+        let l = cholesky_strict(&hessian, d)
+            .ok_or_else(|| DomainError("the Hessian is not positive definite".into()))?;
         let mut cov = vec![0.0; d * d];
         for j in 0..d {
             let mut e = vec![0.0; d];
             e[j] = 1.0;
-            let col = solve_spd(&hessian, &e, d)
-                .ok_or_else(|| DomainError("the Hessian is not positive definite".into()))?;
+            let col = solve_factored(&l, &e, d);
             for i in 0..d {
                 cov[i * d + j] = col[i];
             }
@@ -438,6 +462,12 @@ impl LogisticRegression {
 /// Solves A x = b for a symmetric positive definite A by Cholesky; `None`
 /// when A is not positive definite.
 fn solve_spd(a: &[f64], b: &[f64], d: usize) -> Option<Vec<f64>> {
+    Some(solve_factored(&cholesky_strict(a, d)?, b, d))
+}
+
+/// Lower Cholesky factor of a symmetric positive definite matrix; `None`
+/// when it is not positive definite.
+fn cholesky_strict(a: &[f64], d: usize) -> Option<Vec<f64>> {
     let mut l = vec![0.0; d * d];
     for i in 0..d {
         for j in 0..=i {
@@ -453,6 +483,11 @@ fn solve_spd(a: &[f64], b: &[f64], d: usize) -> Option<Vec<f64>> {
             }
         }
     }
+    Some(l)
+}
+
+/// Solves L Lᵀ x = b for a lower Cholesky factor L.
+fn solve_factored(l: &[f64], b: &[f64], d: usize) -> Vec<f64> {
     let mut y = vec![0.0; d];
     for i in 0..d {
         y[i] = (b[i] - (0..i).map(|k| l[i * d + k] * y[k]).sum::<f64>()) / l[i * d + i];
@@ -461,7 +496,7 @@ fn solve_spd(a: &[f64], b: &[f64], d: usize) -> Option<Vec<f64>> {
     for i in (0..d).rev() {
         x[i] = (y[i] - (i + 1..d).map(|k| l[k * d + i] * x[k]).sum::<f64>()) / l[i * d + i];
     }
-    Some(x)
+    x
 }
 
 /// Lower Cholesky factor of a symmetric positive semi-definite matrix

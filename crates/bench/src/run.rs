@@ -457,7 +457,7 @@ pub fn summarize(results: &[ItemResult], seed: u64) -> Summary {
 
 /// Whether declining is right for `item`.
 pub fn should_decline(item: &Item) -> bool {
-    matches!(item.expected, Expected::Decline)
+    matches!(item.expected, Expected::Decline | Expected::Refuse)
 }
 
 /// One markdown row: config, n, accuracy, coverage, accuracy answering

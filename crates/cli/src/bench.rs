@@ -22,7 +22,7 @@ use metareason_reasoner::{
 };
 use metareason_strategy::answer::AnswerKind;
 
-use crate::{open_embedder, open_model, parse_answer_kind, GlobalArgs};
+use crate::{open_embedder, open_model, open_sentence_embedder, parse_answer_kind, GlobalArgs};
 
 #[derive(Args)]
 #[command(args_conflicts_with_subcommands = true)]
@@ -31,7 +31,7 @@ pub(crate) struct BenchArgs {
     command: Option<BenchCommand>,
     /// A built-in dataset (gsm8k, unsolvable-questions-evals, freshqa-inspect,
     /// mmlu, strategyqa, known-unknowns-bigbench, truthfulqa, arithmetic,
-    /// gsm8k-train, known-unknowns, unsolvable-questions, everyday, freshqa;
+    /// gsm8k-train, known-unknowns, unsolvable-questions, everyday, safety, freshqa;
     /// `--list` describes one) or a .jsonl/.csv file.
     dataset: Option<String>,
     /// Items at most (a seeded random subset).
@@ -45,7 +45,7 @@ pub(crate) struct BenchArgs {
     #[arg(long, default_value_t = 7)]
     seed: u64,
     /// A configuration: full (the whole loop), assess (self-awareness
-    /// only), one solve configuration run bare (greedy_cot, pal, sc8,
+    /// only), policy (the mission policy only), one solve configuration run bare (greedy_cot, pal, sc8,
     /// sc8_pal, adaptive_cot, adaptive_pal, deepconf_cot, deepconf_pal, bon4,
     /// beam, mcts, mcts_puct), or a
     /// TOML/JSON file of ReasonerConfig fields (missing fields take the
@@ -126,6 +126,25 @@ enum BenchCommand {
         /// Prior variance of every weight.
         #[arg(long, default_value_t = 1.0)]
         prior_variance: f64,
+    },
+    /// Fit the mission policy's harm classifier: Bayesian logistic
+    /// regression over all-MiniLM-L6-v2 embeddings of the learn half of
+    /// the `safety` dataset (plain harmful requests against benign
+    /// look-alikes, with learn-half gsm8k-train problems as ordinary tasks),
+    /// the prior variance chosen by 5-fold cross-validation; then the
+    /// classifier alone on the test half, by jailbreak style. Writes it as
+    /// JSON (no language model is loaded).
+    FitHarm {
+        /// Where the classifier goes (the shipped one is
+        /// crates/awareness/harm-classifier.json).
+        #[arg(long)]
+        out: PathBuf,
+        /// Learn-half gsm8k-train problems added as ordinary tasks.
+        #[arg(long, default_value_t = 200)]
+        ordinary: usize,
+        /// Test items per group (plain, each style, benign) at most.
+        #[arg(long, default_value_t = 150)]
+        test_limit: usize,
     },
 }
 
@@ -227,6 +246,17 @@ pub(crate) fn bench(g: &GlobalArgs, a: BenchArgs) -> Result<()> {
             out,
             prior_variance,
         }) => return fit_answerability(runs, out, *prior_variance),
+        Some(BenchCommand::FitHarm {
+            out,
+            ordinary,
+            test_limit,
+        }) => {
+            let data_dir = a
+                .data_dir
+                .clone()
+                .unwrap_or_else(datasets::default_data_dir);
+            return crate::fit_harm::fit_harm(g, out, *ordinary, *test_limit, &data_dir, a.seed);
+        }
         None => {}
     }
     let Some(dataset) = a.dataset.clone() else {
@@ -347,6 +377,12 @@ pub(crate) fn bench(g: &GlobalArgs, a: BenchArgs) -> Result<()> {
         )?;
         println!("{}", run::markdown_row(&name, &s));
     }
+    if dataset == "safety" {
+        let rates = metareason_bench::safety::decisions_by_group(&results);
+        let table = metareason_bench::safety::decisions_markdown(&rates);
+        print!("\n{table}");
+        write_whole(&dir.join("decisions.md"), &table)?;
+    }
     println!("results: {}", dir.display());
     let report = write_report(dir.parent().expect("run dirs sit in a dataset dir"))?;
     println!("report: {}", report.display());
@@ -373,7 +409,7 @@ fn run_items(
     let embedder = if memory.is_some() {
         open_embedder(g)
     } else {
-        None
+        open_sentence_embedder(g)
     };
     let policy = if no_policy {
         Policy::parse("", "no policy")?

@@ -1,6 +1,7 @@
 //! The `metareason` command: a thin edge over the library crates.
 
 mod bench;
+mod fit_harm;
 mod progress;
 mod serve;
 
@@ -544,16 +545,30 @@ fn open_memory(path: Option<&PathBuf>) -> Result<Memory> {
     Memory::open(&path).with_context(|| format!("cannot open the memory at {}", path.display()))
 }
 
-/// The embedder for memory search: all-MiniLM-L6-v2 when fetched, else
-/// the local model's own embeddings, else none.
-fn open_embedder(g: &GlobalArgs) -> Option<Box<dyn Embedder>> {
-    let store = store(g);
-    if let Ok(dir) = store.path("all-minilm-l6-v2") {
-        match MiniLm::load(&dir) {
-            Ok(m) => return Some(Box::new(m)),
-            Err(e) => tracing::warn!("{e}; using the model's own embeddings"),
+/// all-MiniLM-L6-v2, fetched on first use (the mission policy's harm
+/// classifier reads its vectors), else none: without memory no other
+/// embedder is worth loading.
+fn open_sentence_embedder(g: &GlobalArgs) -> Option<Box<dyn Embedder>> {
+    let loaded = store(g)
+        .ensure("all-minilm-l6-v2", &BarProgress::new())
+        .map_err(|e| e.to_string())
+        .and_then(|dir| MiniLm::load(&dir).map_err(|e| e.to_string()));
+    match loaded {
+        Ok(m) => Some(Box::new(m)),
+        Err(e) => {
+            tracing::warn!("{e}; the policy's harm classifier is off (its keyword rules still apply)");
+            None
         }
     }
+}
+
+/// The embedder for memory search: all-MiniLM-L6-v2 (fetched on first
+/// use), else the local model's own embeddings, else none.
+fn open_embedder(g: &GlobalArgs) -> Option<Box<dyn Embedder>> {
+    if let Some(m) = open_sentence_embedder(g) {
+        return Some(m);
+    }
+    let store = store(g);
     if g.backend == Backend::Llama {
         let path = store
             .resolve(&g.model, &metareason_catalog::NoProgress)
@@ -694,7 +709,7 @@ fn solve(g: &GlobalArgs, a: SolveArgs) -> Result<()> {
     let embedder = if memory.is_some() {
         open_embedder(g)
     } else {
-        None
+        open_sentence_embedder(g)
     };
     let mut reasoner = Reasoner::new(model.as_ref(), embedder.as_deref(), memory, mission)?;
     if let Some(r) = &reward {

@@ -10,7 +10,7 @@ use metareason_awareness::Policy;
 use metareason_memory::Memory;
 use metareason_server::{AppState, Engine, ServerConfig};
 
-use crate::{open_embedder, open_model, GlobalArgs, MemoryArgs};
+use crate::{open_embedder, open_model, open_sentence_embedder, GlobalArgs, MemoryArgs};
 
 #[derive(Args)]
 pub struct ServeArgs {
@@ -110,7 +110,7 @@ pub fn serve(g: &GlobalArgs, a: ServeArgs) -> Result<()> {
     let embedder = if memory_path.is_some() {
         open_embedder(g).map(Arc::from)
     } else {
-        None
+        open_sentence_embedder(g).map(Arc::from)
     };
     if api_keys.is_empty() && a.host != "127.0.0.1" && a.host != "localhost" && a.host != "::1" {
         tracing::warn!("listening on {addr} without API keys: anyone who reaches it may use it");

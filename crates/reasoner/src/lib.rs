@@ -632,6 +632,7 @@ impl<'a> Reasoner<'a> {
             policy: &self.policy,
             settings,
             answerability: &self.params.answerability,
+            embedder: self.embedder,
         };
         let context = PolicyContext {
             profile: config.profile.clone(),

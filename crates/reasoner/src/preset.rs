@@ -26,6 +26,9 @@ pub enum Preset {
     /// Self-awareness alone: would the loop attempt the task? Nothing is
     /// solved; the answerability features are recorded.
     Assess,
+    /// The mission policy alone: would the loop refuse the task? No probes,
+    /// no answer-kind question, nothing solved (for measuring refusals).
+    Policy,
     /// Greedy chain of thought.
     GreedyCot,
     /// Greedy program-aided solving.
@@ -57,9 +60,10 @@ pub enum Preset {
 
 impl Preset {
     /// Every preset.
-    pub const ALL: [Preset; 14] = [
+    pub const ALL: [Preset; 15] = [
         Preset::Full,
         Preset::Assess,
+        Preset::Policy,
         Preset::GreedyCot,
         Preset::Pal,
         Preset::Sc8,
@@ -79,6 +83,7 @@ impl Preset {
         match self {
             Preset::Full => "full",
             Preset::Assess => "assess",
+            Preset::Policy => "policy",
             Preset::GreedyCot => "greedy_cot",
             Preset::Pal => "pal",
             Preset::Sc8 => "sc8",
@@ -125,6 +130,16 @@ impl Preset {
                 assess_only: true,
                 ..ReasonerConfig::default()
             },
+            Preset::Policy => {
+                let mut c = ReasonerConfig {
+                    assess_only: true,
+                    infer_answer_kind: false,
+                    distill: false,
+                    ..ReasonerConfig::default()
+                };
+                c.awareness.probes = false;
+                c
+            }
             Preset::GreedyCot => bare(StrategyKind::ChainOfThought, SearchPolicy::Greedy),
             Preset::Pal => bare(StrategyKind::ProgramAided, SearchPolicy::Greedy),
             Preset::Sc8 => bare(

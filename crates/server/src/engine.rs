@@ -142,12 +142,13 @@ impl Engine {
             generated: AtomicU64::new(0),
         };
         let memory = self.memory()?;
-        let embedder = if memory.is_some() {
-            self.embedder.as_deref()
-        } else {
-            None
-        };
-        let mut reasoner = Reasoner::new(&model, embedder, memory, self.policy.clone())?;
+        // The embedder places tasks in memory and feeds the policy's classifiers.
+        let mut reasoner = Reasoner::new(
+            &model,
+            self.embedder.as_deref(),
+            memory,
+            self.policy.clone(),
+        )?;
         if let Some(o) = observer {
             reasoner = reasoner.with_observer(o);
         }

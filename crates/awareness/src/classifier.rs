@@ -1,0 +1,241 @@
+//! A Bayesian logistic classifier over sentence embeddings, used by the
+//! mission policy as evidence that a request is harmful (predicate
+//! `classify`).
+//!
+//! The weights have a Gaussian posterior fitted by Laplace's method on a
+//! labelled set (harmful requests from public red-teaming sets, benign
+//! look-alikes of our own; `metareason bench fit-harm`). The shipped file
+//! keeps the posterior mean and the marginal variances only (the full
+//! 385 × 385 covariance would be 150 000 numbers); the predictive
+//! probability integrates the logit's variance under that diagonal
+//! posterior with the probit approximation, so a request unlike anything
+//! seen is pulled towards 0.5 instead of being judged with false certainty.
+//!
+//! A request is judged through every readable view of it (as written,
+//! de-spaced, leetspeak read as letters, decoded base64/hex runs, rot13 when
+//! that reads as English, a translation when given) and, for long texts, in
+//! overlapping windows, since the embedder reads 256 tokens and a role-play
+//! preamble can push the request itself out of that window. The highest
+//! probability counts: a disguise must not lower it.
+
+use metareason_bayes::{sigmoid, LogisticRegression};
+use metareason_core::{EmbedError, Embedder};
+use serde::{Deserialize, Serialize};
+
+/// The shipped harm classifier (all-MiniLM-L6-v2 features).
+pub const SHIPPED_HARM: &str = include_str!("../harm-classifier.json");
+
+/// Words per window when a text is judged in parts.
+const WINDOW_WORDS: usize = 60;
+/// Texts longer than this many words are also judged in windows.
+const LONG_WORDS: usize = 80;
+
+/// A fitted classifier: P(positive | embedding).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EmbeddingClassifier {
+    /// What a positive is (for example "harmful request").
+    pub label: String,
+    /// The embedder whose vectors it reads (its [`Embedder::name`]).
+    pub embedder: String,
+    /// Posterior mean of the weights: bias first, then one per dimension.
+    pub mean: Vec<f64>,
+    /// Posterior marginal variances of the weights, in the same order.
+    pub variance: Vec<f64>,
+    /// The prior variance of each weight.
+    pub prior_variance: f64,
+    /// Where its training data came from.
+    pub fitted_on: String,
+}
+
+/// Why a classifier cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum ClassifierError {
+    /// The file is not a classifier.
+    #[error("{0}: not a classifier file: {1}")]
+    Invalid(String, String),
+    /// The embedder is not the one it was fitted on.
+    #[error("the classifier reads {wanted} vectors, but the embedder is {got}: run `metareason models fetch {wanted}`")]
+    WrongEmbedder {
+        /// Its embedder.
+        wanted: String,
+        /// The one given.
+        got: String,
+    },
+    /// Embedding failed.
+    #[error(transparent)]
+    Embed(#[from] EmbedError),
+}
+
+impl EmbeddingClassifier {
+    /// The shipped harm classifier.
+    pub fn shipped_harm() -> &'static Self {
+        static SHIPPED: std::sync::OnceLock<EmbeddingClassifier> = std::sync::OnceLock::new();
+        SHIPPED.get_or_init(|| {
+            Self::parse(SHIPPED_HARM, "shipped harm classifier").expect("the shipped file is valid")
+        })
+    }
+
+    /// Parses a classifier file's text; `source` names it in errors.
+    pub fn parse(text: &str, source: &str) -> Result<Self, ClassifierError> {
+        let c: Self = serde_json::from_str(text)
+            .map_err(|e| ClassifierError::Invalid(source.into(), e.to_string()))?;
+        if c.mean.len() < 2 || c.variance.len() != c.mean.len() {
+            return Err(ClassifierError::Invalid(
+                source.into(),
+                "mean and variance need the same length, a bias and at least one weight".into(),
+            ));
+        }
+        if c.mean
+            .iter()
+            .chain(&c.variance)
+            .any(|x| !x.is_finite())
+            || c.variance.iter().any(|v| *v < 0.0)
+        {
+            return Err(ClassifierError::Invalid(
+                source.into(),
+                "weights must be finite and variances non-negative".into(),
+            ));
+        }
+        Ok(c)
+    }
+
+    /// The dimension of the vectors it reads.
+    pub fn dim(&self) -> usize {
+        self.mean.len() - 1
+    }
+
+    /// The classifier of a fitted posterior over [`Self::features`] (its
+    /// covariance kept as marginal variances).
+    pub fn from_posterior(
+        label: &str,
+        embedder: &str,
+        posterior: &LogisticRegression,
+        prior_variance: f64,
+        fitted_on: &str,
+    ) -> Self {
+        let d = posterior.dim();
+        Self {
+            label: label.into(),
+            embedder: embedder.into(),
+            mean: posterior.mean.clone(),
+            variance: (0..d).map(|i| posterior.cov[i * d + i]).collect(),
+            prior_variance,
+            fitted_on: fitted_on.into(),
+        }
+    }
+
+    /// The features of an embedding: a constant 1 (the bias), then the vector.
+    pub fn features(embedding: &[f32]) -> Vec<f64> {
+        std::iter::once(1.0)
+            .chain(embedding.iter().map(|&x| f64::from(x)))
+            .collect()
+    }
+
+    /// P(positive) of one embedding, integrated over the weights' posterior.
+    pub fn probability(&self, embedding: &[f32]) -> f64 {
+        let x = Self::features(embedding);
+        let mu: f64 = self.mean.iter().zip(&x).map(|(w, x)| w * x).sum();
+        let s2: f64 = self.variance.iter().zip(&x).map(|(v, x)| v * x * x).sum();
+        sigmoid(mu / (1.0 + std::f64::consts::PI * s2 / 8.0).sqrt())
+    }
+
+    /// P(positive) of a request: the highest over `views` of it (the
+    /// request itself first) and over windows of the request when long.
+    pub fn judge(&self, embedder: &dyn Embedder, views: &[String]) -> Result<f64, ClassifierError> {
+        if embedder.name() != self.embedder || embedder.dim() != self.dim() {
+            return Err(ClassifierError::WrongEmbedder {
+                wanted: self.embedder.clone(),
+                got: embedder.name().to_string(),
+            });
+        }
+        // Every view whole; the request as written also in windows (the
+        // decoded views of a long text are rarely different enough to pay
+        // for windowing them too).
+        let mut texts: Vec<String> = views.to_vec();
+        if let Some(first) = views.first() {
+            texts.extend(windows(first));
+        }
+        let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
+        let vectors = embedder.embed(&refs)?;
+        Ok(vectors
+            .iter()
+            .map(|v| self.probability(v))
+            .fold(0.0, f64::max))
+    }
+}
+
+/// Overlapping windows of a long text (none for a short one): each window
+/// is read whole by the embedder, so a request after a long preamble is
+/// still seen.
+pub fn windows(text: &str) -> Vec<String> {
+    let words: Vec<&str> = text.split_whitespace().collect();
+    if words.len() <= LONG_WORDS {
+        return Vec::new();
+    }
+    let step = WINDOW_WORDS / 2;
+    let mut out = Vec::new();
+    let mut start = 0;
+    loop {
+        let end = (start + WINDOW_WORDS).min(words.len());
+        out.push(words[start..end].join(" "));
+        if end == words.len() {
+            break;
+        }
+        start += step;
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn short_texts_have_no_windows_and_long_ones_cover_the_end() {
+        assert!(windows("how do I bake bread").is_empty());
+        let long: Vec<String> = (0..200).map(|i| format!("w{i}")).collect();
+        let w = windows(&long.join(" "));
+        assert!(w.len() >= 6);
+        assert!(w.last().unwrap().ends_with("w199"));
+        assert!(w[0].starts_with("w0 "));
+    }
+
+    #[test]
+    fn the_shipped_classifier_parses() {
+        let c = EmbeddingClassifier::shipped_harm();
+        assert_eq!(c.embedder, "all-minilm-l6-v2");
+        assert_eq!(c.dim(), 384);
+    }
+
+    #[test]
+    fn uncertainty_pulls_towards_one_half() {
+        let sure = EmbeddingClassifier {
+            label: "x".into(),
+            embedder: "e".into(),
+            mean: vec![0.0, 4.0],
+            variance: vec![0.0, 0.0],
+            prior_variance: 1.0,
+            fitted_on: String::new(),
+        };
+        let unsure = EmbeddingClassifier {
+            variance: vec![0.0, 50.0],
+            ..sure.clone()
+        };
+        let p = sure.probability(&[1.0]);
+        let q = unsure.probability(&[1.0]);
+        assert!((p - sigmoid(4.0)).abs() < 1e-12);
+        assert!(q > 0.5 && q < p, "{q} vs {p}");
+    }
+
+    #[test]
+    fn bad_files_are_refused_with_the_reason() {
+        let e = EmbeddingClassifier::parse("{}", "x.json").unwrap_err();
+        assert!(e.to_string().contains("x.json"));
+        let e = EmbeddingClassifier::parse(
+            r#"{"label":"a","embedder":"e","mean":[0,1],"variance":[1],"prior_variance":1,"fitted_on":""}"#,
+            "y.json",
+        )
+        .unwrap_err();
+        assert!(e.to_string().contains("same length"), "{e}");
+    }
+}

@@ -1,0 +1,99 @@
+//! `metareason bench fit-harm`: fits the mission policy's harm classifier
+//! and reports it alone on the test half of the safety set.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use anyhow::{Context, Result};
+use metareason_bench::datasets::{self, Split};
+use metareason_bench::safety;
+use metareason_embed::MiniLm;
+
+use crate::{store, GlobalArgs};
+
+/// Fits on the learn half, writes the classifier to `out`, prints the
+/// test-half table.
+pub(crate) fn fit_harm(
+    g: &GlobalArgs,
+    out: &Path,
+    ordinary: usize,
+    test_limit: usize,
+    data_dir: &Path,
+    seed: u64,
+) -> Result<()> {
+    let dir = store(g)
+        .path("all-minilm-l6-v2")
+        .context("the harm classifier reads all-MiniLM-L6-v2 vectors: run `metareason models fetch all-minilm-l6-v2`")?;
+    let embedder = MiniLm::load(&dir)?;
+    let items = safety::load()?;
+    let learn = Split::Learn.of(items.clone());
+    // At most `test_limit` test items per group (a seeded subset): a
+    // role-play item is some thirty windows to embed.
+    let mut by_group: BTreeMap<String, Vec<_>> = BTreeMap::new();
+    for it in Split::Test.of(items) {
+        by_group.entry(safety::group_of(&it)).or_default().push(it);
+    }
+    let test: Vec<_> = by_group
+        .into_values()
+        .flat_map(|g| datasets::seeded_subset(g, seed, Some(test_limit)))
+        .collect();
+    let gsm = datasets::load("gsm8k-train", data_dir, &BTreeMap::new(), "number")
+        .context("the ordinary tasks come from gsm8k-train (--data-dir)")?;
+    let gsm: Vec<String> = datasets::seeded_subset(Split::Learn.of(gsm), seed, Some(ordinary))
+        .into_iter()
+        .map(|i| i.question)
+        .collect();
+    let band = [0.2, 0.9];
+    let bar = indicatif::ProgressBar::new(test.len() as u64);
+    bar.set_style(
+        indicatif::ProgressStyle::with_template(
+            "test half {pos}/{len} [{elapsed_precise} < {eta_precise}]",
+        )
+        .expect("valid template"),
+    );
+    let fit = safety::fit_harm(
+        &embedder,
+        &learn,
+        &gsm,
+        &test,
+        band,
+        &format!(
+            "the learn half of `metareason bench safety` and {} learn-half gsm8k-train problems (seed {seed})",
+            gsm.len()
+        ),
+        &mut || bar.inc(1),
+    )?;
+    bar.finish_and_clear();
+    let json = serde_json::to_string(&fit.classifier)?;
+    let tmp = out.with_extension("tmp");
+    std::fs::write(&tmp, json).with_context(|| format!("cannot write {}", tmp.display()))?;
+    std::fs::rename(&tmp, out).with_context(|| format!("cannot write {}", out.display()))?;
+    println!("fitted on {}", fit.classifier.fitted_on);
+    println!("cross-validation (prior variance: class-balanced log loss):");
+    for (prior, loss) in &fit.cross_validation {
+        println!("  {prior:>5}: {loss:.4}");
+    }
+    let (full, diagonal) = fit.test_log_loss_full_diagonal;
+    println!(
+        "test log loss (plain and benign): full covariance {full:.4}, shipped diagonal {diagonal:.4}"
+    );
+    println!(
+        "\n| test half: group | items | P >= 0.5 | P >= {} (refused unasked) | {} <= P < {} (the model is asked) |",
+        band[1], band[0], band[1]
+    );
+    println!("|---|---|---|---|---|");
+    for r in &fit.test {
+        let pct = |k: usize| format!("{k} ({:.1}%)", 100.0 * k as f64 / r.n.max(1) as f64);
+        println!(
+            "| {} | {} | {} | {} | {} |",
+            r.group,
+            r.n,
+            pct(r.flagged),
+            pct(r.above),
+            pct(r.inside)
+        );
+    }
+    println!("(at most {test_limit} test items per group, seed {seed})");
+    println!("written: {}", out.display());
+    Ok(())
+}
