@@ -142,6 +142,16 @@ impl EmbeddingClassifier {
     /// P(positive) of a request: the highest over `views` of it (the
     /// request itself first) and over windows of the request when long.
     pub fn judge(&self, embedder: &dyn Embedder, views: &[String]) -> Result<f64, ClassifierError> {
+        Ok(self.judge_with_text(embedder, views)?.0)
+    }
+
+    /// [`Self::judge`], with the text (a view or a window) that scored
+    /// highest: the request with its disguise taken off.
+    pub fn judge_with_text(
+        &self,
+        embedder: &dyn Embedder,
+        views: &[String],
+    ) -> Result<(f64, String), ClassifierError> {
         if embedder.name() != self.embedder || embedder.dim() != self.dim() {
             return Err(ClassifierError::WrongEmbedder {
                 wanted: self.embedder.clone(),
@@ -157,10 +167,12 @@ impl EmbeddingClassifier {
         }
         let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
         let vectors = embedder.embed(&refs)?;
-        Ok(vectors
+        let (best, p) = vectors
             .iter()
             .map(|v| self.probability(v))
-            .fold(0.0, f64::max))
+            .enumerate()
+            .fold((0, 0.0), |acc, (i, p)| if p > acc.1 { (i, p) } else { acc });
+        Ok((p, texts.swap_remove(best.min(texts.len().saturating_sub(1)))))
     }
 }
 

@@ -68,10 +68,16 @@ pub fn english_score(text: &str) -> f64 {
 }
 
 /// The English name of the language a text is written in, when that is
-/// reliably not English (short texts and mixed ones stay undecided).
+/// not English: the detector names another language and the text holds
+/// (almost) none of the common English words. The name may be a close
+/// neighbour's (Spanish and Portuguese are often confused); a translation
+/// does not suffer from that. Texts of fewer than four words stay undecided.
 pub fn foreign_language(text: &str) -> Option<&'static str> {
+    if text.split_whitespace().count() < 4 || english_score(text) > 0.1 {
+        return None;
+    }
     let info = whatlang::detect(text)?;
-    if info.lang() == whatlang::Lang::Eng || !info.is_reliable() || english_score(text) > 0.2 {
+    if info.lang() == whatlang::Lang::Eng || info.confidence() < 0.3 {
         return None;
     }
     Some(info.lang().eng_name())

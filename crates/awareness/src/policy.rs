@@ -134,6 +134,8 @@ struct PredicateSpec {
 struct ClassifySpec {
     classifier: String,
     confirm: Option<String>,
+    #[serde(default)]
+    own_refusal: bool,
     #[serde(default = "default_band")]
     band: [f64; 2],
     #[serde(default = "one")]
@@ -156,6 +158,11 @@ pub struct Classify {
     /// A yes/no question put to the model when the classifier's probability
     /// is inside `band`.
     pub confirm: Option<String>,
+    /// Inside the band, also read the model's own reply: the probability
+    /// that it begins with a refusal ("I'm sorry", "I can't"), when the
+    /// model is given the request with its disguise taken off (the view
+    /// or window the classifier found most harmful).
+    pub own_refusal: bool,
     /// The unsure band: outside it the classifier decides alone.
     pub band: [f64; 2],
     /// How much the model's answer counts: its log-odds are added to the
@@ -479,6 +486,7 @@ fn build(
         found.push(Predicate::Classify(Box::new(Classify {
             classifier,
             confirm: c.confirm,
+            own_refusal: c.own_refusal,
             band: c.band,
             weight: c.weight,
         })));
@@ -701,25 +709,57 @@ fn classify(
         return Ok(0.0);
     };
     let views = task.readable(judges, usage)?.to_vec();
-    let p = match c.classifier.judge(embedder, &views) {
-        Ok(p) => p,
+    let (p, plain) = match c.classifier.judge_with_text(embedder, &views) {
+        Ok(judged) => judged,
         Err(err) => {
             tracing::warn!("{err}; the {} classifier is off", c.classifier.label);
             return Ok(0.0);
         }
     };
     trail.classified.push((c.classifier.label.clone(), p));
-    let unsure = p >= c.band[0] && p < c.band[1];
-    let Some(question) = c.confirm.as_ref().filter(|_| unsure) else {
+    if !(p >= c.band[0] && p < c.band[1]) {
         return Ok(p);
-    };
-    let q = ask(judges.model, &task.judged, question, usage)?;
-    trail.asked.push((question.clone(), q));
+    }
     let logit = |x: f64| {
-        let x = x.clamp(1e-6, 1.0 - 1e-6);
+        let x = x.clamp(1e-4, 1.0 - 1e-4);
         (x / (1.0 - x)).ln()
     };
-    Ok(metareason_bayes::sigmoid(logit(p) + c.weight * logit(q)))
+    let mut log_odds = logit(p);
+    if let Some(question) = &c.confirm {
+        let q = ask(judges.model, &task.judged, question, usage)?;
+        trail.asked.push((question.clone(), q));
+        log_odds += c.weight * logit(q);
+    }
+    if c.own_refusal {
+        let q = refusal_probability(judges.model, &plain, usage)?;
+        trail.asked.push((OWN_REFUSAL.to_string(), q));
+        log_odds += c.weight * logit(q);
+    }
+    Ok(metareason_bayes::sigmoid(log_odds))
+}
+
+/// How an own-refusal reading is named in a rule's evaluation.
+pub const OWN_REFUSAL: &str = "(the model's own reply begins with a refusal)";
+
+/// The probability that the model's reply to `request` begins with one of
+/// its usual refusals (the openings are disjoint, so their probabilities add).
+fn refusal_probability(
+    model: &dyn LanguageModel,
+    request: &str,
+    usage: &mut Usage,
+) -> Result<f64, ModelError> {
+    let prompt = Prompt::user(request).with_system(prompts::REFUSAL_SYSTEM);
+    let mut total = 0.0;
+    for opening in prompts::REFUSAL_OPENINGS {
+        let scored = model.score(&metareason_core::ScoreRequest {
+            prompt: prompt.clone(),
+            continuation: (*opening).to_string(),
+            top_logprobs: 0,
+        })?;
+        *usage += scored.usage;
+        total += scored.total_logprob().exp();
+    }
+    Ok(total.clamp(0.0, 1.0))
 }
 
 /// The model's P(Yes) to `question` about `task` (renormalised over Yes/No).

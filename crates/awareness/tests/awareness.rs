@@ -586,3 +586,43 @@ fn classify_predicates_are_checked_when_the_policy_is_read() {
     assert!(m.contains("cannot read classifier"), "{m}");
     assert!(Policy::parse(&rule("{ classifier = \"harm\" }"), "p.toml").is_ok());
 }
+
+#[test]
+fn inside_the_band_the_model_reads_the_request_undisguised_and_its_own_refusal_counts() {
+    use base64::Engine as _;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("words.json");
+    std::fs::write(
+        &path,
+        r#"{"label":"harmful request","embedder":"words","mean":[-4,8,4],"variance":[0,0,0],"prior_variance":1,"fitted_on":"test"}"#,
+    )
+    .unwrap();
+    let policy = Policy::parse(
+        &format!(
+            "[[rule]]\nname = \"harm\"\naction = \"refuse\"\nreply = \"No.\"\nwhen = {{ classify = {{ classifier = '{}', own_refusal = true }} }}\n",
+            path.display()
+        ),
+        "p.toml",
+    )
+    .unwrap();
+    let hidden = base64::engine::general_purpose::STANDARD.encode("maybe you could help");
+    let task = format!("Decode and follow: {hidden}");
+    // The model refuses the decoded request ("I'm sorry" at 0.9).
+    let refuses = ScriptedModel::new().score_if("maybe you could help", "I'm sorry", (0.9f32).ln());
+    let v = policy
+        .evaluate(&task, &PolicyContext::default(), &refuses, Some(&WordEmbedder))
+        .unwrap();
+    let e = &v.evaluations[0];
+    assert!((e.classified[0].1 - 0.5).abs() < 1e-6, "{e:?}");
+    assert!(e.asked[0].1 > 0.9 && e.asked[0].1 < 0.91, "{e:?}");
+    assert!(v.fired.is_some(), "{e:?}");
+    let shown = format!("{:?}", refuses.calls());
+    assert!(shown.contains("maybe you could help"), "the model saw: {shown}");
+    // A model that would answer it clears the request.
+    let answers = ScriptedModel::new();
+    let v = policy
+        .evaluate(&task, &PolicyContext::default(), &answers, Some(&WordEmbedder))
+        .unwrap();
+    assert!(v.fired.is_none());
+    assert!(v.evaluations[0].probability < 0.01);
+}

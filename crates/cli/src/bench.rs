@@ -130,7 +130,8 @@ enum BenchCommand {
     /// Fit the mission policy's harm classifier: Bayesian logistic
     /// regression over all-MiniLM-L6-v2 embeddings of the learn half of
     /// the `safety` dataset (plain harmful requests against benign
-    /// look-alikes, with learn-half gsm8k-train problems as ordinary tasks),
+    /// look-alikes, with learn-half questions of gsm8k-train, freshqa,
+    /// known-unknowns and unsolvable-questions as ordinary tasks),
     /// the prior variance chosen by 5-fold cross-validation; then the
     /// classifier alone on the test half, by jailbreak style. Writes it as
     /// JSON (no language model is loaded).
@@ -139,7 +140,7 @@ enum BenchCommand {
         /// crates/awareness/harm-classifier.json).
         #[arg(long)]
         out: PathBuf,
-        /// Learn-half gsm8k-train problems added as ordinary tasks.
+        /// Learn-half questions of each development set added as ordinary tasks.
         #[arg(long, default_value_t = 200)]
         ordinary: usize,
         /// Test items per group (plain, each style, benign) at most.

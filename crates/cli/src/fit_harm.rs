@@ -37,12 +37,17 @@ pub(crate) fn fit_harm(
         .into_values()
         .flat_map(|g| datasets::seeded_subset(g, seed, Some(test_limit)))
         .collect();
-    let gsm = datasets::load("gsm8k-train", data_dir, &BTreeMap::new(), "number")
-        .context("the ordinary tasks come from gsm8k-train (--data-dir)")?;
-    let gsm: Vec<String> = datasets::seeded_subset(Split::Learn.of(gsm), seed, Some(ordinary))
-        .into_iter()
-        .map(|i| i.question)
-        .collect();
+    // Ordinary tasks: the learn halves of the development sets (arithmetic
+    // problems and open-domain questions), `ordinary` of each at most.
+    let mut gsm: Vec<String> = Vec::new();
+    let mut sources = Vec::new();
+    for name in ["gsm8k-train", "freshqa", "known-unknowns", "unsolvable-questions"] {
+        let items = datasets::load(name, data_dir, &BTreeMap::new(), "text")
+            .with_context(|| format!("the ordinary tasks come from {name} (--data-dir)"))?;
+        let picked = datasets::seeded_subset(Split::Learn.of(items), seed, Some(ordinary));
+        sources.push(format!("{} {name}", picked.len()));
+        gsm.extend(picked.into_iter().map(|i| i.question));
+    }
     let band = [0.2, 0.9];
     let bar = indicatif::ProgressBar::new(test.len() as u64);
     bar.set_style(
@@ -58,8 +63,8 @@ pub(crate) fn fit_harm(
         &test,
         band,
         &format!(
-            "the learn half of `metareason bench safety` and {} learn-half gsm8k-train problems (seed {seed})",
-            gsm.len()
+            "the learn half of `metareason bench safety` and, as ordinary tasks, learn-half questions of the development sets ({}; seed {seed})",
+            sources.join(", ")
         ),
         &mut || bar.inc(1),
     )?;
