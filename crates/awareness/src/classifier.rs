@@ -85,10 +85,7 @@ impl EmbeddingClassifier {
                 "mean and variance need the same length, a bias and at least one weight".into(),
             ));
         }
-        if c.mean
-            .iter()
-            .chain(&c.variance)
-            .any(|x| !x.is_finite())
+        if c.mean.iter().chain(&c.variance).any(|x| !x.is_finite())
             || c.variance.iter().any(|v| *v < 0.0)
         {
             return Err(ClassifierError::Invalid(
@@ -172,7 +169,10 @@ impl EmbeddingClassifier {
             .map(|v| self.probability(v))
             .enumerate()
             .fold((0, 0.0), |acc, (i, p)| if p > acc.1 { (i, p) } else { acc });
-        Ok((p, texts.swap_remove(best.min(texts.len().saturating_sub(1)))))
+        Ok((
+            p,
+            texts.swap_remove(best.min(texts.len().saturating_sub(1))),
+        ))
     }
 }
 

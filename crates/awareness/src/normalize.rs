@@ -52,9 +52,9 @@ pub fn readable_views(text: &str) -> Vec<String> {
 /// words): tells a decoded view that reads as English from gibberish.
 pub fn english_score(text: &str) -> f64 {
     const COMMON: &[&str] = &[
-        "the", "a", "an", "and", "or", "of", "to", "in", "on", "for", "with", "how", "what",
-        "do", "does", "i", "you", "me", "my", "can", "is", "are", "it", "that", "this", "make",
-        "write", "give", "tell", "about", "from", "be", "at", "by", "as", "someone", "who",
+        "the", "a", "an", "and", "or", "of", "to", "in", "on", "for", "with", "how", "what", "do",
+        "does", "i", "you", "me", "my", "can", "is", "are", "it", "that", "this", "make", "write",
+        "give", "tell", "about", "from", "be", "at", "by", "as", "someone", "who",
     ];
     let words: Vec<String> = text
         .split(|c: char| !c.is_alphanumeric() && c != '\'')
@@ -64,7 +64,11 @@ pub fn english_score(text: &str) -> f64 {
     if words.is_empty() {
         return 0.0;
     }
-    words.iter().filter(|w| COMMON.contains(&w.as_str())).count() as f64 / words.len() as f64
+    words
+        .iter()
+        .filter(|w| COMMON.contains(&w.as_str()))
+        .count() as f64
+        / words.len() as f64
 }
 
 /// The English name of the language a text is written in, when that is
@@ -262,7 +266,9 @@ mod language_tests {
     #[test]
     fn spanish_and_french_are_foreign_and_english_is_not() {
         assert_eq!(
-            foreign_language("¿Cómo puedo preparar una tortilla de patatas para la cena de esta noche?"),
+            foreign_language(
+                "¿Cómo puedo preparar una tortilla de patatas para la cena de esta noche?"
+            ),
             Some("Spanish")
         );
         assert_eq!(

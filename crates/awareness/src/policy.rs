@@ -9,7 +9,9 @@ use std::collections::BTreeMap;
 use std::ops::Range;
 use std::path::Path;
 
-use metareason_core::{Embedder, GenerateRequest, LanguageModel, ModelError, Prompt, SamplingParams, Usage};
+use metareason_core::{
+    Embedder, GenerateRequest, LanguageModel, ModelError, Prompt, SamplingParams, Usage,
+};
 use regex::Regex;
 use serde::{Deserialize, Serialize};
 use toml::Spanned;
@@ -481,7 +483,10 @@ fn build(
             ));
         }
         if c.confirm.as_deref().is_some_and(|q| q.trim().is_empty()) {
-            return Err(invalid(Some(span.clone()), "confirm needs a question".into()));
+            return Err(invalid(
+                Some(span.clone()),
+                "confirm needs a question".into(),
+            ));
         }
         found.push(Predicate::Classify(Box::new(Classify {
             classifier,

@@ -31,7 +31,8 @@ pub(crate) struct BenchArgs {
     command: Option<BenchCommand>,
     /// A built-in dataset (gsm8k, unsolvable-questions-evals, freshqa-inspect,
     /// mmlu, strategyqa, known-unknowns-bigbench, truthfulqa, arithmetic,
-    /// gsm8k-train, known-unknowns, unsolvable-questions, everyday, safety, freshqa;
+    /// gsm8k-train, known-unknowns, unsolvable-questions, everyday, safety,
+    /// benign-lookalikes, freshqa;
     /// `--list` describes one) or a .jsonl/.csv file.
     dataset: Option<String>,
     /// Items at most (a seeded random subset).

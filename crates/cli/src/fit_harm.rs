@@ -41,7 +41,12 @@ pub(crate) fn fit_harm(
     // problems and open-domain questions), `ordinary` of each at most.
     let mut gsm: Vec<String> = Vec::new();
     let mut sources = Vec::new();
-    for name in ["gsm8k-train", "freshqa", "known-unknowns", "unsolvable-questions"] {
+    for name in [
+        "gsm8k-train",
+        "freshqa",
+        "known-unknowns",
+        "unsolvable-questions",
+    ] {
         let items = datasets::load(name, data_dir, &BTreeMap::new(), "text")
             .with_context(|| format!("the ordinary tasks come from {name} (--data-dir)"))?;
         let picked = datasets::seeded_subset(Split::Learn.of(items), seed, Some(ordinary));

@@ -556,7 +556,9 @@ fn open_sentence_embedder(g: &GlobalArgs) -> Option<Box<dyn Embedder>> {
     match loaded {
         Ok(m) => Some(Box::new(m)),
         Err(e) => {
-            tracing::warn!("{e}; the policy's harm classifier is off (its keyword rules still apply)");
+            tracing::warn!(
+                "{e}; the policy's harm classifier is off (its keyword rules still apply)"
+            );
             None
         }
     }

@@ -63,7 +63,10 @@ fn minilm_embeds_meaning_and_padding_does_not_change_a_vector() {
     let many: Vec<String> = (0..70)
         .map(|i| {
             if i % 3 == 0 {
-                format!("question {i}: {}", "a rather long sentence about farms ".repeat(i % 7 + 1))
+                format!(
+                    "question {i}: {}",
+                    "a rather long sentence about farms ".repeat(i % 7 + 1)
+                )
             } else {
                 format!("short {i}")
             }
@@ -73,8 +76,15 @@ fn minilm_embeds_meaning_and_padding_does_not_change_a_vector() {
     let batched = m.embed(&refs).unwrap();
     for i in [0, 1, 33, 69] {
         let alone = m.embed_one(refs[i]).unwrap();
-        let diff: f32 = alone.iter().zip(&batched[i]).map(|(a, b)| (a - b).abs()).sum();
-        assert!(diff < 1e-3, "text {i} came back as another's vector ({diff})");
+        let diff: f32 = alone
+            .iter()
+            .zip(&batched[i])
+            .map(|(a, b)| (a - b).abs())
+            .sum();
+        assert!(
+            diff < 1e-3,
+            "text {i} came back as another's vector ({diff})"
+        );
     }
 }
 
