@@ -26,6 +26,49 @@ pub use search::{
 };
 pub use stopping::StopRule;
 
+/// One node of a search tree: a partial reply ending in `step`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TreeNode {
+    /// Index of the parent node (none for the root).
+    pub parent: Option<usize>,
+    /// The step this node adds (its first 200 characters; empty at the root).
+    pub step: String,
+    /// The step's reward.
+    pub reward: f64,
+    /// MCTS visits (0 under beam search).
+    pub visits: u32,
+    /// Mean backed-up value (MCTS) or mean step reward of the path (beam).
+    pub value: f64,
+    /// Whether beam search kept it (always true under MCTS).
+    pub kept: bool,
+    /// Candidates (indices into the outcome's candidates) completed from here.
+    pub candidates: Vec<usize>,
+}
+
+impl TreeNode {
+    fn new(parent: Option<usize>, step: &str, reward: f64) -> Self {
+        Self {
+            parent,
+            step: step.chars().take(200).collect(),
+            reward,
+            visits: 0,
+            value: 0.0,
+            kept: true,
+            candidates: Vec::new(),
+        }
+    }
+
+    /// The root: the empty reply.
+    pub(crate) fn root() -> Self {
+        Self::new(None, "", 0.0)
+    }
+
+    /// A node for `step` under `parent`.
+    pub(crate) fn child(parent: usize, step: &ScoredStep) -> Self {
+        Self::new(Some(parent), &step.text, step.reward)
+    }
+}
+
 /// Something that happened during a search, for the trace.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case", tag = "event")]
@@ -74,6 +117,13 @@ pub enum Event {
         value: f64,
         /// Nodes in the tree.
         tree_size: usize,
+    },
+    /// The tree a step-level search built (beam or MCTS), for drawing.
+    Tree {
+        /// `beam` or `mcts`.
+        search: String,
+        /// Every node; the root (the empty reply) is the first.
+        nodes: Vec<TreeNode>,
     },
     /// The token budget ran out.
     BudgetExhausted {

@@ -11,7 +11,7 @@
 use metareason_core::{ModelError, Prompt, Usage};
 
 use crate::search::{Candidate, ScoredStep, Searcher, TreeSelection};
-use crate::Event;
+use crate::{Event, TreeNode};
 
 /// MCTS settings.
 #[derive(Debug, Clone, Copy)]
@@ -31,6 +31,8 @@ struct Node {
     value_sum: f64,
     ended: bool,
     depth: usize,
+    /// Candidates whose rollout started here.
+    rollouts: Vec<usize>,
 }
 
 fn path(nodes: &[Node], mut i: usize) -> Vec<ScoredStep> {
@@ -93,6 +95,7 @@ pub(crate) fn run(
         value_sum: 0.0,
         ended: false,
         depth: 0,
+        rollouts: Vec::new(),
     }];
     let mut candidates = Vec::new();
     let exhausted = |u: &Usage| limit > 0 && u.generated_tokens >= limit;
@@ -140,6 +143,7 @@ pub(crate) fn run(
                     value_sum: 0.0,
                     ended: d.ended || answered,
                     depth,
+                    rollouts: Vec::new(),
                 });
                 let id = nodes.len() - 1;
                 nodes[i].children.push(id);
@@ -166,6 +170,7 @@ pub(crate) fn run(
             s.complete_from(prompt, steps, it as u64, used, limit)?
         };
         let value = candidate.score;
+        nodes[i].rollouts.push(candidates.len());
         candidates.push(candidate);
         // Backpropagation.
         let mut j = Some(i);
@@ -181,5 +186,20 @@ pub(crate) fn run(
             tree_size: nodes.len(),
         });
     }
+    events.push(Event::Tree {
+        search: "mcts".into(),
+        nodes: nodes.iter().map(tree_node).collect(),
+    });
     Ok(candidates)
+}
+
+fn tree_node(n: &Node) -> TreeNode {
+    let mut t = match (&n.step, n.parent) {
+        (Some(step), Some(p)) => TreeNode::child(p, step),
+        _ => TreeNode::root(),
+    };
+    t.visits = n.visits;
+    t.value = n.value_sum / f64::from(n.visits.max(1));
+    t.candidates = n.rollouts.clone();
+    t
 }

@@ -24,7 +24,7 @@ use crate::judge::StepJudge;
 use crate::reward::{tokens_per_step, RewardWeights, StepSignals};
 use crate::stopping::rescaled_votes;
 use crate::stopping::StopRule;
-use crate::Event;
+use crate::{Event, TreeNode};
 
 /// How to search.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -764,7 +764,11 @@ impl Searcher<'_> {
             finished: bool,
             tokens: u64,
             logprob_sum: f64,
+            /// Its node in the drawn tree (none until it is kept or pruned).
+            id: Option<usize>,
+            parent: usize,
         }
+        let mut tree = vec![TreeNode::root()];
         // Blank lines are not steps of reasoning: they neither count towards
         // the depth limit nor dilute the mean reward.
         let open = |n: &Node| !n.finished && depth_of_steps(&n.steps) < max_steps;
@@ -774,6 +778,8 @@ impl Searcher<'_> {
             finished: false,
             tokens: 0,
             logprob_sum: 0.0,
+            id: Some(0),
+            parent: 0,
         }];
         let mut rng_seed = ChaCha8Rng::seed_from_u64(self.settings.seed);
         // Every round adds a step (perhaps blank) to every open node; a
@@ -808,6 +814,8 @@ impl Searcher<'_> {
                     child.finished = d.ended || self.kind.extract_marked(&d.step.text).is_some();
                     child.tokens += d.tokens;
                     child.logprob_sum += d.logprob_sum;
+                    child.parent = node.id.unwrap_or(0);
+                    child.id = None;
                     child.steps.push(d.step);
                     children.push(child);
                 }
@@ -817,6 +825,16 @@ impl Searcher<'_> {
             let mut seen = std::collections::HashSet::new();
             children.retain(|c| seen.insert(self.prefix_of(&c.steps)));
             children.sort_by(|a, b| mean(b).total_cmp(&mean(a)));
+            for (rank, c) in children.iter_mut().enumerate() {
+                if c.id.is_none() {
+                    let step = c.steps.last().expect("a new child has a step");
+                    let mut t = TreeNode::child(c.parent, step);
+                    t.value = mean(c);
+                    t.kept = rank < width.max(1);
+                    tree.push(t);
+                    c.id = Some(tree.len() - 1);
+                }
+            }
             let kept: Vec<f64> = children.iter().take(width.max(1)).map(mean).collect();
             events.push(Event::BeamStep {
                 depth: round,
@@ -831,6 +849,15 @@ impl Searcher<'_> {
         // rollout finishes it (budget permitting), so that every candidate
         // is a whole reply and not a guess from its last number.
         let mut out = Vec::with_capacity(beam.len());
+        for (k, n) in beam.iter().enumerate() {
+            if let Some(t) = n.id.and_then(|id| tree.get_mut(id)) {
+                t.candidates.push(k);
+            }
+        }
+        events.push(Event::Tree {
+            search: "beam".into(),
+            nodes: tree,
+        });
         for (k, n) in beam.into_iter().enumerate() {
             if n.finished || budget.exhausted() {
                 out.push(self.assemble(n.steps, n.finished, n.tokens, n.logprob_sum));

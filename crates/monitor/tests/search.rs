@@ -176,6 +176,33 @@ fn beam_keeps_exactly_the_top_width_nodes_by_reward() {
         .iter()
         .all(|c| c.answer.as_ref().unwrap().normalized == "3"));
     assert!(out.best().text.starts_with("Step good."));
+    // The drawn tree: the root, the three first steps (the bad one pruned)
+    // and one answer under each kept step, which ends a candidate.
+    let nodes = tree_of(&out);
+    assert_eq!(nodes.len(), 6, "{nodes:?}");
+    assert_eq!(nodes[0].parent, None);
+    let firsts: Vec<_> = nodes.iter().filter(|n| n.parent == Some(0)).collect();
+    assert_eq!(firsts.len(), 3);
+    let pruned: Vec<_> = firsts.iter().filter(|n| !n.kept).collect();
+    assert_eq!(pruned.len(), 1);
+    assert!(pruned[0].step.contains("bad"));
+    let leaves: Vec<_> = nodes.iter().filter(|n| !n.candidates.is_empty()).collect();
+    assert_eq!(leaves.len(), 2);
+    for leaf in leaves {
+        let parent = &nodes[leaf.parent.unwrap()];
+        assert!(parent.kept && !parent.step.contains("bad"));
+        assert!(leaf.step.contains("answer is 3"));
+    }
+}
+
+fn tree_of(out: &metareason_monitor::SearchOutcome) -> Vec<metareason_monitor::TreeNode> {
+    out.events
+        .iter()
+        .find_map(|e| match e {
+            Event::Tree { nodes, .. } => Some(nodes.clone()),
+            _ => None,
+        })
+        .expect("a tree event")
 }
 
 #[test]
@@ -305,6 +332,26 @@ fn mcts_produces_rollouts_and_votes_over_them() {
         .filter(|e| matches!(e, Event::MctsIteration { .. }))
         .count();
     assert_eq!(iterations, 4);
+    // The drawn tree: every node's parent comes before it, the root's
+    // visits are the iterations, a parent's visits are its children's plus
+    // its own rollouts, and each rollout is listed once.
+    let nodes = tree_of(&out);
+    assert!(nodes.len() >= 3);
+    assert_eq!(nodes[0].visits, 4);
+    for (i, n) in nodes.iter().enumerate().skip(1) {
+        assert!(n.parent.unwrap() < i);
+    }
+    for (i, n) in nodes.iter().enumerate() {
+        let below: u32 = nodes
+            .iter()
+            .filter(|c| c.parent == Some(i))
+            .map(|c| c.visits)
+            .sum();
+        assert_eq!(n.visits, below + n.candidates.len() as u32, "node {i}");
+    }
+    let mut rollouts: Vec<usize> = nodes.iter().flat_map(|n| n.candidates.clone()).collect();
+    rollouts.sort_unstable();
+    assert_eq!(rollouts, vec![0, 1, 2, 3]);
 }
 
 #[test]

@@ -83,6 +83,120 @@ fn opt(v: Option<f64>) -> String {
     v.map_or_else(|| "–".into(), |x| format!("{x:.3}"))
 }
 
+/// The tree a beam or MCTS search built, drawn left to right: a node per
+/// partial reply, coloured by its step's reward, sized by its visits,
+/// faded when beam search pruned it, and the path to the chosen candidate
+/// drawn bold. Each node's title holds its step, reward, visits and value.
+fn tree_svg(search: &str, nodes: &[metareason_monitor::TreeNode], chosen: usize) -> String {
+    const DX: f64 = 110.0;
+    const DY: f64 = 22.0;
+    const MAX_NODES: usize = 2000;
+    let nodes = &nodes[..nodes.len().min(MAX_NODES)];
+    if nodes.is_empty() {
+        return String::new();
+    }
+    let mut children = vec![Vec::new(); nodes.len()];
+    for (i, n) in nodes.iter().enumerate() {
+        // A node's parent always comes before it; anything else is ignored.
+        if let Some(p) = n.parent.filter(|&p| p < i) {
+            children[p].push(i);
+        }
+    }
+    // Leaves take rows in depth-first order; a parent sits between its
+    // first and last child.
+    let mut y = vec![0.0; nodes.len()];
+    let mut depth = vec![0usize; nodes.len()];
+    let mut row: f64 = 0.0;
+    let mut stack = vec![(0usize, false)];
+    while let Some((i, done)) = stack.pop() {
+        if done || children[i].is_empty() {
+            if children[i].is_empty() {
+                y[i] = row;
+                row += 1.0;
+            } else {
+                let (a, b) = (children[i][0], children[i][children[i].len() - 1]);
+                y[i] = (y[a] + y[b]) / 2.0;
+            }
+            continue;
+        }
+        stack.push((i, true));
+        for &c in children[i].iter().rev() {
+            depth[c] = depth[i] + 1;
+            stack.push((c, false));
+        }
+    }
+    let mut on_path = vec![false; nodes.len()];
+    if let Some(mut i) = nodes.iter().position(|n| n.candidates.contains(&chosen)) {
+        loop {
+            on_path[i] = true;
+            match nodes[i].parent {
+                Some(p) if p < i => i = p,
+                _ => break,
+            }
+        }
+    }
+    let max_depth = depth.iter().copied().max().unwrap_or(0);
+    let (width, height) = ((max_depth + 1) as f64 * DX + 40.0, row.max(1.0) * DY + 20.0);
+    let mut svg = String::new();
+    let _ = write!(
+        svg,
+        "<h4>Search tree ({}, {} nodes)</h4><svg class=\"tree\" data-search=\"{}\" width=\"{width:.0}\" height=\"{height:.0}\" role=\"img\">",
+        escape(search),
+        nodes.len(),
+        escape(search)
+    );
+    let at = |i: usize| (20.0 + depth[i] as f64 * DX, 10.0 + y[i] * DY);
+    for (i, n) in nodes.iter().enumerate() {
+        if let Some(p) = n.parent.filter(|&p| p < i) {
+            let ((x1, y1), (x2, y2)) = (at(p), at(i));
+            let bold = on_path[i];
+            let _ = write!(
+                svg,
+                "<line class=\"tree-edge\" x1=\"{x1:.1}\" y1=\"{y1:.1}\" x2=\"{x2:.1}\" y2=\"{y2:.1}\" stroke=\"{}\" stroke-width=\"{}\"/>",
+                if bold { "#1f4e79" } else { "#bbb" },
+                if bold { 2.5 } else { 1.0 }
+            );
+        }
+    }
+    for (i, n) in nodes.iter().enumerate() {
+        let (x, cy) = at(i);
+        let r = 4.0 + f64::from(n.visits.min(30)) / 3.0;
+        let fill = if i == 0 {
+            "#555"
+        } else if n.reward < 0.5 {
+            "#c0504d"
+        } else {
+            "#2a7d3b"
+        };
+        let label: String = n.step.trim().chars().take(14).collect();
+        let _ = write!(
+            svg,
+            "<g class=\"tree-node{}{}\" data-visits=\"{}\" data-reward=\"{:.4}\"><title>{}\nreward {:.3} · visits {} · value {:.3}{}</title>\
+             <circle cx=\"{x:.1}\" cy=\"{cy:.1}\" r=\"{r:.1}\" fill=\"{fill}\" opacity=\"{}\"/>\
+             <text x=\"{:.1}\" y=\"{:.1}\">{}</text></g>",
+            if n.kept { "" } else { " pruned" },
+            if on_path[i] { " chosen" } else { "" },
+            n.visits,
+            n.reward,
+            escape(if i == 0 { "(start)" } else { n.step.trim() }),
+            n.reward,
+            n.visits,
+            n.value,
+            if n.candidates.is_empty() {
+                String::new()
+            } else {
+                format!(" · candidate {:?}", n.candidates.iter().map(|c| c + 1).collect::<Vec<_>>())
+            },
+            if n.kept { 1.0 } else { 0.35 },
+            x + r + 2.0,
+            cy + 4.0,
+            escape(&label)
+        );
+    }
+    svg.push_str("</svg>");
+    svg
+}
+
 /// The page of a stored episode (the JSON of `GET /v1/episodes/{id}`).
 pub fn render(episode: &Value) -> String {
     let id = episode.get("id").and_then(Value::as_i64).unwrap_or(0);
@@ -284,6 +398,11 @@ pub fn render(episode: &Value) -> String {
                 }
                 h.push_str("</table>");
             }
+            for e in &out.events {
+                if let metareason_monitor::Event::Tree { search, nodes } = e {
+                    h.push_str(&tree_svg(search, nodes, out.chosen));
+                }
+            }
             if !out.events.is_empty() {
                 let _ = write!(
                     h,
@@ -421,5 +540,43 @@ mod tests {
         let page = render(&serde_json::json!({"id": 3, "trace": {"schema": "other"}}));
         assert!(page.contains("Episode 3"));
         assert!(page.contains("id=\"raw\""));
+    }
+
+    #[test]
+    fn a_search_tree_marks_pruned_nodes_and_the_path_to_the_chosen_answer() {
+        use metareason_monitor::TreeNode;
+        let node =
+            |parent: Option<usize>, step: &str, kept: bool, candidates: Vec<usize>| TreeNode {
+                parent,
+                step: step.into(),
+                reward: 0.8,
+                visits: 0,
+                value: 0.5,
+                kept,
+                candidates,
+            };
+        let nodes = vec![
+            node(None, "", true, vec![]),
+            node(Some(0), "First <a>", true, vec![]),
+            node(Some(0), "Pruned", false, vec![]),
+            node(Some(1), "The answer is 3.", true, vec![0]),
+            node(Some(1), "The answer is 4.", true, vec![1]),
+        ];
+        let svg = tree_svg("beam", &nodes, 1);
+        assert_eq!(svg.matches("<g class=\"tree-node").count(), 5);
+        assert_eq!(svg.matches("tree-edge").count(), 4);
+        assert_eq!(svg.matches(" pruned").count(), 1);
+        // The chosen candidate (index 1) ends at node 4: it, node 1 and the
+        // root are on the path.
+        assert_eq!(svg.matches("tree-node chosen").count(), 3, "{svg}");
+        assert!(svg.contains("First &lt;a&gt;"));
+        assert!(!svg.contains("<a>"));
+        // A parent that does not come before its child is not followed.
+        let looped = vec![
+            node(None, "", true, vec![]),
+            node(Some(1), "self", true, vec![0]),
+        ];
+        assert_eq!(tree_svg("mcts", &looped, 0).matches("tree-edge").count(), 0);
+        assert_eq!(tree_svg("mcts", &[], 0), "");
     }
 }

@@ -690,6 +690,39 @@ fn the_trace_page_renders_in_a_real_browser() {
 }
 
 #[test]
+fn the_trace_page_draws_the_search_tree_in_a_real_browser() {
+    let s = Server::start(Arc::new(scripted()), ServerConfig::default());
+    let v: Value = client()
+        .post(s.url("/v1/chat/completions"))
+        .json(&ask("metareason:mcts", "What is 6 * 7?"))
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
+    let id = v["metareason"]["episode_id"].as_i64().unwrap();
+    let out = std::process::Command::new(browser())
+        .args([
+            "--no-sandbox",
+            "--disable-gpu",
+            "--virtual-time-budget=2000",
+            "--dump-dom",
+            &s.url(&format!("/episodes/{id}")),
+        ])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let dom = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        dom.contains("<svg class=\"tree\" data-search=\"mcts\""),
+        "{dom}"
+    );
+    // The root and the steps it expanded, the chosen path marked.
+    assert!(dom.matches("class=\"tree-node").count() >= 3, "{dom}");
+    assert!(dom.contains("tree-node chosen"), "{dom}");
+    assert!(dom.contains("tree-edge"));
+}
+
+#[test]
 fn a_request_past_its_time_limit_stops_with_a_timeout() {
     // A limit already spent: the loop stops at its first model call.
     let s = Server::start(

@@ -387,21 +387,81 @@ fn marked_answer(text: &str) -> Option<String> {
     let markers: Vec<_> = m.find_iter(text).collect();
     for marker in markers.iter().rev() {
         let rest = &text[marker.end()..];
-        let mut lines = rest.lines();
-        let first = lines.next().unwrap_or("").trim();
-        let line = if first.is_empty() || first == ":" {
-            lines.map(str::trim).find(|l| !l.is_empty()).unwrap_or("")
+        let found = if marker.as_str().ends_with('{') {
+            // `\boxed{...}`: up to the brace that closes it, so that the
+            // LaTeX around it ("\(\boxed{8}\)") is not part of the answer.
+            braced(rest).unwrap_or_else(|| rest.lines().next().unwrap_or(""))
         } else {
-            first
+            let mut lines = rest.lines();
+            let first = lines.next().unwrap_or("").trim();
+            if first.is_empty() || first == ":" {
+                lines.map(str::trim).find(|l| !l.is_empty()).unwrap_or("")
+            } else {
+                first
+            }
         };
-        let line = line.strip_suffix('}').unwrap_or(line);
-        let line = line.trim_end_matches(['.', '!']).trim();
-        if line.is_empty() || is_placeholder(line) {
+        let line = unwrap_latex(found);
+        if line.is_empty() || is_placeholder(&line) {
             continue;
         }
-        return Some(line.to_string());
+        return Some(line);
     }
     None
+}
+
+/// The text before the `}` that closes an already opened brace.
+fn braced(rest: &str) -> Option<&str> {
+    let mut depth = 1usize;
+    for (i, c) in rest.char_indices() {
+        match c {
+            '{' => depth += 1,
+            '}' => {
+                depth -= 1;
+                if depth == 0 {
+                    return Some(&rest[..i]);
+                }
+            }
+            '\n' => return None,
+            _ => {}
+        }
+    }
+    None
+}
+
+/// An answer without the sentence's closing punctuation and the LaTeX
+/// math delimiters, box and text wrappers a model writes around it (`\(\boxed{8}\)`,
+/// `$18$`, `\[ 3 \]`, `\text{Paris}`).
+fn unwrap_latex(text: &str) -> String {
+    let mut t = text.trim();
+    loop {
+        let before = t;
+        t = t.trim_end_matches(['.', '!']).trim();
+        for (open, close) in [("\\(", "\\)"), ("\\[", "\\]"), ("$", "$")] {
+            if let Some(inner) = t.strip_prefix(open).and_then(|x| x.strip_suffix(close)) {
+                t = inner.trim();
+            }
+        }
+        // A closing delimiter whose opening one came before the marker.
+        for (open, close) in [("\\(", "\\)"), ("\\[", "\\]")] {
+            if !t.contains(open) {
+                t = t.strip_suffix(close).unwrap_or(t).trim();
+            }
+        }
+        for wrapper in ["\\boxed{", "\\text{", "\\mathrm{"] {
+            if let Some(inner) = t.strip_prefix(wrapper).and_then(|x| x.strip_suffix('}')) {
+                t = inner.trim();
+            }
+        }
+        if t == before {
+            break;
+        }
+    }
+    // A lone closing brace left by an unbalanced box.
+    t.strip_suffix('}')
+        .filter(|x| !x.contains('{'))
+        .unwrap_or(t)
+        .trim()
+        .to_string()
 }
 
 /// The answer formats the strategy prompts ask for, as a model may echo
@@ -443,6 +503,33 @@ mod tests {
 
     fn num(text: &str) -> String {
         AnswerKind::Number.extract(text).unwrap().normalized
+    }
+
+    #[test]
+    fn latex_around_a_marked_answer_is_not_part_of_it() {
+        // The default model's reply to "17 sheep, all but 9 run away"
+        // ended `- The answer is \(\boxed{8}\).` and the answer shown was
+        // `8}\)`.
+        let n = AnswerKind::Number;
+        let a = n
+            .extract("- \\(17 - 9 = 8\\)\n- The answer is \\(\\boxed{8}\\).")
+            .unwrap();
+        assert_eq!((a.raw.as_str(), a.normalized.as_str()), ("8", "8"));
+        let a = n.extract("so \\[\\boxed{\\frac{1}{2}}\\]").unwrap();
+        assert_eq!(
+            (a.raw.as_str(), a.normalized.as_str()),
+            ("\\frac{1}{2}", "0.5")
+        );
+        let a = n.extract("The answer is $18$.").unwrap();
+        assert_eq!(a.raw, "18");
+        let t = AnswerKind::Text
+            .extract("The answer is \\(\\boxed{\\text{Paris}}\\).")
+            .unwrap();
+        assert_eq!(t.raw, "Paris");
+        let t = AnswerKind::Text
+            .extract("The answer is: \\(\\boxed{Paris}\\)!")
+            .unwrap();
+        assert_eq!(t.raw, "Paris");
     }
 
     #[test]
