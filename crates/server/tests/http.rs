@@ -619,6 +619,26 @@ fn browser() -> String {
     name
 }
 
+/// The document at `url` after the page's script ran (--dump-dom).
+fn rendered_dom(url: &str) -> String {
+    let out = std::process::Command::new(browser())
+        .args([
+            "--no-sandbox",
+            "--disable-gpu",
+            "--virtual-time-budget=2000",
+            "--dump-dom",
+            url,
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
 #[test]
 fn the_trace_page_renders_in_a_real_browser() {
     let s = Server::start(Arc::new(scripted()), ServerConfig::default());
@@ -631,23 +651,7 @@ fn the_trace_page_renders_in_a_real_browser() {
         .unwrap();
     let id = v["metareason"]["episode_id"].as_i64().unwrap();
     let url = s.url(&format!("/episodes/{id}"));
-    // --dump-dom prints the document after the page's script ran.
-    let out = std::process::Command::new(browser())
-        .args([
-            "--no-sandbox",
-            "--disable-gpu",
-            "--virtual-time-budget=2000",
-            "--dump-dom",
-            &url,
-        ])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let dom = String::from_utf8_lossy(&out.stdout);
+    let dom = rendered_dom(&url);
     assert!(dom.contains("class=\"decision answer\""), "{dom}");
     assert!(dom.contains("id=\"confidence\""));
     assert!(dom.contains("What is 6 * 7?"));
@@ -700,18 +704,7 @@ fn the_trace_page_draws_the_search_tree_in_a_real_browser() {
         .json()
         .unwrap();
     let id = v["metareason"]["episode_id"].as_i64().unwrap();
-    let out = std::process::Command::new(browser())
-        .args([
-            "--no-sandbox",
-            "--disable-gpu",
-            "--virtual-time-budget=2000",
-            "--dump-dom",
-            &s.url(&format!("/episodes/{id}")),
-        ])
-        .output()
-        .unwrap();
-    assert!(out.status.success());
-    let dom = String::from_utf8_lossy(&out.stdout);
+    let dom = rendered_dom(&s.url(&format!("/episodes/{id}")));
     assert!(
         dom.contains("<svg class=\"tree\" data-search=\"mcts\""),
         "{dom}"
