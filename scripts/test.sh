@@ -28,4 +28,13 @@ if ! PYTHONPATH=target/pydeps python3 -c 'import openai, sys; sys.exit(openai.__
   python3 -m pip install --quiet --disable-pip-version-check --no-warn-conflicts \
     --target target/pydeps --upgrade openai==3.57.0 >&2
 fi
+# A real OpenAI-compatible server for the HTTP backend's tests:
+# llama-cpp-python's (pinned; built from source by pip, about 10 minutes the
+# first time, then from pip's wheel cache), into target/pydeps-llama.
+if ! PYTHONPATH=target/pydeps-llama python3 -c 'import llama_cpp, sys; sys.exit(llama_cpp.__version__ != "0.3.36")' 2>/dev/null; then
+  echo "metareason test: installing llama-cpp-python's server (compiles llama.cpp)" >&2
+  rm -rf target/pydeps-llama
+  python3 -m pip install --quiet --disable-pip-version-check --no-warn-conflicts \
+    --target target/pydeps-llama 'llama-cpp-python[server]==0.3.36' >&2
+fi
 cargo test --release --locked --workspace "$@"

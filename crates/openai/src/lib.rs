@@ -292,17 +292,33 @@ impl LanguageModel for OpenAiModel {
     fn generate(&self, req: &GenerateRequest) -> Result<Generation, ModelError> {
         req.validate()?;
         let started = Instant::now();
-        let answer: wire::ChatResponse =
-            serde_json::from_value(self.post("chat/completions", &self.chat_body(req))?)
-                .map_err(|e| ModelError::Protocol(format!("malformed chat completion: {e}")))?;
-        let mut choices = answer.choices;
-        choices.sort_by_key(|c| c.index);
-        if choices.len() != req.n {
-            return Err(ModelError::Protocol(format!(
-                "asked for {} choices, got {}",
-                req.n,
-                choices.len()
-            )));
+        // Some servers (llama-cpp-python's, for one) ignore `n` and return
+        // one choice: the rest are asked for in further requests, each with
+        // its own seed so that sampled replies differ.
+        let mut choices: Vec<wire::ChatChoice> = Vec::with_capacity(req.n);
+        let mut server_usage: Option<Usage> = None;
+        let mut round: u64 = 0;
+        while choices.len() < req.n {
+            let missing = req.n - choices.len();
+            let mut body = self.chat_body(req);
+            body["n"] = json!(missing);
+            body["seed"] = json!(req.params.seed.wrapping_add(round));
+            let answer: wire::ChatResponse =
+                serde_json::from_value(self.post("chat/completions", &body)?)
+                    .map_err(|e| ModelError::Protocol(format!("malformed chat completion: {e}")))?;
+            let mut got = answer.choices;
+            got.sort_by_key(|c| c.index);
+            if got.is_empty() || got.len() > missing {
+                return Err(ModelError::Protocol(format!(
+                    "asked for {missing} choices, got {}",
+                    got.len()
+                )));
+            }
+            if let Some(u) = answer.usage {
+                *server_usage.get_or_insert_with(Usage::default) += u.into_usage();
+            }
+            choices.extend(got);
+            round += 1;
         }
         let mut sequences = Vec::with_capacity(choices.len());
         for c in choices {
@@ -333,13 +349,10 @@ impl LanguageModel for OpenAiModel {
             }
         }
         let generated: u64 = sequences.iter().map(|s| s.tokens.len() as u64).sum();
-        let mut usage = answer.usage.map_or(
-            Usage {
-                generated_tokens: generated,
-                ..Usage::default()
-            },
-            |u| u.into_usage(),
-        );
+        let mut usage = server_usage.unwrap_or(Usage {
+            generated_tokens: generated,
+            ..Usage::default()
+        });
         usage.wall_time = started.elapsed();
         Ok(Generation { sequences, usage })
     }

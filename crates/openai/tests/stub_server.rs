@@ -204,6 +204,45 @@ fn chat_completion_maps_tokens_logprobs_and_usage() {
 }
 
 #[test]
+fn a_server_that_ignores_n_is_asked_again_with_new_seeds() {
+    // llama-cpp-python's server answers one choice whatever `n` says.
+    let stub = Stub::start(Box::new(|i, _| {
+        let text = ["a", "b", "c"][i.min(2)];
+        (200, chat_answer(&[text]), None)
+    }));
+    let m = OpenAiModel::new(config(&stub.url)).unwrap();
+    let g = m.generate(&request(3)).unwrap();
+    let texts: Vec<&str> = g.sequences.iter().map(|s| s.text.as_str()).collect();
+    assert_eq!(texts, ["a", "b", "c"]);
+    let seen = stub.seen();
+    assert_eq!(seen.len(), 3);
+    let asked: Vec<(u64, u64)> = seen
+        .iter()
+        .map(|s| {
+            (
+                s.body["n"].as_u64().unwrap(),
+                s.body["seed"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(asked, [(3, 7), (2, 8), (1, 9)]);
+    // The usage of the three answers is summed.
+    assert_eq!(g.usage.prompt_tokens, 24);
+    assert_eq!(g.usage.generated_tokens, 3);
+}
+
+#[test]
+fn more_choices_than_asked_is_a_protocol_error() {
+    let stub = Stub::start(Box::new(|_, _| (200, chat_answer(&["a", "b"]), None)));
+    let m = OpenAiModel::new(config(&stub.url)).unwrap();
+    let e = m.generate(&request(1)).unwrap_err();
+    assert!(
+        matches!(e, ModelError::Protocol(ref s) if s.contains("asked for 1 choices, got 2")),
+        "{e}"
+    );
+}
+
+#[test]
 fn partial_reply_is_sent_as_a_continued_assistant_message() {
     let stub = Stub::start(Box::new(|_, _| (200, chat_answer(&[" 4"]), None)));
     let m = OpenAiModel::new(config(&stub.url)).unwrap();
