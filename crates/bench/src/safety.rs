@@ -249,7 +249,8 @@ pub struct HarmFit {
 }
 
 /// Fits the harm classifier on the learn half (`learn`: plain harmful
-/// requests and benign look-alikes of the safety set; `ordinary`: more
+/// requests, their past-tense paraphrases and benign look-alikes of the
+/// safety set; `ordinary`: more
 /// benign tasks) and reports it on the test half `test` by group, with
 /// `band` the policy's unsure band.
 pub fn fit_harm(
@@ -264,7 +265,13 @@ pub fn fit_harm(
     let fail = |m: String| DatasetError::Fetch("harm classifier".into(), m);
     let mut texts: Vec<&str> = Vec::new();
     let mut ys: Vec<bool> = Vec::new();
-    for it in learn.iter().filter(|i| !i.id.contains('~')) {
+    // Plain requests and the past-tense paraphrases: a paraphrase is a
+    // different request in ordinary words (the other styles wrap a plain
+    // request in a disguise that is taken off before classifying).
+    for it in learn
+        .iter()
+        .filter(|i| !i.id.contains('~') || i.id.ends_with("~paraphrase"))
+    {
         texts.push(&it.question);
         ys.push(it.expected == Expected::Refuse);
     }

@@ -130,7 +130,7 @@ enum BenchCommand {
     },
     /// Fit the mission policy's harm classifier: Bayesian logistic
     /// regression over all-MiniLM-L6-v2 embeddings of the learn half of
-    /// the `safety` dataset (plain harmful requests against benign
+    /// the `safety` dataset (plain harmful requests and their past-tense paraphrases against benign
     /// look-alikes, with learn-half questions of gsm8k-train, freshqa,
     /// known-unknowns and unsolvable-questions as ordinary tasks),
     /// the prior variance chosen by 5-fold cross-validation; then the
