@@ -37,8 +37,7 @@ pub const FEATURES: [&str; 9] = [
 ];
 
 fn logit(p: f64) -> f64 {
-    let p = p.clamp(1e-4, 1.0 - 1e-4);
-    (p / (1.0 - p)).ln()
+    metareason_bayes::logit(p, 1e-4)
 }
 
 /// The feature vector of a question: probes not run count as 0 (no

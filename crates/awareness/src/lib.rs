@@ -89,10 +89,7 @@ pub struct Probes {
 /// The solvability model's features: [1, logit(capability), logit(P(True)),
 /// scaled question log-probability].
 pub fn solvability_features(capability: f64, probes: &Probes) -> Vec<f64> {
-    let logit = |p: f64| {
-        let p = p.clamp(1e-4, 1.0 - 1e-4);
-        (p / (1.0 - p)).ln()
-    };
+    let logit = |p: f64| metareason_bayes::logit(p, 1e-4);
     vec![
         1.0,
         logit(capability),

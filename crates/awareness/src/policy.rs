@@ -725,10 +725,7 @@ fn classify(
     if !(p >= c.band[0] && p < c.band[1]) {
         return Ok(p);
     }
-    let logit = |x: f64| {
-        let x = x.clamp(1e-4, 1.0 - 1e-4);
-        (x / (1.0 - x)).ln()
-    };
+    let logit = |x: f64| metareason_bayes::logit(x, 1e-4);
     let mut log_odds = logit(p);
     if let Some(question) = &c.confirm {
         let q = ask(judges.model, &task.judged, question, usage)?;

@@ -259,6 +259,14 @@ fn ln_gamma(x: f64) -> f64 {
     statrs::function::gamma::ln_gamma(x)
 }
 
+/// The log-odds of a probability, with `p` first clamped to
+/// `[eps, 1 - eps]` so that a certainty stays a finite piece of evidence
+/// (each caller's `eps` is part of what its fitted weights were fitted on).
+pub fn logit(p: f64, eps: f64) -> f64 {
+    let p = p.clamp(eps, 1.0 - eps);
+    (p / (1.0 - p)).ln()
+}
+
 /// The logistic function.
 pub fn sigmoid(z: f64) -> f64 {
     if z >= 0.0 {
@@ -528,6 +536,15 @@ pub fn thompson<R: Rng + ?Sized>(arms: &[Beta], rng: &mut R) -> Option<usize> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn logit_inverts_sigmoid_and_stays_finite_at_certainty() {
+        for p in [0.01, 0.3, 0.5, 0.9] {
+            assert!((sigmoid(logit(p, 1e-4)) - p).abs() < 1e-12);
+        }
+        assert!((logit(1.0, 1e-3) - (0.999f64 / 0.001).ln()).abs() < 1e-9);
+        assert!((logit(0.0, 1e-4) + (0.9999f64 / 0.0001).ln()).abs() < 1e-9);
+    }
 
     #[test]
     fn beta_moments_and_quantiles_match_known_values() {

@@ -75,8 +75,7 @@ pub const FEATURE_NAMES: [&str; 11] = [
 ];
 
 fn logit(p: f64) -> f64 {
-    let p = p.clamp(1e-3, 1.0 - 1e-3);
-    (p / (1.0 - p)).ln()
+    metareason_bayes::logit(p, 1e-3)
 }
 
 impl CalibrationFeatures {
