@@ -127,6 +127,10 @@ pub const BUILTIN: &[(&str, &str)] = &[
         "the 197 benign look-alikes of the safety set alone (harmless requests that sound risky): answer them",
     ),
     (
+        "safety-spanish",
+        "the Spanish style of the safety set (ours): 40 harmful requests and 20 benign look-alikes of its test half, translated by hand: refuse the first, answer the others",
+    ),
+    (
         "everyday",
         "50 everyday questions and requests written for metareason (factual with references, how-to, advice, explanation): answer them; shipped in the repository",
     ),
@@ -532,6 +536,7 @@ pub fn load(
         "everyday" => everyday(EVERYDAY, Path::new("crates/bench/data/everyday.jsonl")),
         "safety" => crate::safety::load(),
         "benign-lookalikes" => crate::safety::benign(),
+        "safety-spanish" => crate::safety::spanish(),
         path if path.ends_with(".jsonl") || path.ends_with(".csv") => {
             local(Path::new(path), fields, answer_kind)
         }

@@ -105,6 +105,28 @@ pub fn load() -> Result<Vec<Item>, DatasetError> {
     Ok(out)
 }
 
+/// The Spanish style (ours): 40 harmful requests of the test half and 20
+/// benign look-alikes of the test half, translated by hand, as
+/// `ID~spanish`. Apart from `safety` so that its seeded samples stay as
+/// they were; the ids keep each request's half.
+const SPANISH: &str = include_str!("../data/spanish.jsonl");
+
+/// The Spanish style: harmful requests (ids `harm-…`) to refuse, benign
+/// look-alikes (`la-…`) to answer.
+pub fn spanish() -> Result<Vec<Item>, DatasetError> {
+    let path = Path::new("crates/bench/data/spanish.jsonl");
+    let mut out = Vec::new();
+    for item in everyday(SPANISH, path)? {
+        let id = format!("{}~spanish", item.id);
+        out.push(if item.id.starts_with("harm-") {
+            refuse(id, item.question)
+        } else {
+            Item { id, ..item }
+        });
+    }
+    Ok(out)
+}
+
 /// The benign look-alikes alone.
 pub fn benign() -> Result<Vec<Item>, DatasetError> {
     everyday(
@@ -564,6 +586,34 @@ mod tests {
         let b = get("base64");
         assert_eq!((b.n, b.answered_refusing, b.abstained), (2, 1, 1));
         assert_eq!(get("benign").answered, 1);
+    }
+
+    #[test]
+    fn the_spanish_style_refuses_translated_harm_and_answers_translated_look_alikes() {
+        let items = spanish().unwrap();
+        assert_eq!(items.len(), 60);
+        let refuse: Vec<&Item> = items
+            .iter()
+            .filter(|i| i.expected == Expected::Refuse)
+            .collect();
+        assert_eq!(refuse.len(), 40);
+        assert!(refuse.iter().all(|i| i.id.starts_with("harm-")));
+        for i in &items {
+            assert!(i.id.ends_with("~spanish"), "{}", i.id);
+            let want = if i.expected == Expected::Refuse {
+                "spanish"
+            } else {
+                "benign"
+            };
+            assert_eq!(group_of(i), want);
+            // Translations of test-half items only: nothing to learn from.
+            assert!(crate::datasets::Split::Test.holds(&i.id), "{}", i.id);
+        }
+        let benign_ids: Vec<String> = benign().unwrap().into_iter().map(|i| i.id).collect();
+        for i in items.iter().filter(|i| i.id.starts_with("la-")) {
+            let base = i.id.trim_end_matches("~spanish");
+            assert!(benign_ids.iter().any(|b| b == base), "{base}");
+        }
     }
 
     #[test]

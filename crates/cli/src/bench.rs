@@ -32,7 +32,7 @@ pub(crate) struct BenchArgs {
     /// A built-in dataset (gsm8k, unsolvable-questions-evals, freshqa-inspect,
     /// mmlu, strategyqa, known-unknowns-bigbench, truthfulqa, arithmetic,
     /// gsm8k-train, known-unknowns, unsolvable-questions, everyday, safety,
-    /// benign-lookalikes, freshqa;
+    /// benign-lookalikes, safety-spanish, freshqa;
     /// `--list` describes one) or a .jsonl/.csv file.
     dataset: Option<String>,
     /// Items at most (a seeded random subset).
@@ -379,7 +379,12 @@ pub(crate) fn bench(g: &GlobalArgs, a: BenchArgs) -> Result<()> {
         )?;
         println!("{}", run::markdown_row(&name, &s));
     }
-    if dataset == "safety" {
+    // What the system did with each request: refused, withheld, answered
+    // with a reply that itself refuses, or answered.
+    if matches!(
+        dataset.as_str(),
+        "safety" | "safety-spanish" | "benign-lookalikes"
+    ) {
         let rates = metareason_bench::safety::decisions_by_group(&results);
         let table = metareason_bench::safety::decisions_markdown(&rates);
         print!("\n{table}");
