@@ -171,11 +171,9 @@ fn load_summary(dir: &Path) -> Result<(String, Summary)> {
 
 /// Writes `text` to a temporary file beside `path` and renames it into
 /// place: a kill leaves the old file or the new one, never half of one.
-fn write_whole(path: &Path, text: &str) -> Result<()> {
-    let tmp = path.with_extension("tmp");
-    std::fs::write(&tmp, text).with_context(|| format!("cannot write {}", tmp.display()))?;
-    std::fs::rename(&tmp, path).with_context(|| format!("cannot write {}", path.display()))?;
-    Ok(())
+pub(crate) fn write_whole(path: &Path, text: &str) -> Result<()> {
+    crate::write_atomically(path, text.as_bytes())
+        .with_context(|| format!("cannot write {}", path.display()))
 }
 
 /// Writes DIR/report.html over every run directory in DIR; returns its path.

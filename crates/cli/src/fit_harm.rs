@@ -75,9 +75,7 @@ pub(crate) fn fit_harm(
     )?;
     bar.finish_and_clear();
     let json = serde_json::to_string(&fit.classifier)?;
-    let tmp = out.with_extension("tmp");
-    std::fs::write(&tmp, json).with_context(|| format!("cannot write {}", tmp.display()))?;
-    std::fs::rename(&tmp, out).with_context(|| format!("cannot write {}", out.display()))?;
+    crate::bench::write_whole(out, &json)?;
     println!("fitted on {}", fit.classifier.fitted_on);
     println!("cross-validation (prior variance: class-balanced log loss):");
     for (prior, loss) in &fit.cross_validation {

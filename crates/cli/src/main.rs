@@ -923,7 +923,7 @@ fn policy(cmd: PolicyCommand) -> Result<()> {
 }
 
 /// Writes a file whole or not at all (temp file in the same directory, then rename).
-fn write_atomically(path: &std::path::Path, bytes: &[u8]) -> std::io::Result<()> {
+pub(crate) fn write_atomically(path: &std::path::Path, bytes: &[u8]) -> std::io::Result<()> {
     let dir = path
         .parent()
         .filter(|d| !d.as_os_str().is_empty())
