@@ -24,12 +24,14 @@
 
 pub mod embed;
 pub mod error;
+pub mod judge;
 pub mod model;
 pub mod template;
 
 pub use embed::{EmbedError, Embedder};
 
 pub use error::ModelError;
+pub use judge::StepJudge;
 pub use model::{
     softmax, ConfidenceFloor, FinishReason, GenerateRequest, Generation, LanguageModel, Message,
     ModelInfo, Prompt, Role, SamplingParams, ScoreRequest, Scored, Sequence, TokenLogprob,

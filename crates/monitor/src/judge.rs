@@ -13,16 +13,9 @@ pub const JUDGE_SYSTEM: &str = "You check one step of a solution at a time.";
 pub const JUDGE_USER: &str = "Task:\n{task}\n\nSteps so far:\n{before}\n\nNext step:\n{step}\n\n\
 Is the next step correct? Answer Yes or No.";
 
-/// Judges single reasoning steps.
-pub trait StepJudge: Send + Sync {
-    /// P(the last step is correct | question, earlier steps), with what it cost.
-    fn judge(
-        &self,
-        question: &Prompt,
-        earlier: &[String],
-        step: &str,
-    ) -> Result<(f64, Usage), ModelError>;
-}
+// The trait lives in core, so that a backend can implement it without
+// depending on the monitor.
+pub use metareason_core::StepJudge;
 
 /// The language model as its own judge: asked whether the step is correct,
 /// its answer read as P("Yes") from log-probabilities (renormalised over

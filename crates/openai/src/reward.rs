@@ -16,8 +16,8 @@
 //!   `{"reward": r}` or `{"rewards": [r1, …, rn]}` (the last is used), every
 //!   reward in [0, 1].
 
+use metareason_core::StepJudge;
 use metareason_core::{ModelError, Prompt, Usage};
-use metareason_monitor::StepJudge;
 use serde_json::{json, Value};
 
 use crate::{OpenAiConfig, OpenAiModel};

@@ -7,8 +7,8 @@ use std::time::Duration;
 
 use metareason_core::{
     FinishReason, GenerateRequest, LanguageModel, ModelError, Prompt, SamplingParams, ScoreRequest,
+    StepJudge,
 };
-use metareason_monitor::StepJudge;
 use metareason_openai::{OpenAiConfig, OpenAiModel, RewardEndpoint, RewardProtocol};
 use serde_json::{json, Value};
 
