@@ -1,4 +1,4 @@
-//! Self-awareness, the meta level before a task (../shared/DESIGN.md):
+//! Self-awareness, the meta level before a task (docs/design.md):
 //!
 //! 1. mission-aware solvability: the [`policy`] says whether the task is
 //!    allowed for this user and budget (a refusal names its rule);

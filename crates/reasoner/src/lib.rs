@@ -1,6 +1,6 @@
 //! # metareason-reasoner
 //!
-//! The whole loop of ../shared/DESIGN.md around one language model:
+//! The whole loop of docs/design.md around one language model:
 //! self-awareness before the task (policy, capability, probes, strategy
 //! choice, answer/abstain/refuse), the task level in between (the solver's
 //! monitored search, verification and regulation, plus an optional

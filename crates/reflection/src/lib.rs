@@ -1,4 +1,4 @@
-//! Meta-reflection, the meta level after a task (../shared/DESIGN.md):
+//! Meta-reflection, the meta level after a task (docs/design.md):
 //!
 //! - [`Calibrator`]: P(correct) of a final answer from the signals of its
 //!   episode (answer agreement, log-probabilities, step rewards, verifier
