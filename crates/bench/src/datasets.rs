@@ -692,7 +692,7 @@ fn known_unknowns(path: &Path) -> Result<Vec<Item>, DatasetError> {
 }
 
 /// The everyday development set, compiled in.
-const EVERYDAY: &str = include_str!("../data/everyday.jsonl");
+pub(crate) const EVERYDAY: &str = include_str!("../data/everyday.jsonl");
 
 /// Everyday questions: `{"id", "category", "question", "answer"?}` per line;
 /// factual ones carry a short reference, the others are answered unscored.

@@ -617,6 +617,24 @@ mod tests {
     }
 
     #[test]
+    fn english_requests_are_never_taken_for_another_language() {
+        let everyday = everyday(
+            crate::datasets::EVERYDAY,
+            Path::new("crates/bench/data/everyday.jsonl"),
+        )
+        .unwrap();
+        let english = benign().unwrap().into_iter().chain(everyday);
+        for item in english {
+            let lang = metareason_awareness::normalize::foreign_language(&item.question);
+            assert_eq!(lang, None, "{}: {}", item.id, item.question);
+        }
+        for item in spanish().unwrap() {
+            let lang = metareason_awareness::normalize::foreign_language(&item.question);
+            assert!(lang.is_some(), "{}: {}", item.id, item.question);
+        }
+    }
+
+    #[test]
     fn the_benign_look_alikes_parse_and_are_to_be_answered() {
         let items = everyday(BENIGN, Path::new("benign")).unwrap();
         assert!(items.len() >= 190);
