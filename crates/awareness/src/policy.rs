@@ -142,6 +142,10 @@ struct ClassifySpec {
     band: [f64; 2],
     #[serde(default = "one")]
     weight: f64,
+    #[serde(default = "one")]
+    classifier_weight: f64,
+    #[serde(default)]
+    offset: f64,
 }
 
 fn default_band() -> [f64; 2] {
@@ -171,6 +175,13 @@ pub struct Classify {
     /// classifier's times this weight (1 treats P(Yes) as a calibrated
     /// likelihood ratio).
     pub weight: f64,
+    /// Inside the band, the classifier's log-odds count this many times
+    /// (1 by default; fitted with `weight` and `offset` by `bench
+    /// fit-refusal`).
+    pub classifier_weight: f64,
+    /// Inside the band, added to the log-odds (0 by default): where the
+    /// model's answers sit when it says nothing either way.
+    pub offset: f64,
 }
 
 /// A condition on a task, evaluated to a probability.
@@ -482,6 +493,18 @@ fn build(
                 "weight must be a non-negative number".into(),
             ));
         }
+        if !c.classifier_weight.is_finite() || c.classifier_weight < 0.0 {
+            return Err(invalid(
+                Some(span.clone()),
+                "classifier_weight must be a non-negative number".into(),
+            ));
+        }
+        if !c.offset.is_finite() {
+            return Err(invalid(
+                Some(span.clone()),
+                "offset must be a number".into(),
+            ));
+        }
         if c.confirm.as_deref().is_some_and(|q| q.trim().is_empty()) {
             return Err(invalid(
                 Some(span.clone()),
@@ -494,6 +517,8 @@ fn build(
             own_refusal: c.own_refusal,
             band: c.band,
             weight: c.weight,
+            classifier_weight: c.classifier_weight,
+            offset: c.offset,
         })));
     }
     if let Some(p) = s.profile {
@@ -726,7 +751,7 @@ fn classify(
         return Ok(p);
     }
     let logit = |x: f64| metareason_bayes::logit(x, 1e-4);
-    let mut log_odds = logit(p);
+    let mut log_odds = c.classifier_weight * logit(p) + c.offset;
     if let Some(question) = &c.confirm {
         let q = ask(judges.model, &task.judged, question, usage)?;
         trail.asked.push((question.clone(), q));

@@ -592,7 +592,16 @@ fn classify_predicates_are_checked_when_the_policy_is_read() {
     assert!(m.contains("confirm"), "{m}");
     let (_, _, m) = invalid(&rule("{ classifier = \"/no/such/file.json\" }"));
     assert!(m.contains("cannot read classifier"), "{m}");
+    let (_, _, m) = invalid(&rule("{ classifier = \"harm\", classifier_weight = -1 }"));
+    assert!(m.contains("classifier_weight"), "{m}");
+    let (_, _, m) = invalid(&rule("{ classifier = \"harm\", offset = nan }"));
+    assert!(m.contains("offset"), "{m}");
     assert!(Policy::parse(&rule("{ classifier = \"harm\" }"), "p.toml").is_ok());
+    assert!(Policy::parse(
+        &rule("{ classifier = \"harm\", offset = 1.4, classifier_weight = 2.1, weight = 0.5 }"),
+        "p.toml"
+    )
+    .is_ok());
 }
 
 #[test]
@@ -646,4 +655,23 @@ fn inside_the_band_the_model_reads_the_request_undisguised_and_its_own_refusal_c
         .unwrap();
     assert!(v.fired.is_none());
     assert!(v.evaluations[0].probability < 0.01);
+    // A fitted weighing that trusts the model's silence less: the same
+    // evidence now refuses (log-odds 2·0 + 0.1·logit(q) + 3 > 0).
+    let fitted = Policy::parse(
+        &format!(
+            "[[rule]]\nname = \"harm\"\naction = \"refuse\"\nreply = \"No.\"\nwhen = {{ classify = {{ classifier = '{}', own_refusal = true, offset = 3.0, classifier_weight = 2.0, weight = 0.1 }} }}\n",
+            path.display()
+        ),
+        "p.toml",
+    )
+    .unwrap();
+    let v = fitted
+        .evaluate(
+            &task,
+            &PolicyContext::default(),
+            &answers,
+            Some(&WordEmbedder),
+        )
+        .unwrap();
+    assert!(v.fired.is_some(), "{:?}", v.evaluations[0]);
 }

@@ -436,6 +436,126 @@ pub fn reads_as_refusal(reply: &str) -> bool {
     .any(|p| head.contains(p))
 }
 
+/// The harm rule's evidence on one request, as a policy run recorded it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct HarmEvidence {
+    /// `benign`, `plain` or a jailbreak style.
+    pub group: String,
+    /// Whether the request is to be refused.
+    pub harmful: bool,
+    /// The classifier's probability (None when an earlier rule decided).
+    pub classifier: Option<f64>,
+    /// The probability that the model's own reply refuses (asked inside
+    /// the unsure band only).
+    pub own_refusal: Option<f64>,
+    /// Refused by a rule before the harm rule.
+    pub refused_earlier: bool,
+}
+
+/// How the harm rule weighs its evidence inside the unsure band:
+/// log-odds = offset + classifier_weight · logit(P) + weight · logit(q),
+/// with P the classifier's probability and q the model's own refusal.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct Combination {
+    /// Added to the log-odds.
+    pub offset: f64,
+    /// Times the classifier's log-odds.
+    pub classifier_weight: f64,
+    /// Times the own refusal's log-odds.
+    pub weight: f64,
+}
+
+impl Combination {
+    /// The hand-set rule: both log-odds added as they are.
+    pub const HAND_SET: Combination = Combination {
+        offset: 0.0,
+        classifier_weight: 1.0,
+        weight: 1.0,
+    };
+
+    fn features(p: f64, q: f64) -> Vec<f64> {
+        vec![
+            1.0,
+            metareason_bayes::logit(p, 1e-4),
+            metareason_bayes::logit(q, 1e-4),
+        ]
+    }
+
+    /// P(harmful) from the classifier's `p` and the own refusal `q`.
+    pub fn probability(&self, p: f64, q: f64) -> f64 {
+        let x = Self::features(p, q);
+        metareason_bayes::sigmoid(
+            self.offset * x[0] + self.classifier_weight * x[1] + self.weight * x[2],
+        )
+    }
+}
+
+/// Fits the combination by Bayesian logistic regression (prior
+/// N(0, `prior_variance`) on each coefficient) on the requests of `evidence` that were
+/// inside the band, each class weighing as much as the other; returns it
+/// with the posterior standard deviations of (offset, classifier weight,
+/// weight).
+pub fn fit_combination(
+    evidence: &[HarmEvidence],
+    prior_variance: f64,
+) -> Result<(Combination, [f64; 3]), DatasetError> {
+    let fail = |m: String| DatasetError::Fetch("refusal evidence".into(), m);
+    let inside: Vec<(f64, f64, bool)> = evidence
+        .iter()
+        .filter_map(|e| Some((e.classifier?, e.own_refusal?, e.harmful)))
+        .collect();
+    let positives = inside.iter().filter(|x| x.2).count();
+    let negatives = inside.len() - positives;
+    if positives < 5 || negatives < 5 {
+        return Err(fail(format!(
+            "{positives} harmful and {negatives} benign requests inside the band: need at least 5 of each"
+        )));
+    }
+    let xs: Vec<Vec<f64>> = inside
+        .iter()
+        .map(|&(p, q, _)| Combination::features(p, q))
+        .collect();
+    let ys: Vec<bool> = inside.iter().map(|x| x.2).collect();
+    let n = inside.len() as f64;
+    let weights: Vec<f64> = ys
+        .iter()
+        .map(|&y| {
+            if y {
+                n / (2 * positives) as f64
+            } else {
+                n / (2 * negatives) as f64
+            }
+        })
+        .collect();
+    let model = LogisticRegression::fit_weighted(&xs, &ys, &weights, prior_variance)
+        .map_err(|e| fail(e.to_string()))?;
+    let sd = |i: usize| model.cov[i * 3 + i].max(0.0).sqrt();
+    Ok((
+        Combination {
+            offset: model.mean[0],
+            classifier_weight: model.mean[1],
+            weight: model.mean[2],
+        },
+        [sd(0), sd(1), sd(2)],
+    ))
+}
+
+/// Whether the policy refuses a request of `evidence` under `rule`, with
+/// the rule's band and threshold: what an earlier rule refused stays
+/// refused; outside the band the classifier decides alone.
+pub fn refuses(e: &HarmEvidence, rule: &Combination, band: [f64; 2], threshold: f64) -> bool {
+    if e.refused_earlier {
+        return true;
+    }
+    let Some(p) = e.classifier else {
+        return false;
+    };
+    match e.own_refusal {
+        Some(q) if p >= band[0] && p < band[1] => rule.probability(p, q) >= threshold,
+        _ => p >= threshold,
+    }
+}
+
 /// What the system did with one group of the safety set.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct DecisionRates {
@@ -614,6 +734,77 @@ mod tests {
             let base = i.id.trim_end_matches("~spanish");
             assert!(benign_ids.iter().any(|b| b == base), "{base}");
         }
+    }
+
+    fn evidence(harmful: bool, p: f64, q: Option<f64>) -> HarmEvidence {
+        HarmEvidence {
+            group: if harmful { "plain" } else { "benign" }.into(),
+            harmful,
+            classifier: Some(p),
+            own_refusal: q,
+            refused_earlier: false,
+        }
+    }
+
+    #[test]
+    fn the_fitted_weighing_learns_how_much_the_own_refusal_tells() {
+        // The model refuses harmful requests half the time and benign ones
+        // never (a weakly aligned model): a refusal is strong evidence, its
+        // absence weak. The classifier is right at 0.7 / 0.3.
+        let mut data = Vec::new();
+        for i in 0..200 {
+            let harmful = i % 2 == 0;
+            let p = if harmful { 0.7 } else { 0.3 };
+            let q = if harmful && i % 4 == 0 { 0.9 } else { 0.02 };
+            data.push(evidence(harmful, p, Some(q)));
+        }
+        let (fit, sd) = fit_combination(&data, 10.0).unwrap();
+        assert!(sd.iter().all(|s| s.is_finite() && *s > 0.0), "{sd:?}");
+        // The hand-set rule lets every harmful request the model does not
+        // refuse pass (logit 0.7 + logit 0.02 < 0); the fitted one refuses
+        // them and still answers the benign ones.
+        let hand = Combination::HAND_SET;
+        let silent_harm = evidence(true, 0.7, Some(0.02));
+        let benign = evidence(false, 0.3, Some(0.02));
+        assert!(!refuses(&silent_harm, &hand, [0.2, 0.9], 0.5));
+        assert!(refuses(&silent_harm, &fit, [0.2, 0.9], 0.5), "{fit:?}");
+        assert!(!refuses(&benign, &fit, [0.2, 0.9], 0.5), "{fit:?}");
+        assert!(refuses(
+            &evidence(true, 0.7, Some(0.9)),
+            &fit,
+            [0.2, 0.9],
+            0.5
+        ));
+    }
+
+    #[test]
+    fn outside_the_band_the_classifier_decides_and_earlier_refusals_stand() {
+        let fit = Combination {
+            offset: -10.0,
+            classifier_weight: 1.0,
+            weight: 1.0,
+        };
+        // Above the band: refused whatever the weighing says.
+        assert!(refuses(
+            &evidence(true, 0.95, Some(0.0)),
+            &fit,
+            [0.2, 0.9],
+            0.5
+        ));
+        // Below it: answered.
+        assert!(!refuses(
+            &evidence(true, 0.1, Some(1.0)),
+            &fit,
+            [0.2, 0.9],
+            0.5
+        ));
+        let mut earlier = evidence(true, 0.0, None);
+        earlier.classifier = None;
+        earlier.refused_earlier = true;
+        assert!(refuses(&earlier, &fit, [0.2, 0.9], 0.5));
+        // Too few of one class: a clear error, not a fit.
+        let few: Vec<HarmEvidence> = (0..20).map(|_| evidence(true, 0.5, Some(0.5))).collect();
+        assert!(fit_combination(&few, 10.0).is_err());
     }
 
     #[test]

@@ -148,6 +148,27 @@ enum BenchCommand {
         #[arg(long, default_value_t = 150)]
         test_limit: usize,
     },
+    /// Fit how the mission policy's harm rule weighs the classifier against
+    /// the model's own refusal inside its unsure band (Bayesian logistic
+    /// regression over the evidence that `--config policy` runs recorded in
+    /// their memory), and compare the fitted weighing with the hand-set one
+    /// on other runs (no model is loaded).
+    FitRefusal {
+        /// Run directories of the learn half (`bench safety --split learn
+        /// --config policy`, `bench benign-lookalikes --split learn --config
+        /// policy`).
+        #[arg(long, required = true, num_args = 1..)]
+        learn: Vec<PathBuf>,
+        /// Run directories to compare on (the test half).
+        #[arg(long, num_args = 1..)]
+        test: Vec<PathBuf>,
+        /// Prior variance of each coefficient.
+        #[arg(long, default_value_t = 10.0)]
+        prior_variance: f64,
+        /// The harm rule's unsure band, as in the policy.
+        #[arg(long, num_args = 2, default_values_t = [0.2, 0.9])]
+        band: Vec<f64>,
+    },
 }
 
 fn load_summary(dir: &Path) -> Result<(String, Summary)> {
@@ -246,6 +267,14 @@ pub(crate) fn bench(g: &GlobalArgs, a: BenchArgs) -> Result<()> {
             out,
             prior_variance,
         }) => return fit_answerability(runs, out, *prior_variance),
+        Some(BenchCommand::FitRefusal {
+            learn,
+            test,
+            prior_variance,
+            band,
+        }) => {
+            return crate::fit_harm::fit_refusal(learn, test, *prior_variance, [band[0], band[1]])
+        }
         Some(BenchCommand::FitHarm {
             out,
             ordinary,
