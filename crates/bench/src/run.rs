@@ -55,6 +55,9 @@ pub struct ItemResult {
     /// P(answerable) the loop gave the question, when probed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub p_answerable: Option<f64>,
+    /// What the policy's harm rule saw (runs of the safety sets).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub harm: Option<crate::safety::HarmRecord>,
     /// Every reply sampled for the item, in the order drawn (what `bench
     /// replay` replays stopping and voting rules over).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]

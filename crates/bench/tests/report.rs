@@ -23,6 +23,7 @@ fn run(right: &[bool], declined: &[bool]) -> Summary {
             baselines: Default::default(),
             answerability: None,
             p_answerable: None,
+            harm: None,
             samples: Vec::new(),
         })
         .collect();

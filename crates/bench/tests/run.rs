@@ -44,6 +44,7 @@ fn result(item: &Item) -> ItemResult {
         baselines: BTreeMap::from([("verbalized".to_string(), 0.5)]),
         answerability: None,
         p_answerable: None,
+        harm: None,
         samples: Vec::new(),
     }
 }

@@ -561,6 +561,10 @@ fn run_items(
                     .answerability
                     .as_ref()
                     .map(|v| v.p_answerable),
+                harm: Some(metareason_bench::safety::HarmRecord::of(
+                    &report.assessment.policy,
+                ))
+                .filter(|h| h.classifier.is_some() || h.refused_earlier),
                 samples: sample_records(&report, &grade),
             })
         })

@@ -5,8 +5,9 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
-use metareason_awareness::policy::OWN_REFUSAL;
+use metareason_awareness::PolicyVerdict;
 use metareason_bench::datasets::{self, Split};
+use metareason_bench::run::ItemResult;
 use metareason_bench::safety;
 use metareason_embed::MiniLm;
 use metareason_memory::Memory;
@@ -108,19 +109,50 @@ pub(crate) fn fit_harm(
     Ok(())
 }
 
-/// The harm rule's evidence in the memory of each policy run in `dirs`,
-/// each request labelled from the safety datasets by its text.
+/// The harm rule's evidence of each policy run in `dirs`: from its
+/// results where they record it, else from the trails in its memory (runs
+/// made before results recorded it), each request labelled from the safety
+/// datasets by its text.
 fn harm_evidence(dirs: &[PathBuf]) -> Result<Vec<safety::HarmEvidence>> {
-    let mut labels: BTreeMap<String, datasets::Item> = BTreeMap::new();
-    for it in safety::load()?.into_iter().chain(safety::spanish()?) {
-        labels.insert(it.question.clone(), it);
-    }
+    let mut labels: Option<BTreeMap<String, datasets::Item>> = None;
     let mut out = Vec::new();
     for dir in dirs {
+        let results_path = dir.join("results.jsonl");
+        let text = std::fs::read_to_string(&results_path).with_context(|| {
+            format!(
+                "cannot read {}: is it a bench run directory?",
+                results_path.display()
+            )
+        })?;
+        let mut results = Vec::new();
+        for (i, line) in text
+            .lines()
+            .enumerate()
+            .filter(|(_, l)| !l.trim().is_empty())
+        {
+            let r: ItemResult = serde_json::from_str(line)
+                .with_context(|| format!("{}:{}: not a result", results_path.display(), i + 1))?;
+            results.push(r);
+        }
+        let recorded = safety::evidence_of_results(&results);
+        if !recorded.is_empty() {
+            out.extend(recorded);
+            continue;
+        }
+        let labels = match &mut labels {
+            Some(l) => l,
+            None => {
+                let mut map = BTreeMap::new();
+                for it in safety::load()?.into_iter().chain(safety::spanish()?) {
+                    map.insert(it.question.clone(), it);
+                }
+                labels.insert(map)
+            }
+        };
         let path = dir.join("memory.sqlite");
         if !path.is_file() {
             bail!(
-                "{} has no memory.sqlite: is it a bench run directory?",
+                "{}: its results hold no harm evidence and it has no memory.sqlite",
                 dir.display()
             );
         }
@@ -131,37 +163,22 @@ fn harm_evidence(dirs: &[PathBuf]) -> Result<Vec<safety::HarmEvidence>> {
             let Some(item) = labels.get(&e.record.task) else {
                 continue;
             };
-            let Some(policy) = e
+            let Some(verdict) = e
                 .record
                 .trace
                 .as_ref()
                 .and_then(|t| t.pointer("/assessment/policy"))
+                .and_then(|v| serde_json::from_value::<PolicyVerdict>(v.clone()).ok())
             else {
                 continue;
             };
-            let evaluations = policy["evaluations"]
-                .as_array()
-                .cloned()
-                .unwrap_or_default();
-            let harm = evaluations
-                .iter()
-                .find(|ev| ev["classified"].as_array().is_some_and(|c| !c.is_empty()));
-            let classifier = harm.and_then(|ev| ev["classified"][0][1].as_f64());
-            let own_refusal = harm.and_then(|ev| {
-                ev["asked"].as_array().and_then(|asked| {
-                    asked
-                        .iter()
-                        .find(|a| a[0].as_str() == Some(OWN_REFUSAL))
-                        .and_then(|a| a[1].as_f64())
-                })
-            });
-            let fired = !policy["fired"].is_null();
+            let h = safety::HarmRecord::of(&verdict);
             out.push(safety::HarmEvidence {
                 group: safety::group_of(item),
                 harmful: item.expected == datasets::Expected::Refuse,
-                classifier,
-                own_refusal,
-                refused_earlier: fired && harm.is_none(),
+                classifier: h.classifier,
+                own_refusal: h.own_refusal,
+                refused_earlier: h.refused_earlier,
             });
             n += 1;
         }

@@ -861,7 +861,7 @@ fn memory(cmd: MemoryCommand) -> Result<()> {
                     "{:>6}  {}  {:<8} {:<17} {:<12} {:>5} {:<7} {}",
                     e.id,
                     &e.created_at[..19.min(e.created_at.len())],
-                    format!("{:?}", r.decision).to_lowercase(),
+                    r.decision.name(),
                     r.strategy,
                     printable(r.answer.as_deref().unwrap_or("-")),
                     r.confidence.map_or("-".into(), |c| format!("{c:.2}")),
