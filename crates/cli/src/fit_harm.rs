@@ -7,7 +7,6 @@ use std::path::{Path, PathBuf};
 use anyhow::{bail, Context, Result};
 use metareason_awareness::PolicyVerdict;
 use metareason_bench::datasets::{self, Split};
-use metareason_bench::run::ItemResult;
 use metareason_bench::safety;
 use metareason_embed::MiniLm;
 use metareason_memory::Memory;
@@ -118,22 +117,12 @@ fn harm_evidence(dirs: &[PathBuf]) -> Result<Vec<safety::HarmEvidence>> {
     let mut out = Vec::new();
     for dir in dirs {
         let results_path = dir.join("results.jsonl");
-        let text = std::fs::read_to_string(&results_path).with_context(|| {
+        let results = metareason_bench::run::read_results(&results_path).with_context(|| {
             format!(
                 "cannot read {}: is it a bench run directory?",
                 results_path.display()
             )
         })?;
-        let mut results = Vec::new();
-        for (i, line) in text
-            .lines()
-            .enumerate()
-            .filter(|(_, l)| !l.trim().is_empty())
-        {
-            let r: ItemResult = serde_json::from_str(line)
-                .with_context(|| format!("{}:{}: not a result", results_path.display(), i + 1))?;
-            results.push(r);
-        }
         let recorded = safety::evidence_of_results(&results);
         if !recorded.is_empty() {
             out.extend(recorded);
