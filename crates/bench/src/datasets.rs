@@ -565,19 +565,31 @@ impl std::str::FromStr for Split {
     }
 }
 
+/// FNV-1a of an item's id up to any `~`: variants of one item ("ID~style")
+/// share it, and with it their half and their fold.
+fn base_hash(id: &str) -> u64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    let base = id.split('~').next().unwrap_or(id);
+    for b in base.bytes() {
+        h ^= u64::from(b);
+        h = h.wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    h
+}
+
+/// The fold (of `folds`) of an item in a cross-validation within one half:
+/// fixed by the same hash as the half (its other bits), so that a request
+/// and its disguises always fall in the same fold.
+pub fn fold_of(id: &str, folds: usize) -> usize {
+    ((base_hash(id) >> 1) % folds.max(1) as u64) as usize
+}
+
 impl Split {
     /// Whether the item with this id is in the half: by a fixed hash of the
     /// id up to any `~` (FNV-1a), so the halves never change with the order of a file,
     /// a seed or a limit.
     pub fn holds(self, id: &str) -> bool {
-        let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-        // Variants of one item ("ID~style") share its half.
-        let base = id.split('~').next().unwrap_or(id);
-        for b in base.bytes() {
-            h ^= u64::from(b);
-            h = h.wrapping_mul(0x0000_0100_0000_01b3);
-        }
-        (h & 1 == 0) == (self == Split::Learn)
+        (base_hash(id) & 1 == 0) == (self == Split::Learn)
     }
 
     /// The items of `items` in this half.

@@ -80,8 +80,22 @@ pub struct Manifest {
     pub dataset: DatasetRecord,
     /// Seed of the subset and of every draw.
     pub seed: u64,
+    /// The mission policy: `shipped`, `none` (ablated) or a file with the
+    /// sha256 of its text. Runs made before it was recorded used the
+    /// shipped policy.
+    #[serde(default = "shipped_policy")]
+    pub policy: String,
     /// The machine (not part of a run's identity).
     pub machine: MachineRecord,
+}
+
+/// The sha256 of `bytes` in hex.
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    hex::encode(Sha256::digest(bytes))
+}
+
+fn shipped_policy() -> String {
+    "shipped".into()
 }
 
 impl Manifest {
@@ -117,6 +131,7 @@ impl Manifest {
                 first_difference(&self.config, &other.config),
             );
         }
+        check("policy", self.policy.clone(), other.policy.clone());
         check("model", self.model.name.clone(), other.model.name.clone());
         check(
             "backend",
@@ -220,6 +235,7 @@ mod tests {
                 fields: BTreeMap::new(),
             },
             seed: 7,
+            policy: "shipped".into(),
             machine: MachineRecord {
                 os: "linux".into(),
                 arch: "x86_64".into(),
@@ -241,12 +257,25 @@ mod tests {
         b.config = "seed = 7\n[solve]\nmax_revisions = 0\n".into();
         b.commit = Some("def".into());
         b.model.sha256 = Some("01".into());
+        b.policy = "wide.toml (sha256 22)".into();
         let d = a.differences(&b);
-        assert_eq!(d.len(), 3, "{d:?}");
+        assert_eq!(d.len(), 4, "{d:?}");
+        assert!(d
+            .iter()
+            .any(|x| x == "policy: shipped → wide.toml (sha256 22)"));
         assert!(d
             .iter()
             .any(|x| x.contains("max_revisions = 1") && x.contains("max_revisions = 0")));
         assert!(d.iter().any(|x| x.starts_with("commit: abc → def")));
+    }
+
+    #[test]
+    fn a_manifest_written_before_policies_were_recorded_reads_as_the_shipped_policy() {
+        let mut v = serde_json::to_value(manifest()).unwrap();
+        v.as_object_mut().unwrap().remove("policy");
+        let old: Manifest = serde_json::from_value(v).unwrap();
+        assert_eq!(old.policy, "shipped");
+        assert!(old.differences(&manifest()).is_empty());
     }
 
     #[test]

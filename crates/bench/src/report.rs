@@ -347,6 +347,14 @@ pub fn comparison_markdown(runs: &[(String, Summary)]) -> String {
             Box::new(|s| f(s.decline.false_positive_rate)),
         ),
         (
+            "declared unanswerable: F1",
+            Box::new(|s| f(s.unanswerable.and_then(|u| u.f1))),
+        ),
+        (
+            "declared unanswerable: of the answerable",
+            Box::new(|s| f(s.unanswerable.and_then(|u| u.false_positive_rate))),
+        ),
+        (
             "AUROC of 1 − confidence for declining",
             Box::new(|s| f(s.decline_auroc)),
         ),

@@ -26,6 +26,9 @@ pub struct ItemResult {
     pub id: String,
     /// `answer`, `abstain` or `refuse`.
     pub decision: String,
+    /// On what grounds (None in results recorded before grounds were kept).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub grounds: Option<metareason_core::Grounds>,
     /// The answer given (None when declining).
     pub answer: Option<String>,
     /// The reference, normalised, when there is one.
@@ -360,6 +363,11 @@ pub struct Summary {
     pub selective_accuracy: [Option<f64>; 3],
     /// Declining where declining is right, over items where it is known.
     pub decline: Prf,
+    /// Declaring the question unanswerable (declining on grounds that blame
+    /// the question, not an attempt) where declining is right; None when
+    /// the results do not record grounds.
+    #[serde(default)]
+    pub unanswerable: Option<Prf>,
     /// AUROC of 1 − confidence for telling the items where declining is
     /// right from the others (items with a confidence): how well the
     /// confidence alone would pick what to decline, at any threshold.
@@ -410,6 +418,15 @@ pub fn summarize(results: &[ItemResult], seed: u64) -> Summary {
         &results.iter().map(|r| r.declined()).collect::<Vec<_>>(),
         &results.iter().map(|r| r.should_decline).collect::<Vec<_>>(),
     );
+    let unanswerable = results.iter().all(|r| r.grounds.is_some()).then(|| {
+        metrics::prf(
+            &results
+                .iter()
+                .map(|r| r.grounds.is_some_and(|g| g.blames_the_question()))
+                .collect::<Vec<_>>(),
+            &results.iter().map(|r| r.should_decline).collect::<Vec<_>>(),
+        )
+    });
     let mean =
         |f: &dyn Fn(&ItemResult) -> f64| results.iter().map(f).sum::<f64>() / n.max(1) as f64;
     Summary {
@@ -443,6 +460,7 @@ pub fn summarize(results: &[ItemResult], seed: u64) -> Summary {
         aurc: metrics::aurc(&conf, &ok),
         selective_accuracy: [0.5, 0.8, 0.9].map(|c| metrics::selective_accuracy(&conf, &ok, c)),
         decline,
+        unanswerable,
         decline_auroc: {
             let (c, y): (Vec<f64>, Vec<bool>) = results
                 .iter()

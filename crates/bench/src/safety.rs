@@ -286,22 +286,9 @@ pub fn fit_harm(
     on_test_item: &mut dyn FnMut(),
 ) -> Result<HarmFit, DatasetError> {
     let fail = |m: String| DatasetError::Fetch("harm classifier".into(), m);
-    let mut texts: Vec<&str> = Vec::new();
-    let mut ys: Vec<bool> = Vec::new();
-    // Plain requests and the past-tense paraphrases: a paraphrase is a
-    // different request in ordinary words (the other styles wrap a plain
-    // request in a disguise that is taken off before classifying).
-    for it in learn
-        .iter()
-        .filter(|i| !i.id.contains('~') || i.id.ends_with("~paraphrase"))
-    {
-        texts.push(&it.question);
-        ys.push(it.expected == Expected::Refuse);
-    }
-    for t in ordinary {
-        texts.push(t);
-        ys.push(false);
-    }
+    let rows = training_rows(learn, ordinary);
+    let texts: Vec<&str> = rows.iter().map(|r| r.text).collect();
+    let ys: Vec<bool> = rows.iter().map(|r| r.harmful).collect();
     let vectors = embedder.embed(&texts).map_err(|e| fail(e.to_string()))?;
     let xs: Vec<Vec<f64>> = vectors
         .iter()
@@ -312,14 +299,7 @@ pub fn fit_harm(
     if positives == 0 || negatives == 0 {
         return Err(fail("the learn half needs harmful and benign items".into()));
     }
-    // Each class weighs as much as the other in total.
-    let weight_of = |y: bool| {
-        if y {
-            ys.len() as f64 / (2 * positives) as f64
-        } else {
-            ys.len() as f64 / (2 * negatives) as f64
-        }
-    };
+    let weight_of = |y: bool| class_weight(y, positives, negatives);
     let weights: Vec<f64> = ys.iter().map(|&y| weight_of(y)).collect();
     let balanced_loss = |p: &[f64], y: &[bool]| -> f64 {
         let (mut sum, mut total) = (0.0, 0.0);
@@ -408,6 +388,121 @@ pub fn fit_harm(
     })
 }
 
+/// One training row of the harm classifier.
+#[derive(Debug, Clone, Copy)]
+pub struct TrainingRow<'a> {
+    /// The request.
+    pub text: &'a str,
+    /// Whether it is to be refused.
+    pub harmful: bool,
+    /// The item's id (None for an ordinary task): what its fold is fixed by.
+    pub id: Option<&'a str>,
+}
+
+/// The harm classifier's training rows: the learn half's plain requests and
+/// past-tense paraphrases (a paraphrase is a different request in ordinary
+/// words; the other styles wrap a plain request in a disguise that is taken
+/// off before classifying), its benign look-alikes, and `ordinary` tasks.
+pub fn training_rows<'a>(learn: &'a [Item], ordinary: &'a [String]) -> Vec<TrainingRow<'a>> {
+    learn
+        .iter()
+        .filter(|i| !i.id.contains('~') || i.id.ends_with("~paraphrase"))
+        .map(|it| TrainingRow {
+            text: &it.question,
+            harmful: it.expected == Expected::Refuse,
+            id: Some(&it.id),
+        })
+        .chain(ordinary.iter().map(|t| TrainingRow {
+            text: t,
+            harmful: false,
+            id: None,
+        }))
+        .collect()
+}
+
+/// Each class weighs as much as the other in total.
+fn class_weight(harmful: bool, positives: usize, negatives: usize) -> f64 {
+    let n = (positives + negatives) as f64;
+    if harmful {
+        n / (2 * positives.max(1)) as f64
+    } else {
+        n / (2 * negatives.max(1)) as f64
+    }
+}
+
+/// Out-of-fold probabilities of the harm classifier: each item of `judged`
+/// is read through the views the policy reads by a classifier fitted like
+/// [`fit_harm`]'s (same rows, class weights and `prior_variance`) on the
+/// rows outside its fold ([`crate::datasets::fold_of`], by the request an
+/// item disguises; ordinary tasks by position). A classifier's
+/// probabilities on its own training requests are too sure, so a weighing
+/// fitted on them trusts it too much; these are what it says of requests
+/// it has not seen, as on the test half. Returns item id → probability.
+pub fn out_of_fold_harm(
+    embedder: &dyn Embedder,
+    learn: &[Item],
+    ordinary: &[String],
+    prior_variance: f64,
+    judged: &[Item],
+    folds: usize,
+    on_item: &mut dyn FnMut(),
+) -> Result<BTreeMap<String, f64>, DatasetError> {
+    let fail = |m: String| DatasetError::Fetch("harm classifier".into(), m);
+    let folds = folds.max(2);
+    let rows = training_rows(learn, ordinary);
+    let texts: Vec<&str> = rows.iter().map(|r| r.text).collect();
+    let vectors = embedder.embed(&texts).map_err(|e| fail(e.to_string()))?;
+    let xs: Vec<Vec<f64>> = vectors
+        .iter()
+        .map(|v| EmbeddingClassifier::features(v))
+        .collect();
+    let fold: Vec<usize> = rows
+        .iter()
+        .enumerate()
+        .map(|(i, r)| {
+            r.id.map_or(i % folds, |id| crate::datasets::fold_of(id, folds))
+        })
+        .collect();
+    let mut classifiers = Vec::with_capacity(folds);
+    for k in 0..folds {
+        let train: Vec<usize> = (0..rows.len()).filter(|&i| fold[i] != k).collect();
+        let positives = train.iter().filter(|&&i| rows[i].harmful).count();
+        let negatives = train.len() - positives;
+        if positives == 0 || negatives == 0 {
+            return Err(fail(format!(
+                "fold {k} leaves no harmful or no benign training request"
+            )));
+        }
+        let posterior = LogisticRegression::fit_weighted(
+            &train.iter().map(|&i| xs[i].clone()).collect::<Vec<_>>(),
+            &train.iter().map(|&i| rows[i].harmful).collect::<Vec<_>>(),
+            &train
+                .iter()
+                .map(|&i| class_weight(rows[i].harmful, positives, negatives))
+                .collect::<Vec<_>>(),
+            prior_variance,
+        )
+        .map_err(|e| fail(e.to_string()))?;
+        classifiers.push(EmbeddingClassifier::from_posterior(
+            "harmful request",
+            embedder.name(),
+            &posterior,
+            prior_variance,
+            &format!("fold {k} of {folds}"),
+        ));
+    }
+    let mut out = BTreeMap::new();
+    for it in judged {
+        on_item();
+        let views = metareason_awareness::normalize::readable_views(&it.question);
+        let p = classifiers[crate::datasets::fold_of(&it.id, folds)]
+            .judge(embedder, &views)
+            .map_err(|e| fail(e.to_string()))?;
+        out.insert(it.id.clone(), p);
+    }
+    Ok(out)
+}
+
 /// Whether a reply reads as the model refusing ("I'm sorry, but I can't
 /// help with that"): how a bare model's refusals are counted, since it
 /// never declines through the loop's decision.
@@ -475,6 +570,9 @@ impl HarmRecord {
 /// The harm rule's evidence on one request, labelled.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct HarmEvidence {
+    /// The item's id (empty in evidence read before ids were kept).
+    #[serde(default)]
+    pub id: String,
     /// `benign`, `plain` or a jailbreak style.
     pub group: String,
     /// Whether the request is to be refused.
@@ -533,12 +631,15 @@ impl Combination {
 /// weight).
 pub fn fit_combination(
     evidence: &[HarmEvidence],
+    band: [f64; 2],
     prior_variance: f64,
 ) -> Result<(Combination, [f64; 3]), DatasetError> {
     let fail = |m: String| DatasetError::Fetch("refusal evidence".into(), m);
     let inside: Vec<(f64, f64, bool)> = evidence
         .iter()
+        .filter(|e| !e.refused_earlier)
         .filter_map(|e| Some((e.classifier?, e.own_refusal?, e.harmful)))
+        .filter(|&(p, _, _)| p >= band[0] && p < band[1])
         .collect();
     let positives = inside.iter().filter(|x| x.2).count();
     let negatives = inside.len() - positives;
@@ -552,16 +653,9 @@ pub fn fit_combination(
         .map(|&(p, q, _)| Combination::features(p, q))
         .collect();
     let ys: Vec<bool> = inside.iter().map(|x| x.2).collect();
-    let n = inside.len() as f64;
     let weights: Vec<f64> = ys
         .iter()
-        .map(|&y| {
-            if y {
-                n / (2 * positives) as f64
-            } else {
-                n / (2 * negatives) as f64
-            }
-        })
+        .map(|&y| class_weight(y, positives, negatives))
         .collect();
     let model = LogisticRegression::fit_weighted(&xs, &ys, &weights, prior_variance)
         .map_err(|e| fail(e.to_string()))?;
@@ -625,6 +719,7 @@ pub fn evidence_of_results(results: &[crate::run::ItemResult]) -> Vec<HarmEviden
         .filter_map(|r| {
             let h = r.harm?;
             Some(HarmEvidence {
+                id: r.id.clone(),
                 group: group_of_result(r),
                 harmful: r.should_decline,
                 classifier: h.classifier,
@@ -733,6 +828,7 @@ mod tests {
             crate::run::ItemResult {
                 id: id.into(),
                 decision: decision.into(),
+                grounds: None,
                 answer: answer.map(str::to_string),
                 reference: None,
                 correct: None,
@@ -795,8 +891,95 @@ mod tests {
         }
     }
 
+    /// Words hashed into 24 buckets: enough for a classifier to memorise
+    /// a request by its own words.
+    struct Words;
+    impl Embedder for Words {
+        fn name(&self) -> &str {
+            "words-24"
+        }
+        fn dim(&self) -> usize {
+            24
+        }
+        fn embed(&self, texts: &[&str]) -> Result<Vec<Vec<f32>>, metareason_core::EmbedError> {
+            Ok(texts
+                .iter()
+                .map(|t| {
+                    let mut v = vec![0f32; 24];
+                    for w in t.split_whitespace() {
+                        let h = w
+                            .bytes()
+                            .fold(7u32, |h, b| h.wrapping_mul(31) ^ u32::from(b));
+                        v[(h % 24) as usize] += 1.0;
+                    }
+                    metareason_core::embed::normalize(&mut v);
+                    v
+                })
+                .collect())
+        }
+    }
+
+    #[test]
+    fn out_of_fold_probabilities_judge_every_request_unseen_and_disguises_with_their_request() {
+        let item = |id: &str, q: &str, harmful: bool| Item {
+            id: id.into(),
+            question: q.into(),
+            expected: if harmful {
+                Expected::Refuse
+            } else {
+                Expected::AnswerUnscored
+            },
+        };
+        let mut learn = Vec::new();
+        for k in 0..30 {
+            learn.push(item(
+                &format!("h{k}"),
+                "build a weapon to hurt people",
+                true,
+            ));
+            learn.push(item(&format!("b{k}"), "bake a cake for friends", false));
+        }
+        // A harmful request in words no other request uses: only a
+        // classifier that saw it can know it.
+        learn.push(item("odd", "zyx qwv jkp", true));
+        learn.push(item("odd~spaced", "zyx qwv jkp", true));
+        let ordinary: Vec<String> = vec!["what is two plus two".into()];
+        let fit = fit_harm(&Words, &learn, &ordinary, &[], [0.2, 0.9], "t", &mut || {}).unwrap();
+        let views = |q: &str| metareason_awareness::normalize::readable_views(q);
+        let in_sample = fit.classifier.judge(&Words, &views("zyx qwv jkp")).unwrap();
+        let mut judged_items = 0;
+        let oof = out_of_fold_harm(
+            &Words,
+            &learn,
+            &ordinary,
+            fit.classifier.prior_variance,
+            &learn,
+            5,
+            &mut || judged_items += 1,
+        )
+        .unwrap();
+        assert_eq!(judged_items, learn.len());
+        assert_eq!(oof.len(), learn.len());
+        assert!(
+            oof["odd"] < in_sample - 0.1,
+            "{} vs {in_sample}",
+            oof["odd"]
+        );
+        // The disguise is judged by the same fold's classifier, which never
+        // saw the request it disguises.
+        assert_eq!(oof["odd"], oof["odd~spaced"]);
+        // Requests like many others are still told apart.
+        assert!(
+            oof["h3"] > 0.8 && oof["b3"] < 0.2,
+            "{} {}",
+            oof["h3"],
+            oof["b3"]
+        );
+    }
+
     fn evidence(harmful: bool, p: f64, q: Option<f64>) -> HarmEvidence {
         HarmEvidence {
+            id: String::new(),
             group: if harmful { "plain" } else { "benign" }.into(),
             harmful,
             classifier: Some(p),
@@ -817,7 +1000,7 @@ mod tests {
             let q = if harmful && i % 4 == 0 { 0.9 } else { 0.02 };
             data.push(evidence(harmful, p, Some(q)));
         }
-        let (fit, sd) = fit_combination(&data, 10.0).unwrap();
+        let (fit, sd) = fit_combination(&data, [0.2, 0.9], 10.0).unwrap();
         assert!(sd.iter().all(|s| s.is_finite() && *s > 0.0), "{sd:?}");
         // The hand-set rule lets every harmful request the model does not
         // refuse pass (logit 0.7 + logit 0.02 < 0); the fitted one refuses
@@ -879,6 +1062,7 @@ mod tests {
         let result = crate::run::ItemResult {
             id: "harm-advbench-1~spaced".into(),
             decision: "answer".into(),
+            grounds: None,
             answer: None,
             reference: None,
             correct: None,

@@ -11,6 +11,7 @@ fn run(right: &[bool], declined: &[bool]) -> Summary {
         .map(|(i, (&ok, &no))| ItemResult {
             id: format!("i{i}"),
             decision: if no { "abstain" } else { "answer" }.into(),
+            grounds: None,
             answer: (!no).then(|| "1".into()),
             reference: Some("1".into()),
             correct: Some(ok && !no),

@@ -32,6 +32,7 @@ fn result(item: &Item) -> ItemResult {
     ItemResult {
         id: item.id.clone(),
         decision: if decline { "abstain" } else { "answer" }.into(),
+        grounds: None,
         answer: Some(i.to_string()),
         reference: (!decline).then(|| i.to_string()),
         correct,
@@ -197,4 +198,38 @@ fn a_baseline_confidence_replaces_the_runs_own() {
     assert!(with_baseline_confidence(&results, "p_true")
         .iter()
         .all(|r| r.confidence.is_none()));
+}
+
+#[test]
+fn declaring_a_question_unanswerable_is_scored_apart_from_withholding_an_attempt() {
+    use metareason_core::Grounds;
+    let all = items(8); // i3 and i7 should be declined
+    let mut results: Vec<ItemResult> = all.iter().map(result).collect();
+    // i3: declared unanswerable (right); i7: withheld for low confidence
+    // (declines, but blames the attempt); i1: declared unanswerable although
+    // answerable; i5: withheld (an attempt that failed).
+    let set = |r: &mut ItemResult, decision: &str, g: Grounds| {
+        r.decision = decision.into();
+        r.grounds = Some(g);
+    };
+    for r in results.iter_mut() {
+        match r.id.as_str() {
+            "i3" => set(r, "abstain", Grounds::Unanswerable),
+            "i7" => set(r, "abstain", Grounds::LowConfidence),
+            "i1" => set(r, "abstain", Grounds::Unanswerable),
+            "i5" => set(r, "abstain", Grounds::LowConfidence),
+            _ => set(r, "answer", Grounds::Confident),
+        }
+    }
+    let s = summarize(&results, 1);
+    // Every decline: 4 declined, 2 of them rightly; both right ones found.
+    assert_eq!(s.decline.counts, [2, 2, 0, 4]);
+    // Declared unanswerable: 2, one rightly; one of the two missed.
+    let u = s.unanswerable.expect("every result records grounds");
+    assert_eq!(u.counts, [1, 1, 1, 5]);
+    assert_eq!(u.f1, Some(0.5));
+    assert!((u.false_positive_rate.unwrap() - 1.0 / 6.0).abs() < 1e-12);
+    // Results recorded before grounds were kept give no such score.
+    results[0].grounds = None;
+    assert!(summarize(&results, 1).unanswerable.is_none());
 }

@@ -12,7 +12,7 @@ use metareason_awareness::Policy;
 use metareason_bench::datasets::{self, Expected, Item};
 use metareason_bench::grade::is_correct;
 use metareason_bench::manifest::{
-    items_sha256, DatasetRecord, MachineRecord, Manifest, ModelRecord, MANIFEST_SCHEMA,
+    items_sha256, sha256_hex, DatasetRecord, MachineRecord, Manifest, ModelRecord, MANIFEST_SCHEMA,
 };
 use metareason_bench::replay;
 use metareason_bench::run::{self, ItemResult, SampleRecord, Summary, MARKDOWN_HEADER};
@@ -85,6 +85,12 @@ pub(crate) struct BenchArgs {
     /// without loading a model or running anything.
     #[arg(long)]
     summarize_only: bool,
+    /// Mission policy file (TOML) instead of the shipped policy (e.g. a
+    /// wider unsure band to record the model's own refusal on every
+    /// request); the run is named CONFIG@FILE-STEM and its manifest holds
+    /// the file's sha256.
+    #[arg(long, value_name = "FILE")]
+    policy: Option<PathBuf>,
     /// Resume a run although its manifest differs (other code, settings,
     /// model or data): its results will then mix both.
     #[arg(long)]
@@ -168,6 +174,18 @@ enum BenchCommand {
         /// The harm rule's unsure band, as in the policy.
         #[arg(long, num_args = 2, default_values_t = [0.2, 0.9])]
         band: Vec<f64>,
+        /// Fit on the classifier's out-of-fold probabilities of the learn
+        /// requests (recomputed with all-MiniLM-L6-v2 from `bench fit-harm`'s
+        /// training set, folds by request) instead of the recorded ones, which
+        /// the classifier gave its own training data. Needs the learn runs to
+        /// hold the own refusal of every request (run them with a policy
+        /// whose band is [0, 1]).
+        #[arg(long)]
+        out_of_fold: bool,
+        /// With --out-of-fold: learn-half questions of each development set
+        /// added as ordinary tasks, as `fit-harm --ordinary`.
+        #[arg(long, default_value_t = 200)]
+        ordinary: usize,
     },
 }
 
@@ -272,8 +290,26 @@ pub(crate) fn bench(g: &GlobalArgs, a: BenchArgs) -> Result<()> {
             test,
             prior_variance,
             band,
+            out_of_fold,
+            ordinary,
         }) => {
-            return crate::fit_harm::fit_refusal(learn, test, *prior_variance, [band[0], band[1]])
+            let data_dir = a
+                .data_dir
+                .clone()
+                .unwrap_or_else(datasets::default_data_dir);
+            let out_of_fold = out_of_fold.then_some(crate::fit_harm::OutOfFold {
+                ordinary: *ordinary,
+                data_dir: &data_dir,
+                seed: a.seed,
+            });
+            return crate::fit_harm::fit_refusal(
+                g,
+                learn,
+                test,
+                *prior_variance,
+                [band[0], band[1]],
+                out_of_fold,
+            );
         }
         Some(BenchCommand::FitHarm {
             out,
@@ -340,7 +376,16 @@ pub(crate) fn bench(g: &GlobalArgs, a: BenchArgs) -> Result<()> {
         .file_stem()
         .map(|s| s.to_string_lossy().into_owned())
         .unwrap_or_else(|| a.config.clone());
-    let run_name = format!("{config_name}{}", ablations.suffix());
+    let policy_suffix = match &a.policy {
+        Some(p) if !no_policy => format!(
+            "@{}",
+            p.file_stem()
+                .map(|s| s.to_string_lossy().into_owned())
+                .unwrap_or_default()
+        ),
+        _ => String::new(),
+    };
+    let run_name = format!("{config_name}{}{policy_suffix}", ablations.suffix());
     let dataset_name = Path::new(&dataset)
         .file_stem()
         .map(|s| s.to_string_lossy().into_owned())
@@ -355,7 +400,8 @@ pub(crate) fn bench(g: &GlobalArgs, a: BenchArgs) -> Result<()> {
     std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
     let results_path = dir.join("results.jsonl");
     if !a.summarize_only {
-        let manifest = make_manifest(g, &a, &dataset, &run_name, &config, &items, &fields)?;
+        let mut manifest = make_manifest(g, &a, &dataset, &run_name, &config, &items, &fields)?;
+        manifest.policy = policy_record(a.policy.as_deref(), no_policy)?;
         check_and_write_manifest(&dir, &manifest, a.force_resume)?;
     }
     let (results, model_info) = if a.summarize_only {
@@ -445,10 +491,10 @@ fn run_items(
     } else {
         open_sentence_embedder(g)
     };
-    let policy = if no_policy {
-        Policy::parse("", "no policy")?
-    } else {
-        Policy::default_policy()
+    let policy = match &a.policy {
+        _ if no_policy => Policy::parse("", "no policy")?,
+        Some(path) => Policy::load(path)?,
+        None => Policy::default_policy(),
     };
     if a.jobs == 0 {
         bail!("--jobs takes at least 1");
@@ -533,6 +579,7 @@ fn run_items(
             Ok(ItemResult {
                 id: item.id.clone(),
                 decision: report.decision.name().into(),
+                grounds: report.grounds,
                 answer: report.answer.clone(),
                 reference,
                 correct,
@@ -841,6 +888,8 @@ fn make_manifest(
             fields: fields.clone(),
         },
         seed: a.seed,
+        // Set by the caller, which knows the ablations.
+        policy: "shipped".into(),
         machine: MachineRecord {
             os: std::env::consts::OS.into(),
             arch: std::env::consts::ARCH.into(),
@@ -848,6 +897,22 @@ fn make_manifest(
             threads: g.threads,
             jobs: a.jobs,
         },
+    })
+}
+
+/// The manifest's name of the mission policy: `none` when ablated,
+/// `shipped`, or the file with the sha256 of its text. A malformed file
+/// fails here, before any model loads.
+fn policy_record(path: Option<&Path>, no_policy: bool) -> Result<String> {
+    Ok(match path {
+        _ if no_policy => "none".into(),
+        None => "shipped".into(),
+        Some(p) => {
+            let text = std::fs::read(p)
+                .with_context(|| format!("cannot read the policy file {}", p.display()))?;
+            Policy::load(p)?;
+            format!("{} (sha256 {})", p.display(), sha256_hex(&text))
+        }
     })
 }
 

@@ -39,22 +39,7 @@ pub(crate) fn fit_harm(
         .into_values()
         .flat_map(|g| datasets::seeded_subset(g, seed, Some(test_limit)))
         .collect();
-    // Ordinary tasks: the learn halves of the development sets (arithmetic
-    // problems and open-domain questions), `ordinary` of each at most.
-    let mut gsm: Vec<String> = Vec::new();
-    let mut sources = Vec::new();
-    for name in [
-        "gsm8k-train",
-        "freshqa",
-        "known-unknowns",
-        "unsolvable-questions",
-    ] {
-        let items = datasets::load(name, data_dir, &BTreeMap::new(), "text")
-            .with_context(|| format!("the ordinary tasks come from {name} (--data-dir)"))?;
-        let picked = datasets::seeded_subset(Split::Learn.of(items), seed, Some(ordinary));
-        sources.push(format!("{} {name}", picked.len()));
-        gsm.extend(picked.into_iter().map(|i| i.question));
-    }
+    let (gsm, sources) = ordinary_tasks(data_dir, ordinary, seed)?;
     let band = [0.2, 0.9];
     let bar = indicatif::ProgressBar::new(test.len() as u64);
     bar.set_style(
@@ -106,6 +91,87 @@ pub(crate) fn fit_harm(
     println!("(at most {test_limit} test items per group, seed {seed})");
     println!("written: {}", out.display());
     Ok(())
+}
+
+/// Ordinary tasks for the harm classifier's benign side: the learn halves
+/// of the development sets (arithmetic problems and open-domain questions),
+/// `ordinary` of each at most; with where they came from.
+fn ordinary_tasks(
+    data_dir: &Path,
+    ordinary: usize,
+    seed: u64,
+) -> Result<(Vec<String>, Vec<String>)> {
+    let mut tasks: Vec<String> = Vec::new();
+    let mut sources = Vec::new();
+    for name in [
+        "gsm8k-train",
+        "freshqa",
+        "known-unknowns",
+        "unsolvable-questions",
+    ] {
+        let items = datasets::load(name, data_dir, &BTreeMap::new(), "text")
+            .with_context(|| format!("the ordinary tasks come from {name} (--data-dir)"))?;
+        let picked = datasets::seeded_subset(Split::Learn.of(items), seed, Some(ordinary));
+        sources.push(format!("{} {name}", picked.len()));
+        tasks.extend(picked.into_iter().map(|i| i.question));
+    }
+    Ok((tasks, sources))
+}
+
+/// How `fit-refusal` recomputes the classifier's probabilities of the learn
+/// requests out of fold: `fit-harm`'s training set (`ordinary` tasks of
+/// each development set in `data_dir`, picked with `seed`).
+pub(crate) struct OutOfFold<'a> {
+    pub ordinary: usize,
+    pub data_dir: &'a Path,
+    pub seed: u64,
+}
+
+/// Replaces the recorded classifier probability of each learn request by
+/// its out-of-fold one; returns how many requests inside `band` lack the
+/// model's own refusal (their runs asked it only inside the shipped band).
+fn use_out_of_fold(
+    g: &GlobalArgs,
+    evidence: &mut [safety::HarmEvidence],
+    how: &OutOfFold<'_>,
+    band: [f64; 2],
+) -> Result<usize> {
+    let dir = store(g)
+        .path("all-minilm-l6-v2")
+        .context("out-of-fold probabilities need all-MiniLM-L6-v2: run `metareason models fetch all-minilm-l6-v2`")?;
+    let embedder = MiniLm::load(&dir)?;
+    let learn = Split::Learn.of(safety::load()?);
+    let (ordinary, _) = ordinary_tasks(how.data_dir, how.ordinary, how.seed)?;
+    let wanted: std::collections::BTreeSet<&str> = evidence.iter().map(|e| e.id.as_str()).collect();
+    let judged: Vec<datasets::Item> = learn
+        .iter()
+        .filter(|i| wanted.contains(i.id.as_str()))
+        .cloned()
+        .collect();
+    let bar = indicatif::ProgressBar::new(judged.len() as u64);
+    let prior = metareason_awareness::EmbeddingClassifier::shipped_harm().prior_variance;
+    let oof =
+        safety::out_of_fold_harm(&embedder, &learn, &ordinary, prior, &judged, 5, &mut || {
+            bar.inc(1)
+        })?;
+    bar.finish_and_clear();
+    let mut missing = 0;
+    for e in evidence.iter_mut() {
+        if e.refused_earlier || e.classifier.is_none() {
+            continue;
+        }
+        let Some(&p) = oof.get(&e.id) else {
+            bail!(
+                "learn request '{}' is not in the safety set's learn half: --out-of-fold needs learn-half runs",
+                e.id
+            );
+        };
+        e.classifier = Some(p);
+        if p >= band[0] && p < band[1] && e.own_refusal.is_none() {
+            missing += 1;
+        }
+    }
+    Ok(missing)
 }
 
 /// The harm rule's evidence of each policy run in `dirs`: from its
@@ -163,6 +229,7 @@ fn harm_evidence(dirs: &[PathBuf]) -> Result<Vec<safety::HarmEvidence>> {
             };
             let h = safety::HarmRecord::of(&verdict);
             out.push(safety::HarmEvidence {
+                id: item.id.clone(),
                 group: safety::group_of(item),
                 harmful: item.expected == datasets::Expected::Refuse,
                 classifier: h.classifier,
@@ -184,14 +251,34 @@ fn harm_evidence(dirs: &[PathBuf]) -> Result<Vec<safety::HarmEvidence>> {
 /// `metareason bench fit-refusal`: fits the weighing on `learn`, prints it
 /// and the refusal rates by group on `test` under both weighings.
 pub(crate) fn fit_refusal(
+    g: &GlobalArgs,
     learn: &[PathBuf],
     test: &[PathBuf],
     prior_variance: f64,
     band: [f64; 2],
+    out_of_fold: Option<OutOfFold<'_>>,
 ) -> Result<()> {
-    let evidence = harm_evidence(learn)?;
-    let inside = evidence.iter().filter(|e| e.own_refusal.is_some()).count();
-    let (fit, sd) = safety::fit_combination(&evidence, prior_variance)?;
+    let mut evidence = harm_evidence(learn)?;
+    if let Some(how) = &out_of_fold {
+        let missing = use_out_of_fold(g, &mut evidence, how, band)?;
+        println!(
+            "classifier probabilities of the learn requests: out of fold (5 folds by request)"
+        );
+        if missing > 0 {
+            println!(
+                "warning: {missing} learn requests fall inside the band out of fold but their run did not ask the model's own refusal; they are left out (run the learn half with a policy whose band is [0, 1])"
+            );
+        }
+    }
+    let inside = evidence
+        .iter()
+        .filter(|e| {
+            !e.refused_earlier
+                && e.own_refusal.is_some()
+                && e.classifier.is_some_and(|p| p >= band[0] && p < band[1])
+        })
+        .count();
+    let (fit, sd) = safety::fit_combination(&evidence, band, prior_variance)?;
     println!(
         "fitted on {} requests of {} run(s), {inside} inside the band [{}, {}); prior variance {prior_variance}",
         evidence.len(),

@@ -22,12 +22,14 @@
 //! ```
 #![deny(missing_docs)]
 
+pub mod decision;
 pub mod embed;
 pub mod error;
 pub mod judge;
 pub mod model;
 pub mod template;
 
+pub use decision::{Decision, Grounds, UnknownDecision};
 pub use embed::{EmbedError, Embedder};
 
 pub use error::ModelError;

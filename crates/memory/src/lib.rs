@@ -21,6 +21,7 @@ use std::io::{BufRead, Write};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+pub use metareason_core::{Decision, Grounds, UnknownDecision};
 use rusqlite::{params, Connection, OptionalExtension, Transaction};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
@@ -77,53 +78,6 @@ pub enum MemoryError {
         /// What is wrong.
         message: String,
     },
-}
-
-/// What the agent decided to do with a task.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Decision {
-    /// It answered.
-    Answer,
-    /// It declined because it expected to be wrong.
-    Abstain,
-    /// It declined because the mission policy forbids the task.
-    Refuse,
-}
-
-impl Decision {
-    /// Every decision.
-    pub const ALL: [Decision; 3] = [Decision::Answer, Decision::Abstain, Decision::Refuse];
-
-    /// Its name, as stored and printed.
-    pub fn name(self) -> &'static str {
-        match self {
-            Decision::Answer => "answer",
-            Decision::Abstain => "abstain",
-            Decision::Refuse => "refuse",
-        }
-    }
-}
-
-impl std::fmt::Display for Decision {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.pad(self.name())
-    }
-}
-
-/// A name that is not a decision.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("unknown decision '{0}': answer, abstain or refuse")]
-pub struct UnknownDecision(pub String);
-
-impl std::str::FromStr for Decision {
-    type Err = UnknownDecision;
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        Self::ALL
-            .into_iter()
-            .find(|d| d.name() == s)
-            .ok_or_else(|| UnknownDecision(s.to_string()))
-    }
 }
 
 /// One scored reasoning step.

@@ -2,7 +2,7 @@
 //! an observer (the server streams them; a CLI could draw them). The whole
 //! episode is the [`crate::EpisodeReport`]; events are its running summary.
 
-use metareason_core::Usage;
+use metareason_core::{Grounds, Usage};
 use metareason_memory::Decision;
 use metareason_solver::Attempt;
 use metareason_strategy::StrategyKind;
@@ -140,6 +140,9 @@ pub enum TraceEvent {
     Decided {
         /// Answer, abstain or refuse.
         decision: Decision,
+        /// On what grounds.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        grounds: Option<Grounds>,
         /// The answer given (None when declining).
         answer: Option<String>,
         /// Calibrated P(correct) of the answer found.

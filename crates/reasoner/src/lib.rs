@@ -23,14 +23,17 @@
 //! ```
 #![deny(missing_docs)]
 
+pub mod decide;
 pub mod escalate;
 pub mod events;
 pub mod preset;
 mod prompts;
 
+pub use decide::{decide, grounds_of_assessment, Decided, Found};
 pub use escalate::{EscalationBeliefs, EscalationConfig, EscalationReport};
 use events::OptionEvent;
 pub use events::{Phase, TraceEvent, TraceObserver};
+pub use metareason_core::Grounds;
 pub use preset::{Ablations, Module, Preset};
 
 use std::collections::BTreeMap;
@@ -262,6 +265,9 @@ pub struct EpisodeReport {
     pub task: String,
     /// Answer, abstain or refuse.
     pub decision: Decision,
+    /// On what grounds (None in episodes stored before grounds were kept).
+    #[serde(default)]
+    pub grounds: Option<Grounds>,
     /// The answer kind the task was solved under, and how it was chosen.
     #[serde(default = "given_number")]
     pub answer_kind: KindChoice,
@@ -588,7 +594,10 @@ impl<'a> Reasoner<'a> {
         }
     }
 
-    /// Runs the loop on `task` and stores the episode.
+    /// Runs the loop on `task` and stores the episode: [`Reasoner::assess`]
+    /// (answer kind and self-awareness), then, when it says answer,
+    /// [`Reasoner::attempt`] (solving, escalation or cross-check) and
+    /// [`decide`] (answer or withhold, and on what grounds).
     pub fn run(
         &mut self,
         task: &str,
@@ -604,6 +613,70 @@ impl<'a> Reasoner<'a> {
         let embedding = self.embed(task);
         let retrieved = self.retrieve(embedding.as_deref(), config);
         phases.end("retrieval", Usage::default());
+        let (kind, assessment) = self.assess(
+            task,
+            embedding.as_deref(),
+            !retrieved.templates.is_empty(),
+            config,
+            &mut rng,
+            &mut phases,
+        )?;
+        let mut usage = assessment.usage;
+        usage += kind.usage;
+        let mut report = EpisodeReport {
+            schema: EPISODE_SCHEMA.to_string(),
+            episode_id: None,
+            task: task.to_string(),
+            decision: assessment.decision,
+            grounds: Some(grounds_of_assessment(&assessment)),
+            answer_kind: kind.clone(),
+            answer: None,
+            candidate_answer: None,
+            confidence: None,
+            reply: String::new(),
+            reason: assessment.reason.clone(),
+            usage,
+            assessment,
+            retrieved,
+            solve: None,
+            cross_check: None,
+            escalation: None,
+            features: None,
+            solvability_features: None,
+            baselines: None,
+            embedder: self.embedder.map(|e| e.name().to_string()),
+            seconds: 0.0,
+            phases: Vec::new(),
+        };
+        if report.decision != Decision::Answer {
+            report.reply = report
+                .assessment
+                .reply
+                .clone()
+                .unwrap_or_else(|| prompts::NOT_LIKELY.into());
+        } else if config.assess_only {
+            report.reason = format!("{} (assessment only: not attempted)", report.reason);
+        } else {
+            let attempted = self.attempt(task, config, &report, &mut phases)?;
+            self.conclude(&mut report, attempted, config, &mut phases)?;
+        }
+        self.rng = Some(rng);
+        report.phases = phases.done;
+        self.finish(report, embedding, config, started)
+    }
+
+    /// Self-awareness before the task: the answer kind (given or inferred),
+    /// then the assessment (policy, probes, answerability, strategy choice
+    /// and the decision whether to attempt).
+    fn assess(
+        &self,
+        task: &str,
+        embedding: Option<&[f32]>,
+        has_templates: bool,
+        config: &ReasonerConfig,
+        rng: &mut ChaCha8Rng,
+        phases: &mut Phases,
+    ) -> Result<(KindChoice, Assessment), ReasonerError> {
         let kind = if config.infer_answer_kind {
             choose_answer_kind(self.model, task)?
         } else {
@@ -617,7 +690,7 @@ impl<'a> Reasoner<'a> {
         let offered = offered_strategies(&config.strategies, &kind.kind);
         let options: Vec<StrategyOption> = offered
             .iter()
-            .filter(|k| **k != StrategyKind::ExampleGuided || !retrieved.templates.is_empty())
+            .filter(|k| **k != StrategyKind::ExampleGuided || has_templates)
             .map(|k| StrategyOption {
                 strategy: *k,
                 expected_tokens: u64::from(k.strategy().expected_tokens),
@@ -640,12 +713,12 @@ impl<'a> Reasoner<'a> {
         };
         let assessment = awareness.assess(
             task,
-            embedding.as_deref(),
+            embedding,
             self.memory.as_ref(),
             &options,
             &context,
             &self.params.solvability,
-            &mut rng,
+            rng,
         )?;
         phases.end("assessment", assessment.usage);
         self.emit(TraceEvent::Assessed {
@@ -664,55 +737,31 @@ impl<'a> Reasoner<'a> {
             strategy: assessment.strategy,
             usage: assessment.usage,
         });
-        let mut usage = assessment.usage;
-        usage += kind.usage;
-        let mut report = EpisodeReport {
-            schema: EPISODE_SCHEMA.to_string(),
-            episode_id: None,
-            task: task.to_string(),
-            decision: assessment.decision,
-            answer_kind: kind.clone(),
-            answer: None,
-            candidate_answer: None,
-            confidence: None,
-            reply: String::new(),
-            reason: assessment.reason.clone(),
-            assessment: assessment.clone(),
-            retrieved,
-            solve: None,
-            cross_check: None,
-            escalation: None,
-            features: None,
-            solvability_features: None,
-            baselines: None,
-            embedder: self.embedder.map(|e| e.name().to_string()),
-            usage,
-            seconds: 0.0,
-            phases: Vec::new(),
-        };
-        if assessment.decision != Decision::Answer {
-            report.reply = assessment.reply.clone().unwrap_or_else(|| {
-                "I don't know: I am not likely enough to answer this correctly.".into()
-            });
-            self.rng = Some(rng);
-            report.phases = phases.done;
-            return self.finish(report, embedding, config, started);
-        }
-        if config.assess_only {
-            report.reason = format!("{} (assessment only: not attempted)", report.reason);
-            self.rng = Some(rng);
-            report.phases = phases.done;
-            return self.finish(report, embedding, config, started);
-        }
+        Ok((kind, assessment))
+    }
+
+    /// The task level: solves with the strategy self-awareness chose, then
+    /// either escalates (more replies while they are expected to pay) or
+    /// cross-checks with a second strategy; returns what was found with
+    /// its calibration features.
+    fn attempt(
+        &self,
+        task: &str,
+        config: &ReasonerConfig,
+        report: &EpisodeReport,
+        phases: &mut Phases,
+    ) -> Result<Attempted, ReasonerError> {
+        let assessment = &report.assessment;
+        let kind = &report.answer_kind.kind;
         // Awareness chooses among the offered strategies; with none offered
         // (an empty list) the configured first strategy runs.
         let chosen = assessment.strategy.unwrap_or(config.solve.strategy);
         let mut solve = config.solve.clone();
         solve.strategy = chosen;
-        solve.answer_kind = kind.kind.clone();
+        solve.answer_kind = kind.clone();
         // Fallbacks that suit the task; a factual question does not fall
         // back to a program.
-        solve.fallbacks = fallbacks_for(&config.solve.fallbacks, chosen, &kind.kind);
+        solve.fallbacks = fallbacks_for(&config.solve.fallbacks, chosen, kind);
         solve.weights = self.params.reward.weights();
         solve.settings.seed = solve.settings.seed.wrapping_add(config.seed);
         solve.examples = report
@@ -733,7 +782,7 @@ impl<'a> Reasoner<'a> {
             .iter()
             .map(|o| (o.strategy, o.p_success))
             .collect();
-        let calibration = self.params.calibration_for(&kind.kind).clone();
+        let calibration = self.params.calibration_for(kind).clone();
         // Attempts are compared, and revisions accepted, on the calibrated
         // scale that decides abstention.
         let scorer = CalibratedScorer {
@@ -747,7 +796,7 @@ impl<'a> Reasoner<'a> {
             None => solver,
         };
         let trace = solver.solve(task, &solve)?;
-        usage += trace.usage;
+        let mut usage = trace.usage;
         phases.end("solve", trace.usage);
         for a in &trace.attempts {
             self.emit(TraceEvent::attempt("solve", a));
@@ -768,18 +817,27 @@ impl<'a> Reasoner<'a> {
             answer: trace.answer.clone(),
             confidence: first_confidence,
         });
-        let second = second_opinion(chosen, &kind.kind);
-        let mut answer = trace.answer.clone();
-        let mut raw_answer = None;
+        let second = second_opinion(chosen, kind);
+        let mut out = Attempted {
+            chosen,
+            answer: trace.answer.clone(),
+            raw_answer: None,
+            features: features.clone(),
+            calibration: calibration.clone(),
+            escalation: None,
+            cross_check: None,
+            usage,
+            trace,
+        };
         let escalate = config.escalation.enabled
-            && kind.kind != AnswerKind::FreeText
-            && !trace.answer.as_deref().is_some_and(declines);
+            && *kind != AnswerKind::FreeText
+            && !out.trace.answer.as_deref().is_some_and(declines);
         if escalate {
             let mixture: Vec<StrategyKind> = std::iter::once(chosen).chain(second).collect();
             let e = escalate::run(
                 &solver,
                 task,
-                &trace,
+                &out.trace,
                 &solve,
                 &mixture,
                 &config.escalation,
@@ -796,17 +854,17 @@ impl<'a> Reasoner<'a> {
             )?;
             usage += e.usage;
             phases.end("escalation", e.usage);
-            features = e.features;
-            answer = e.report.answer.clone();
-            raw_answer = e.raw_answer;
-            report.escalation = Some(e.report);
+            out.features = e.features;
+            out.answer = e.report.answer.clone();
+            out.raw_answer = e.raw_answer;
+            out.escalation = Some(e.report);
         } else {
             let check = match config.cross_check {
                 CrossCheck::Never => false,
                 CrossCheck::Always => true,
                 CrossCheck::WhenUnsure { low, high } => (low..=high).contains(&first_confidence),
             };
-            if let (true, true, Some(second)) = (check, trace.answer.is_some(), second) {
+            if let (true, true, Some(second)) = (check, out.trace.answer.is_some(), second) {
                 let cfg = SolveConfig {
                     strategy: second,
                     fallbacks: Vec::new(),
@@ -821,22 +879,23 @@ impl<'a> Reasoner<'a> {
                 usage += other.usage;
                 phases.end("cross_check", other.usage);
                 let agrees = other.answer.as_ref().map(|a| {
-                    trace
+                    out.trace
                         .answer
                         .as_ref()
-                        .is_some_and(|b| kind.kind.same_meaning(a, b))
+                        .is_some_and(|b| kind.same_meaning(a, b))
                 });
                 features.cross_check = match agrees {
                     Some(true) => 1.0,
                     Some(false) => -1.0,
                     None => 0.0,
                 };
+                out.features = features;
                 self.emit(TraceEvent::CrossCheck {
                     strategy: second,
                     answer: other.answer.clone(),
                     agrees,
                 });
-                report.cross_check = Some(CrossCheckResult {
+                out.cross_check = Some(CrossCheckResult {
                     strategy: second,
                     answer: other.answer.clone(),
                     agrees,
@@ -844,86 +903,84 @@ impl<'a> Reasoner<'a> {
                 });
             }
         }
-        let confidence = calibration.confidence(&features);
-        let threshold = self.policy.costs.answer_threshold();
+        out.usage = usage;
+        Ok(out)
+    }
+
+    /// After the attempt: the calibrated confidence of what was found, the
+    /// baselines when asked for, and the decision ([`decide`]) written into
+    /// the report.
+    fn conclude(
+        &self,
+        report: &mut EpisodeReport,
+        attempted: Attempted,
+        config: &ReasonerConfig,
+        phases: &mut Phases,
+    ) -> Result<(), ReasonerError> {
+        let confidence = attempted.calibration.confidence(&attempted.features);
+        let answer = attempted.answer;
+        report.usage += attempted.usage;
         report.candidate_answer = answer.clone();
         report.confidence = Some(confidence);
+        report.cross_check = attempted.cross_check;
+        report.escalation = attempted.escalation;
         report.solvability_features = Some(solvability_features(
-            assessment
+            report
+                .assessment
                 .beliefs
                 .iter()
-                .find(|b| b.strategy == chosen)
+                .find(|b| b.strategy == attempted.chosen)
                 .map(|b| b.posterior.mean())
                 .unwrap_or(0.5),
-            &assessment.probes,
+            &report.assessment.probes,
         ));
         if let (true, Some(found)) = (config.baselines, answer.as_deref()) {
-            report.baselines = Some(BaselineConfidences::compute(
+            let baselines = BaselineConfidences::compute(
                 self.model,
-                task,
+                &report.task,
                 found,
-                Some(features.mean_logprob),
-            )?);
-            phases.end(
-                "baselines",
-                report
-                    .baselines
-                    .as_ref()
-                    .map(|b| b.usage)
-                    .unwrap_or_default(),
-            );
+                Some(attempted.features.mean_logprob),
+            )?;
+            phases.end("baselines", baselines.usage);
+            report.baselines = Some(baselines);
         }
-        report.features = Some(features);
-        if answer.is_none() {
-            report.decision = Decision::Abstain;
-            report.reason = format!("{}; no answer could be found", assessment.reason);
-            report.reply = "I could not find an answer to this.".into();
-        } else if answer.as_deref().is_some_and(declines) {
-            report.decision = Decision::Abstain;
-            report.reason = format!(
-                "{}; the model itself says the question cannot be answered",
-                assessment.reason
-            );
-            report.reply = "I don't know: this question cannot be answered with certainty \
-                            (it may rest on a false assumption or ask what nobody knows)."
-                .into();
-        } else if config.abstain_after && confidence < threshold {
-            report.decision = Decision::Abstain;
-            report.reason = format!(
-                "{}; the answer's calibrated confidence {confidence:.2} is below the answer \
-                 threshold {threshold:.2} set by the costs (wrong {}, abstain {})",
-                assessment.reason, self.policy.costs.cost_wrong, self.policy.costs.cost_abstain
-            );
-            report.reply = format!(
-                "I am not sure enough to answer (my best guess, {}, has confidence {confidence:.2}).",
-                answer.as_deref().unwrap_or("")
-            );
-        } else {
-            report.answer = answer.clone();
-            report.reason = format!(
-                "{}; calibrated confidence {confidence:.2} (answer threshold {threshold:.2})",
-                assessment.reason
-            );
-            // The answer as the model wrote it ("William Shakespeare", not
-            // the normalised "william shakespeare").
-            report.reply = raw_answer
-                .or_else(|| {
-                    trace.attempts[trace.final_attempt]
-                        .outcome
-                        .best()
-                        .answer
-                        .as_ref()
-                        .map(|a| a.raw.trim().to_string())
-                })
-                .filter(|r| !r.is_empty())
-                .or_else(|| answer.clone())
-                .unwrap_or_default();
-        }
-        report.usage = usage;
-        report.solve = Some(trace);
-        report.phases = phases.done;
-        self.rng = Some(rng);
-        self.finish(report, embedding, config, started)
+        report.features = Some(attempted.features);
+        let decided = decide(
+            &Found {
+                answer: answer.as_deref(),
+                confidence,
+                declines: answer.as_deref().is_some_and(declines),
+            },
+            &self.policy.costs,
+            config.abstain_after,
+        );
+        report.decision = decided.decision;
+        report.grounds = Some(decided.grounds);
+        report.reason = format!("{}; {}", report.assessment.reason, decided.reason);
+        report.reply = match decided.reply {
+            Some(reply) => reply,
+            None => {
+                report.answer = answer.clone();
+                // The answer as the model wrote it ("William Shakespeare",
+                // not the normalised "william shakespeare").
+                let trace = &attempted.trace;
+                attempted
+                    .raw_answer
+                    .or_else(|| {
+                        trace.attempts[trace.final_attempt]
+                            .outcome
+                            .best()
+                            .answer
+                            .as_ref()
+                            .map(|a| a.raw.trim().to_string())
+                    })
+                    .filter(|r| !r.is_empty())
+                    .or(answer)
+                    .unwrap_or_default()
+            }
+        };
+        report.solve = Some(attempted.trace);
+        Ok(())
     }
 
     fn finish(
@@ -936,6 +993,7 @@ impl<'a> Reasoner<'a> {
         report.seconds = started.elapsed().as_secs_f64();
         self.emit(TraceEvent::Decided {
             decision: report.decision,
+            grounds: report.grounds,
             answer: report.answer.clone(),
             confidence: report.confidence,
             reason: report.reason.clone(),
@@ -1277,6 +1335,28 @@ impl MetaParams {
 }
 
 /// The calibrated P(correct) of an attempt, as the solver asks for it.
+/// What [`Reasoner::attempt`] found.
+struct Attempted {
+    /// The strategy that solved.
+    chosen: StrategyKind,
+    /// The answer found (normalised), after escalation when it ran.
+    answer: Option<String>,
+    /// That answer as the model wrote it, when escalation chose it.
+    raw_answer: Option<String>,
+    /// The calibration features of the answer.
+    features: CalibrationFeatures,
+    /// The calibration model of the answer kind.
+    calibration: Calibrator,
+    /// The escalation, when it ran.
+    escalation: Option<EscalationReport>,
+    /// The cross-check, when it ran.
+    cross_check: Option<CrossCheckResult>,
+    /// Model usage of the attempt, escalation and cross-check.
+    usage: Usage,
+    /// The solver's trace of the first attempt.
+    trace: Trace,
+}
+
 struct CalibratedScorer<'c> {
     calibration: &'c Calibrator,
     priors: &'c BTreeMap<StrategyKind, f64>,
@@ -1360,7 +1440,12 @@ fn second_opinion(chosen: StrategyKind, kind: &AnswerKind) -> Option<StrategyKin
 /// A one-paragraph human summary of a report.
 pub fn summary(r: &EpisodeReport) -> String {
     let mut out = Vec::new();
-    out.push(format!("decision: {} — {}", r.decision, r.reason));
+    out.push(format!(
+        "decision: {}{} — {}",
+        r.decision,
+        r.grounds.map(|g| format!(" ({g})")).unwrap_or_default(),
+        r.reason
+    ));
     out.push(format!(
         "answer kind: {} ({})",
         r.answer_kind.kind, r.answer_kind.how

@@ -2,7 +2,7 @@
 //! as clients send them (unknown fields ignored), responses and stream
 //! chunks as clients parse them, plus the `metareason` extension object.
 
-use metareason_core::Usage;
+use metareason_core::{Grounds, Usage};
 use metareason_memory::Decision;
 use metareason_reasoner::{EpisodeReport, Phase};
 use serde::{Deserialize, Serialize};
@@ -155,6 +155,11 @@ impl From<&Usage> for WireUsage {
 pub struct MetareasonInfo {
     /// Answer, abstain or refuse.
     pub decision: Decision,
+    /// On what grounds: `unanswerable` blames the question, `no_answer`
+    /// and `low_confidence` the attempt, `policy` a rule, `unlikely` the
+    /// assessment before any attempt, `confident` an answer.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub grounds: Option<Grounds>,
     /// Why, in words and numbers.
     pub reason: String,
     /// The policy rule that fired, when one did.
@@ -183,6 +188,7 @@ impl MetareasonInfo {
     pub fn of(report: &EpisodeReport, configuration: &str) -> Self {
         Self {
             decision: report.decision,
+            grounds: report.grounds,
             reason: report.reason.clone(),
             rule: report.assessment.policy.fired.as_ref().map(|f| f.0.clone()),
             confidence: report.confidence,
