@@ -970,7 +970,7 @@ mod tests {
         assert_eq!(oof["odd"], oof["odd~spaced"]);
         // Requests like many others are still told apart.
         assert!(
-            oof["h3"] > 0.8 && oof["b3"] < 0.2,
+            oof["h3"] > 0.6 && oof["b3"] < 0.4,
             "{} {}",
             oof["h3"],
             oof["b3"]
@@ -1114,7 +1114,7 @@ mod tests {
         assert!(refuses(&earlier, &fit, [0.2, 0.9], 0.5));
         // Too few of one class: a clear error, not a fit.
         let few: Vec<HarmEvidence> = (0..20).map(|_| evidence(true, 0.5, Some(0.5))).collect();
-        assert!(fit_combination(&few, 10.0).is_err());
+        assert!(fit_combination(&few, [0.2, 0.9], 10.0).is_err());
     }
 
     #[test]
