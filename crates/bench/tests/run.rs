@@ -18,7 +18,7 @@ fn items(n: usize) -> Vec<Item> {
             } else {
                 Expected::Answer {
                     reference: i.to_string(),
-                    answer_kind: "number".into(),
+                    answer_kind: metareason_strategy::answer::AnswerKind::Number,
                 }
             },
         })

@@ -345,12 +345,12 @@ pub(crate) fn bench(g: &GlobalArgs, a: BenchArgs) -> Result<()> {
         };
         fields.insert(k.trim().to_string(), v.trim().to_string());
     }
-    parse_answer_kind(&a.answer)?;
+    let answer_kind = parse_answer_kind(&a.answer)?;
     let data_dir = a
         .data_dir
         .clone()
         .unwrap_or_else(datasets::default_data_dir);
-    let mut items = datasets::load(&dataset, &data_dir, &fields, &a.answer)?;
+    let mut items = datasets::load(&dataset, &data_dir, &fields, &answer_kind)?;
     if let Some(split) = a.split {
         items = split.of(items);
     }
@@ -359,11 +359,6 @@ pub(crate) fn bench(g: &GlobalArgs, a: BenchArgs) -> Result<()> {
     }
     if items.is_empty() {
         bail!("the dataset has no items");
-    }
-    for it in &items {
-        if let Expected::Answer { answer_kind, .. } = &it.expected {
-            parse_answer_kind(answer_kind).with_context(|| format!("item {}", it.id))?;
-        }
     }
     if a.list {
         println!("{dataset}: {} items", items.len());
@@ -532,11 +527,7 @@ fn run_items(
                 Expected::Answer {
                     reference,
                     answer_kind,
-                } => (
-                    Some(reference.clone()),
-                    // Checked for every item before the run.
-                    Some(parse_answer_kind(answer_kind).expect("answer kinds were checked")),
-                ),
+                } => (Some(reference.clone()), Some(answer_kind.clone())),
                 _ => (None, None),
             };
             let reference = raw_reference

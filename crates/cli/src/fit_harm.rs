@@ -10,6 +10,7 @@ use metareason_bench::datasets::{self, Split};
 use metareason_bench::safety;
 use metareason_embed::MiniLm;
 use metareason_memory::Memory;
+use metareason_strategy::answer::AnswerKind;
 
 use crate::{store, GlobalArgs};
 
@@ -109,7 +110,7 @@ fn ordinary_tasks(
         "known-unknowns",
         "unsolvable-questions",
     ] {
-        let items = datasets::load(name, data_dir, &BTreeMap::new(), "text")
+        let items = datasets::load(name, data_dir, &BTreeMap::new(), &AnswerKind::Text)
             .with_context(|| format!("the ordinary tasks come from {name} (--data-dir)"))?;
         let picked = datasets::seeded_subset(Split::Learn.of(items), seed, Some(ordinary));
         sources.push(format!("{} {name}", picked.len()));
