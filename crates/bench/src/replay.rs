@@ -169,21 +169,13 @@ fn winner<'a>(
     kept: &[&'a SampleRecord],
     weight: impl Fn(&SampleRecord) -> f64,
 ) -> Option<&'a SampleRecord> {
-    let mut total: BTreeMap<&str, f64> = BTreeMap::new();
-    for s in kept {
-        if let Some(a) = &s.answer {
-            *total.entry(a.as_str()).or_default() += weight(s);
-        }
-    }
-    let best = total.values().copied().fold(f64::NEG_INFINITY, f64::max);
-    kept.iter()
-        .filter(|s| {
-            s.answer
-                .as_deref()
-                .is_some_and(|a| (total[a] - best).abs() < 1e-12)
-        })
-        .max_by(|a, b| a.score.total_cmp(&b.score))
-        .copied()
+    metareason_monitor::stopping::weighted_winner(
+        kept,
+        |s| s.answer.as_deref(),
+        |s| weight(s),
+        |s| s.score,
+    )
+    .map(|i| kept[i])
 }
 
 fn counts(kept: &[&SampleRecord], weight: impl Fn(&SampleRecord) -> f64) -> BTreeMap<String, f64> {

@@ -939,18 +939,13 @@ pub fn weighted_votes(candidates: &[Candidate]) -> BTreeMap<String, f64> {
 /// (ties to the best step-reward score); the first candidate when none has
 /// an answer.
 pub fn weighted_majority(candidates: &[Candidate]) -> usize {
-    let votes = weighted_votes(candidates);
-    let top = votes.values().copied().fold(f64::NEG_INFINITY, f64::max);
-    candidates
-        .iter()
-        .enumerate()
-        .filter(|(_, c)| {
-            c.answer
-                .as_ref()
-                .is_some_and(|a| (votes[&a.normalized] - top).abs() < 1e-9)
-        })
-        .max_by(|a, b| a.1.score.total_cmp(&b.1.score))
-        .map_or(0, |(i, _)| i)
+    crate::stopping::weighted_winner(
+        candidates,
+        |c| c.answer.as_ref().map(|a| a.normalized.as_str()),
+        |c| c.confidence.lowest_group.max(1e-3),
+        |c| c.score,
+    )
+    .unwrap_or(0)
 }
 
 /// Votes per (normalised) answer.

@@ -85,6 +85,33 @@ pub fn rescaled_votes<'a>(
     m
 }
 
+/// The winner of weighted votes: among the items whose answer has the
+/// largest total weight (negative weights count 0), the one with the
+/// largest `tie` key (the last of equals); None when no item has an answer.
+/// The one rule by which sampled replies, escalation's pool and replays
+/// pick their answer.
+pub fn weighted_winner<T>(
+    items: &[T],
+    answer: impl Fn(&T) -> Option<&str>,
+    weight: impl Fn(&T) -> f64,
+    tie: impl Fn(&T) -> f64,
+) -> Option<usize> {
+    let mut total: BTreeMap<&str, f64> = BTreeMap::new();
+    for it in items {
+        if let Some(a) = answer(it) {
+            *total.entry(a).or_default() += weight(it).max(0.0);
+        }
+    }
+    let top = total.values().copied().fold(f64::NEG_INFINITY, f64::max);
+    let tolerance = 1e-9 * top.abs().max(1.0);
+    items
+        .iter()
+        .enumerate()
+        .filter(|(_, it)| answer(it).is_some_and(|a| (total[a] - top).abs() <= tolerance))
+        .max_by(|x, y| tie(x.1).total_cmp(&tie(y.1)))
+        .map(|(i, _)| i)
+}
+
 /// P(the leading answer has the largest share) under Dirichlet(counts +
 /// alpha) with one extra bucket for unseen answers, from `draws` seeded draws.
 pub fn dirichlet_majority(
@@ -163,6 +190,34 @@ impl StopRule {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_weighted_winner_is_the_heaviest_answer_and_ties_go_to_the_tie_key() {
+        // (answer, weight, tie key)
+        let items = [
+            (Some("a"), 0.2, 5.0),
+            (Some("b"), 0.5, 1.0),
+            (Some("a"), 0.2, 2.0),
+            (None, 9.0, 9.0),
+            (Some("c"), -4.0, 8.0),
+        ];
+        let win = |xs: &[(Option<&'static str>, f64, f64)]| {
+            weighted_winner(xs, |x| x.0, |x| x.1, |x| x.2)
+        };
+        // b (0.5) beats a (0.4); the unanswered item never wins.
+        assert_eq!(win(&items), Some(1));
+        // Equal totals: the item with the larger tie key among both answers.
+        let tied = [
+            (Some("a"), 0.5, 5.0),
+            (Some("b"), 0.5, 7.0),
+            (Some("a"), 0.0, 1.0),
+        ];
+        assert_eq!(win(&tied), Some(1));
+        assert_eq!(win(&[(None, 1.0, 1.0)]), None);
+        // A negative weight counts 0, not against its answer.
+        let negative = [(Some("c"), -4.0, 1.0), (Some("d"), 0.0, 0.0)];
+        assert_eq!(win(&negative), Some(0));
+    }
 
     fn votes(v: &[(&str, usize)]) -> BTreeMap<String, usize> {
         v.iter().map(|(k, c)| (k.to_string(), *c)).collect()

@@ -22,7 +22,7 @@ use metareason_core::template::fill;
 use metareason_core::{LanguageModel, Prompt, Usage};
 use metareason_monitor::confidence::ConfidenceMeasure;
 use metareason_monitor::search::unify_answers;
-use metareason_monitor::stopping::rescaled_votes;
+use metareason_monitor::stopping::{rescaled_votes, weighted_winner};
 use metareason_monitor::SearchSettings;
 use metareason_monitor::{Candidate, StopRule};
 use metareason_reflection::{CalibrationFeatures, Calibrator};
@@ -233,14 +233,18 @@ impl Pool {
 
     /// The leading answer; ties to the reply with the higher weight.
     pub(crate) fn leader(&self, measure: ConfidenceMeasure) -> Option<String> {
-        let votes = self.votes(measure);
-        let top = votes.values().copied().fold(f64::NEG_INFINITY, f64::max);
-        self.replies
-            .iter()
-            .filter_map(|(_, c, _)| c.answer.as_ref().map(|a| (a, weight(c, measure))))
-            .filter(|(a, _)| (votes[&a.normalized] - top).abs() < 1e-9)
-            .max_by(|x, y| x.1.total_cmp(&y.1))
-            .map(|(a, _)| a.normalized.clone())
+        let w = |r: &(StrategyKind, Candidate, Vec<Finding>)| weight(&r.1, measure);
+        let i = weighted_winner(
+            &self.replies,
+            |r| r.1.answer.as_ref().map(|a| a.normalized.as_str()),
+            w,
+            w,
+        )?;
+        self.replies[i]
+            .1
+            .answer
+            .as_ref()
+            .map(|a| a.normalized.clone())
     }
 
     /// The reply that speaks for `answer`: the checked one with the highest
