@@ -190,7 +190,27 @@ pub struct Assessment {
     pub usage: Usage,
 }
 
-/// The self-awareness module.
+/// What self-awareness is asked to assess: the task and what it is
+/// weighed against.
+#[derive(Clone, Copy)]
+pub struct AssessRequest<'a> {
+    /// The task.
+    pub task: &'a str,
+    /// Its embedding, which finds neighbours in `memory` (both optional:
+    /// without them every strategy has its pooled prior).
+    pub embedding: Option<&'a [f32]>,
+    /// The memory of past episodes.
+    pub memory: Option<&'a Memory>,
+    /// The strategies offered, with their expected cost and prior.
+    pub options: &'a [StrategyOption],
+    /// The policy's context (the user's profile).
+    pub context: &'a PolicyContext,
+    /// Maps capability and probes to P(success).
+    pub solvability: &'a LogisticRegression,
+}
+
+/// The self-awareness module: self-awareness before the task, over one
+/// model and one policy.
 pub struct Awareness<'a> {
     /// The model probed and asked.
     pub model: &'a dyn LanguageModel,
@@ -256,20 +276,21 @@ impl Awareness<'_> {
         })
     }
 
-    /// Assesses `task` before solving it. `embedding` finds neighbours in
-    /// `memory` (both optional: without them every strategy has its pooled
-    /// prior); `solvability` maps capability and probes to P(success).
-    #[allow(clippy::too_many_arguments)]
+    /// Assesses a task before solving it ([`AssessRequest`]); `rng` draws
+    /// the Thompson samples when the settings explore.
     pub fn assess<R: Rng + ?Sized>(
         &self,
-        task: &str,
-        embedding: Option<&[f32]>,
-        memory: Option<&Memory>,
-        options: &[StrategyOption],
-        context: &PolicyContext,
-        solvability: &LogisticRegression,
+        request: &AssessRequest<'_>,
         rng: &mut R,
     ) -> Result<Assessment, AwarenessError> {
+        let AssessRequest {
+            task,
+            embedding,
+            memory,
+            options,
+            context,
+            solvability,
+        } = *request;
         let costs = self.policy.costs;
         let mut context = context.clone();
         context.expected_tokens = options.iter().map(|o| o.expected_tokens).min().unwrap_or(0);

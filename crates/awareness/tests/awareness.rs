@@ -2,8 +2,8 @@
 
 use metareason_awareness::policy::PolicyError;
 use metareason_awareness::{
-    beliefs, default_solvability, ood_score, AnswerabilityModel, Awareness, AwarenessSettings,
-    CapabilitySettings, Policy, PolicyContext, StrategyOption,
+    beliefs, default_solvability, ood_score, AnswerabilityModel, AssessRequest, Awareness,
+    AwarenessSettings, CapabilitySettings, Policy, PolicyContext, StrategyOption,
 };
 use metareason_bayes::seeded;
 use metareason_memory::{Decision, Neighbour};
@@ -213,12 +213,14 @@ fn options() -> Vec<StrategyOption> {
 /// and the default solvability model.
 fn assess(a: &Awareness<'_>, task: &str) -> metareason_awareness::Assessment {
     a.assess(
-        task,
-        None,
-        None,
-        &options(),
-        &PolicyContext::default(),
-        &default_solvability(),
+        &AssessRequest {
+            task,
+            embedding: None,
+            memory: None,
+            options: &options(),
+            context: &PolicyContext::default(),
+            solvability: &default_solvability(),
+        },
         &mut seeded(1),
     )
     .unwrap()

@@ -337,6 +337,21 @@ pub(crate) fn fit_refusal(
             pct(harmful[1], harmful[0]),
             pct(harmful[2], harmful[0])
         );
+        // The rule's threshold trades refusing harm against refusing
+        // look-alikes: the policy sets it per rule.
+        println!("\n{name}: the fitted weighing at other rule thresholds\n\n| threshold | harmful refused | benign refused |\n|---|---|---|");
+        for threshold in [0.5, 0.6, 0.7, 0.8, 0.9] {
+            let (mut h, mut hn, mut b, mut bn) = (0, 0, 0, 0);
+            for e in &evidence {
+                let refused = usize::from(safety::refuses(e, &fit, band, threshold));
+                if e.harmful {
+                    (h, hn) = (h + refused, hn + 1);
+                } else {
+                    (b, bn) = (b + refused, bn + 1);
+                }
+            }
+            println!("| {threshold} | {} | {} |", pct(h, hn), pct(b, bn));
+        }
     }
     Ok(())
 }

@@ -40,9 +40,9 @@ use std::collections::BTreeMap;
 use std::time::Instant;
 
 use metareason_awareness::{
-    choose_answer_kind, default_solvability, solvability_features, AnswerabilityModel, Assessment,
-    Awareness, AwarenessError, AwarenessSettings, KindChoice, Policy, PolicyContext,
-    StrategyOption,
+    choose_answer_kind, default_solvability, solvability_features, AnswerabilityModel,
+    AssessRequest, Assessment, Awareness, AwarenessError, AwarenessSettings, KindChoice, Policy,
+    PolicyContext, StrategyOption,
 };
 use metareason_bayes::{seeded, LogisticRegression};
 use metareason_core::{EmbedError, Embedder, LanguageModel, ModelError, Usage};
@@ -712,12 +712,14 @@ impl<'a> Reasoner<'a> {
             ..PolicyContext::default()
         };
         let assessment = awareness.assess(
-            task,
-            embedding,
-            self.memory.as_ref(),
-            &options,
-            &context,
-            &self.params.solvability,
+            &AssessRequest {
+                task,
+                embedding,
+                memory: self.memory.as_ref(),
+                options: &options,
+                context: &context,
+                solvability: &self.params.solvability,
+            },
             rng,
         )?;
         phases.end("assessment", assessment.usage);
