@@ -5,7 +5,7 @@ use metareason_awareness::{AwarenessSettings, Policy};
 use metareason_bayes::seeded;
 use metareason_embed::HashingEmbedder;
 use metareason_memory::{Decision, Memory, MetaKind};
-use metareason_reasoner::{CrossCheck, Feedback, MetaParams, Reasoner, ReasonerConfig};
+use metareason_reasoner::{CrossCheck, Feedback, Grounds, MetaParams, Reasoner, ReasonerConfig};
 use metareason_scripted::{Reply, ScriptedModel, When};
 use metareason_strategy::StrategyKind;
 use rand::Rng;
@@ -49,6 +49,7 @@ fn an_answered_episode_is_stored_and_feedback_teaches_and_distills() {
     .unwrap();
     let report = r.run("What is 6 * 7?", &quiet()).unwrap();
     assert_eq!(report.decision, Decision::Answer, "{}", report.reason);
+    assert_eq!(report.grounds, Some(Grounds::Confident));
     assert_eq!(report.answer.as_deref(), Some("42"));
     let id = report.episode_id.unwrap();
     let ep = r.memory().unwrap().episode(id).unwrap();
@@ -128,6 +129,7 @@ fn refusals_are_stored_and_cannot_be_graded() {
         )
         .unwrap();
     assert_eq!(report.decision, Decision::Refuse);
+    assert_eq!(report.grounds, Some(Grounds::Policy));
     assert!(report.reply.contains("can't help"));
     assert!(report.solve.is_none(), "nothing was attempted");
     let err = r
@@ -149,9 +151,57 @@ fn a_low_confidence_answer_is_withheld_when_abstaining_is_cheaper() {
     let mut r = Reasoner::new(&model, None, None, Policy::default_policy()).unwrap();
     let report = r.run("What is 6 * 7?", &quiet()).unwrap();
     assert_eq!(report.decision, Decision::Abstain, "{}", report.reason);
+    // The attempt failed; the question is not blamed.
+    assert_eq!(report.grounds, Some(Grounds::LowConfidence));
     assert_eq!(report.answer, None);
     assert_eq!(report.candidate_answer.as_deref(), Some("41"));
     assert!(report.reason.contains("below the answer threshold"));
+    assert!(report.reply.contains("41"), "{}", report.reply);
+}
+
+#[test]
+fn the_model_s_own_unknown_blames_the_question_and_no_answer_blames_the_attempt() {
+    let says = |reply: &str| {
+        ScriptedModel::new()
+            .on(When::Always, [Reply::text(reply).logprob(-0.05)])
+            .score("Yes", (0.9f32).ln())
+            .score("No", (0.1f32).ln())
+    };
+    let cfg = ReasonerConfig {
+        infer_answer_kind: false,
+        solve: metareason_solver::SolveConfig {
+            answer_kind: metareason_strategy::answer::AnswerKind::Text,
+            ..Default::default()
+        },
+        ..quiet()
+    };
+    let unknown = says("Nobody recorded that.\nThe answer is unknown.");
+    let mut r = Reasoner::new(&unknown, None, None, Policy::default_policy()).unwrap();
+    let report = r
+        .run("What did Caesar eat on his tenth birthday?", &cfg)
+        .unwrap();
+    assert_eq!(report.decision, Decision::Abstain, "{}", report.reason);
+    assert_eq!(report.grounds, Some(Grounds::Unanswerable));
+    assert!(
+        report.reason.contains("the model itself says"),
+        "{}",
+        report.reason
+    );
+    // A number is asked for and the reply holds none.
+    let silent = says("Let me think about it.");
+    let mut r = Reasoner::new(&silent, None, None, Policy::default_policy()).unwrap();
+    let numeric = ReasonerConfig {
+        infer_answer_kind: false,
+        ..quiet()
+    };
+    let report = r
+        .run(
+            "How many olives did Caesar eat on his tenth birthday?",
+            &numeric,
+        )
+        .unwrap();
+    assert_eq!(report.decision, Decision::Abstain, "{}", report.reason);
+    assert_eq!(report.grounds, Some(Grounds::NoAnswer), "{}", report.reason);
 }
 
 #[test]
