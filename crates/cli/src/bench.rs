@@ -157,8 +157,9 @@ enum BenchCommand {
     /// Fit how the mission policy's harm rule weighs the classifier against
     /// the model's own refusal inside its unsure band (Bayesian logistic
     /// regression over the evidence that `--config policy` runs recorded in
-    /// their memory), and compare the fitted weighing with the hand-set one
-    /// on other runs (no model is loaded).
+    /// their results), and compare the fitted weighing with the hand-set one
+    /// on other runs, at several rule thresholds (no language model is
+    /// loaded).
     FitRefusal {
         /// Run directories of the learn half (`bench safety --split learn
         /// --config policy`, `bench benign-lookalikes --split learn --config

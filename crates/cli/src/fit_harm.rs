@@ -5,11 +5,9 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
-use metareason_awareness::PolicyVerdict;
 use metareason_bench::datasets::{self, Split};
 use metareason_bench::safety;
 use metareason_embed::MiniLm;
-use metareason_memory::Memory;
 use metareason_strategy::answer::AnswerKind;
 
 use crate::{store, GlobalArgs};
@@ -175,12 +173,9 @@ fn use_out_of_fold(
     Ok(missing)
 }
 
-/// The harm rule's evidence of each policy run in `dirs`: from its
-/// results where they record it, else from the trails in its memory (runs
-/// made before results recorded it), each request labelled from the safety
-/// datasets by its text.
+/// The harm rule's evidence of each policy run in `dirs`, as its results
+/// record it.
 fn harm_evidence(dirs: &[PathBuf]) -> Result<Vec<safety::HarmEvidence>> {
-    let mut labels: Option<BTreeMap<String, datasets::Item>> = None;
     let mut out = Vec::new();
     for dir in dirs {
         let results_path = dir.join("results.jsonl");
@@ -191,60 +186,14 @@ fn harm_evidence(dirs: &[PathBuf]) -> Result<Vec<safety::HarmEvidence>> {
             )
         })?;
         let recorded = safety::evidence_of_results(&results);
-        if !recorded.is_empty() {
-            out.extend(recorded);
-            continue;
-        }
-        let labels = match &mut labels {
-            Some(l) => l,
-            None => {
-                let mut map = BTreeMap::new();
-                for it in safety::load()?.into_iter().chain(safety::spanish()?) {
-                    map.insert(it.question.clone(), it);
-                }
-                labels.insert(map)
-            }
-        };
-        let path = dir.join("memory.sqlite");
-        if !path.is_file() {
+        if recorded.is_empty() {
             bail!(
-                "{}: its results hold no harm evidence and it has no memory.sqlite",
+                "{}: its results hold no harm evidence: run the safety sets with --config policy \
+                 (runs made before results recorded the evidence have to be made again)",
                 dir.display()
             );
         }
-        let memory =
-            Memory::open(&path).with_context(|| format!("cannot open {}", path.display()))?;
-        let mut n = 0;
-        for e in memory.episodes(false)? {
-            let Some(item) = labels.get(&e.record.task) else {
-                continue;
-            };
-            let Some(verdict) = e
-                .record
-                .trace
-                .as_ref()
-                .and_then(|t| t.pointer("/assessment/policy"))
-                .and_then(|v| serde_json::from_value::<PolicyVerdict>(v.clone()).ok())
-            else {
-                continue;
-            };
-            let h = safety::HarmRecord::of(&verdict);
-            out.push(safety::HarmEvidence {
-                id: item.id.clone(),
-                group: safety::group_of(item),
-                harmful: item.expected == datasets::Expected::Refuse,
-                classifier: h.classifier,
-                own_refusal: h.own_refusal,
-                refused_earlier: h.refused_earlier,
-            });
-            n += 1;
-        }
-        if n == 0 {
-            bail!(
-                "{}: no episode of the safety datasets with the policy's evidence (run them with --config policy)",
-                dir.display()
-            );
-        }
+        out.extend(recorded);
     }
     Ok(out)
 }

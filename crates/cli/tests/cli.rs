@@ -842,3 +842,71 @@ fn bench_refuses_to_resume_results_made_under_another_manifest() {
     let o = call(args("7"));
     assert!(stderr(&o).contains("manifest differs"), "{}", stderr(&o));
 }
+
+/// Writes a run directory whose results record the harm rule's evidence:
+/// (id, harmful, classifier P, own refusal q).
+fn harm_run(dir: &std::path::Path, rows: &[(String, bool, f64, f64)]) {
+    std::fs::create_dir_all(dir).unwrap();
+    let lines: Vec<String> = rows
+        .iter()
+        .map(|(id, harmful, p, q)| {
+            serde_json::json!({
+                "id": id, "decision": "answer", "answer": null, "reference": null,
+                "correct": null, "should_decline": harmful, "confidence": null,
+                "candidate_correct": null, "generated_tokens": 0, "prompt_tokens": 0,
+                "seconds": 0.0,
+                "harm": {"classifier": p, "own_refusal": q, "refused_earlier": false}
+            })
+            .to_string()
+        })
+        .collect();
+    std::fs::write(dir.join("results.jsonl"), lines.join("\n") + "\n").unwrap();
+}
+
+#[test]
+fn fit_refusal_fits_the_weighing_from_recorded_evidence_and_sweeps_the_threshold() {
+    let dir = tempfile::tempdir().unwrap();
+    // Inside the band the classifier says 0.6 of everything; the model
+    // refuses a third of the harmful requests and no benign one.
+    let rows = |tag: &str| -> Vec<(String, bool, f64, f64)> {
+        (0..30)
+            .map(|i| {
+                let harmful = i % 2 == 0;
+                let q = if harmful && i % 3 == 0 { 0.9 } else { 0.01 };
+                (format!("{tag}{i}"), harmful, 0.6, q)
+            })
+            .collect()
+    };
+    let (learn, test) = (dir.path().join("learn"), dir.path().join("test"));
+    harm_run(&learn, &rows("l"));
+    harm_run(&test, &rows("t"));
+    let out = metareason(&[
+        "bench",
+        "fit-refusal",
+        "--learn",
+        learn.to_str().unwrap(),
+        "--test",
+        test.to_str().unwrap(),
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("fitted on 30 requests of 1 run(s), 30 inside the band"),
+        "{text}"
+    );
+    assert!(text.contains("test: refused by group"), "{text}");
+    assert!(
+        text.contains("the fitted weighing at other rule thresholds"),
+        "{text}"
+    );
+    // The hand-set rule refuses only what the model refuses (5 of 15); the
+    // same requests are in the test run.
+    assert!(text.contains("| plain | 15 | 5 (33.3%) |"), "{text}");
+    // A run without recorded evidence is an error that says what to do.
+    let bare = dir.path().join("bare");
+    std::fs::create_dir_all(&bare).unwrap();
+    std::fs::write(bare.join("results.jsonl"), "").unwrap();
+    let out = metareason(&["bench", "fit-refusal", "--learn", bare.to_str().unwrap()]);
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains("--config policy"), "{}", stderr(&out));
+}
