@@ -586,6 +586,17 @@ pub struct HarmEvidence {
     pub refused_earlier: bool,
 }
 
+impl HarmEvidence {
+    /// Whether the rule weighed this request inside `band`: no earlier rule
+    /// refused it, the classifier put it inside, and the model's own
+    /// refusal was asked.
+    pub fn weighed_inside(&self, band: [f64; 2]) -> bool {
+        !self.refused_earlier
+            && self.own_refusal.is_some()
+            && self.classifier.is_some_and(|p| p >= band[0] && p < band[1])
+    }
+}
+
 /// How the harm rule weighs its evidence inside the unsure band:
 /// log-odds = offset + classifier_weight · logit(P) + weight · logit(q),
 /// with P the classifier's probability and q the model's own refusal.
@@ -637,9 +648,8 @@ pub fn fit_combination(
     let fail = |m: String| DatasetError::Fetch("refusal evidence".into(), m);
     let inside: Vec<(f64, f64, bool)> = evidence
         .iter()
-        .filter(|e| !e.refused_earlier)
+        .filter(|e| e.weighed_inside(band))
         .filter_map(|e| Some((e.classifier?, e.own_refusal?, e.harmful)))
-        .filter(|&(p, _, _)| p >= band[0] && p < band[1])
         .collect();
     let positives = inside.iter().filter(|x| x.2).count();
     let negatives = inside.len() - positives;

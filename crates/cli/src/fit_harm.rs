@@ -220,14 +220,7 @@ pub(crate) fn fit_refusal(
             );
         }
     }
-    let inside = evidence
-        .iter()
-        .filter(|e| {
-            !e.refused_earlier
-                && e.own_refusal.is_some()
-                && e.classifier.is_some_and(|p| p >= band[0] && p < band[1])
-        })
-        .count();
+    let inside = evidence.iter().filter(|e| e.weighed_inside(band)).count();
     let (fit, sd) = safety::fit_combination(&evidence, band, prior_variance)?;
     println!(
         "fitted on {} requests of {} run(s), {inside} inside the band [{}, {}); prior variance {prior_variance}",

@@ -33,8 +33,6 @@ pub struct Found<'a> {
     pub answer: Option<&'a str>,
     /// Its calibrated P(correct).
     pub confidence: f64,
-    /// Whether that answer is the model's own "this cannot be answered".
-    pub declines: bool,
 }
 
 /// The decision after an attempt.
@@ -70,7 +68,7 @@ pub fn decide(found: &Found<'_>, costs: &Costs, abstain_after: bool) -> Decided 
             "no answer could be found".into(),
             crate::prompts::NO_ANSWER.into(),
         ),
-        Some(_) if found.declines => abstain(
+        Some(answer) if crate::declines(answer) => abstain(
             Grounds::Unanswerable,
             "the model itself says the question cannot be answered".into(),
             crate::prompts::MODEL_SAYS_UNANSWERABLE.into(),
@@ -106,11 +104,7 @@ mod tests {
     use super::*;
 
     fn found(answer: Option<&str>, confidence: f64) -> Found<'_> {
-        Found {
-            answer,
-            confidence,
-            declines: answer.is_some_and(crate::declines),
-        }
+        Found { answer, confidence }
     }
 
     #[test]

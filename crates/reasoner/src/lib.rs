@@ -951,7 +951,6 @@ impl<'a> Reasoner<'a> {
             &Found {
                 answer: answer.as_deref(),
                 confidence,
-                declines: answer.as_deref().is_some_and(declines),
             },
             &self.policy.costs,
             config.abstain_after,
