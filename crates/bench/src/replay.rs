@@ -10,7 +10,7 @@
 use std::collections::BTreeMap;
 
 use metareason_monitor::confidence::{quantile, ConfidenceMeasure};
-use metareason_monitor::stopping::rescaled_votes;
+use metareason_monitor::stopping::{rescaled_votes, settled};
 use metareason_monitor::StopRule;
 
 use crate::run::{ItemResult, SampleRecord};
@@ -60,6 +60,22 @@ pub enum Rule {
         /// When to stop.
         stop: StopRule,
     },
+    /// The whole loop's escalation, round by round: the first attempt's
+    /// replies, then each round's, voted by the loop's weight (lowest
+    /// group confidence), stopped as [`LoopStop`] says.
+    LoopRounds(LoopStop),
+}
+
+/// Where a replayed run of the whole loop stops.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LoopStop {
+    /// After the first attempt (no escalation).
+    FirstAttempt,
+    /// After the first round at which the next round could not put
+    /// another answer ahead of the leader (`monitor::stopping::settled`).
+    Settled,
+    /// Where the run stopped: every recorded round.
+    Recorded,
 }
 
 impl Rule {
@@ -99,6 +115,13 @@ impl Rule {
                 keep * 100.0,
                 stop(s)
             ),
+            Rule::LoopRounds(LoopStop::FirstAttempt) => "the loop's first attempt alone".into(),
+            Rule::LoopRounds(LoopStop::Recorded) => {
+                "the loop's escalation, every recorded round".into()
+            }
+            Rule::LoopRounds(LoopStop::Settled) => {
+                "the loop's escalation, stopped once the leader is settled".into()
+            }
         }
     }
 }
@@ -151,6 +174,56 @@ pub fn default_rules(n: usize) -> Vec<Rule> {
         });
     }
     rules
+}
+
+/// The rules `bench replay` reports for a run of the whole loop (replies of
+/// more than one strategy, in rounds).
+pub fn loop_rules() -> Vec<Rule> {
+    vec![
+        Rule::LoopRounds(LoopStop::FirstAttempt),
+        Rule::LoopRounds(LoopStop::Recorded),
+        Rule::LoopRounds(LoopStop::Settled),
+    ]
+}
+
+/// Splits a whole-loop item's replies into rounds: by their recorded
+/// `round` when every reply has one; otherwise (runs recorded before
+/// rounds were) the first attempt is the leading run of replies of the
+/// first strategy, less its last reply when another strategy follows
+/// (escalation's rounds draw the first strategy and then the others), and
+/// the rest is cut into rounds of as many replies as there are strategies.
+pub fn rounds_of(samples: &[SampleRecord]) -> Vec<&[SampleRecord]> {
+    if samples.is_empty() {
+        return Vec::new();
+    }
+    let mut out = Vec::new();
+    if samples.iter().all(|s| s.round.is_some()) {
+        let mut start = 0;
+        for i in 1..=samples.len() {
+            if i == samples.len() || samples[i].round != samples[start].round {
+                out.push(&samples[start..i]);
+                start = i;
+            }
+        }
+        return out;
+    }
+    let lead = samples
+        .iter()
+        .take_while(|s| s.strategy == samples[0].strategy)
+        .count();
+    let first = if lead < samples.len() && lead > 1 {
+        lead - 1
+    } else if lead == samples.len() {
+        1
+    } else {
+        lead
+    };
+    let mut strategies: Vec<_> = samples.iter().map(|s| s.strategy).collect();
+    strategies.sort();
+    strategies.dedup();
+    out.push(&samples[..first]);
+    out.extend(samples[first..].chunks(strategies.len().max(1)));
+    out
 }
 
 /// What a rule did on one item.
@@ -269,6 +342,47 @@ pub fn replay_item(rule: &Rule, samples: &[SampleRecord]) -> Option<Replayed> {
                 correct: right(winner(&kept, measure)),
                 samples: drawn,
                 tokens,
+            }
+        }
+        Rule::LoopRounds(stop) => {
+            let rounds = rounds_of(samples);
+            let mut used = match stop {
+                LoopStop::FirstAttempt => 1,
+                LoopStop::Settled | LoopStop::Recorded => rounds.len(),
+            };
+            if *stop == LoopStop::Settled {
+                for j in 1..rounds.len().saturating_sub(1) {
+                    let kept: Vec<&SampleRecord> =
+                        rounds[..=j].iter().flat_map(|r| r.iter()).collect();
+                    let mut counts: BTreeMap<String, usize> = BTreeMap::new();
+                    for a in kept.iter().filter_map(|s| s.answer.as_ref()) {
+                        *counts.entry(a.clone()).or_default() += 1;
+                    }
+                    if settled(&counts, rounds[j + 1].len()) {
+                        used = j + 1;
+                        break;
+                    }
+                }
+            }
+            let kept: Vec<&SampleRecord> = rounds[..used].iter().flat_map(|r| r.iter()).collect();
+            let w = |s: &SampleRecord| {
+                if s.confidence.tokens == 0 {
+                    1.0
+                } else {
+                    s.confidence.lowest_group.max(1e-3)
+                }
+            };
+            let pick = metareason_monitor::stopping::weighted_winner(
+                &kept,
+                |s| s.answer.as_deref(),
+                |s| w(s),
+                |s| w(s),
+            )
+            .map(|i| kept[i]);
+            Replayed {
+                correct: right(pick),
+                samples: kept.len(),
+                tokens: kept.iter().map(|s| s.tokens).sum(),
             }
         }
     })

@@ -83,6 +83,11 @@ pub struct SampleRecord {
     pub score: f64,
     /// The reply's confidence from its tokens.
     pub confidence: TraceConfidence,
+    /// For the whole loop: 0 for the first attempt's replies, k for those
+    /// of the k-th round of escalation (None: a sampling configuration, or
+    /// a run recorded before rounds were).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub round: Option<usize>,
 }
 
 impl ItemResult {

@@ -1,6 +1,6 @@
 //! Replayed rules see the recorded replies in order and cost what they drew.
 
-use metareason_bench::replay::{replay_item, Rule, Vote};
+use metareason_bench::replay::{replay_item, rounds_of, LoopStop, Rule, Vote};
 use metareason_bench::run::SampleRecord;
 use metareason_monitor::confidence::{ConfidenceMeasure, TraceConfidence};
 use metareason_monitor::StopRule;
@@ -20,6 +20,7 @@ fn reply(answer: &str, conf: f64, dip: bool) -> SampleRecord {
         tokens: 100,
         score: 0.5,
         confidence: TraceConfidence::of_confidences(&c),
+        round: None,
     }
 }
 
@@ -81,4 +82,62 @@ fn online_deepconf_cuts_replies_that_dip_below_the_warmup_threshold() {
     assert!(cut < 100);
     assert_eq!(r.samples, 5);
     assert_eq!(r.tokens, 200 + u64::from(cut) + 200);
+}
+
+/// A whole-loop item: a program's first answer 42, one round that agrees
+/// (program and chain of thought), then two rounds that say 40.
+fn loop_item(with_rounds: bool) -> Vec<SampleRecord> {
+    let at = |strategy, answer: &str, round| SampleRecord {
+        strategy,
+        round: with_rounds.then_some(round),
+        ..reply(answer, 5.0, false)
+    };
+    let (p, c) = (StrategyKind::ProgramAided, StrategyKind::ChainOfThought);
+    vec![
+        at(p, "42", 0),
+        at(p, "42", 1),
+        at(c, "42", 1),
+        at(p, "40", 2),
+        at(c, "40", 2),
+        at(p, "40", 3),
+        at(c, "40", 3),
+    ]
+}
+
+#[test]
+fn the_loop_stops_once_the_next_round_cannot_overturn_its_leader() {
+    for with_rounds in [true, false] {
+        let s = loop_item(with_rounds);
+        let rounds = rounds_of(&s);
+        let sizes: Vec<usize> = rounds.iter().map(|r| r.len()).collect();
+        assert_eq!(sizes, [1, 2, 2, 2], "rounds recorded: {with_rounds}");
+        // Every round: 40 outvotes 42 four to three.
+        let all = replay_item(&Rule::LoopRounds(LoopStop::Recorded), &s).unwrap();
+        assert_eq!((all.correct, all.samples, all.tokens), (false, 7, 700));
+        // After the first round 42 leads three to none: two more replies
+        // could at best draw level, so the loop stops there.
+        let settled = replay_item(&Rule::LoopRounds(LoopStop::Settled), &s).unwrap();
+        assert_eq!(
+            (settled.correct, settled.samples, settled.tokens),
+            (true, 3, 300)
+        );
+        let first = replay_item(&Rule::LoopRounds(LoopStop::FirstAttempt), &s).unwrap();
+        assert_eq!((first.correct, first.samples), (true, 1));
+    }
+}
+
+#[test]
+fn inferred_rounds_keep_a_first_attempt_of_several_replies_together() {
+    // A first attempt that drew three programs, then rounds of a program
+    // and a chain of thought.
+    let (p, c) = (StrategyKind::ProgramAided, StrategyKind::ChainOfThought);
+    let s: Vec<SampleRecord> = [p, p, p, p, c, p, c]
+        .into_iter()
+        .map(|strategy| SampleRecord {
+            strategy,
+            ..reply("42", 5.0, false)
+        })
+        .collect();
+    let sizes: Vec<usize> = rounds_of(&s).iter().map(|r| r.len()).collect();
+    assert_eq!(sizes, [3, 2, 2]);
 }

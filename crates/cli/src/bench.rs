@@ -633,19 +633,36 @@ fn sample_records(
 ) -> Vec<SampleRecord> {
     let first = report.solve.as_ref().and_then(|t| t.attempts.first());
     let escalated = report.escalation.iter().flat_map(|e| e.attempts.iter());
-    first
-        .into_iter()
-        .chain(escalated)
-        .flat_map(|attempt| attempt.outcome.candidates.iter().map(move |c| (attempt, c)))
-        .map(|(attempt, c)| {
+    // The round of each escalated reply, from the rounds that drew any.
+    let rounds: Vec<usize> = report
+        .escalation
+        .iter()
+        .flat_map(|e| e.rounds.iter().filter(|r| !r.replies.is_empty()))
+        .enumerate()
+        .flat_map(|(i, r)| std::iter::repeat_n(i + 1, r.replies.len()))
+        .collect();
+    let firsts = first.into_iter().flat_map(|a| {
+        a.outcome
+            .candidates
+            .iter()
+            .map(move |c| (a.strategy, c, Some(0)))
+    });
+    let later = escalated
+        .flat_map(|a| a.outcome.candidates.iter().map(move |c| (a.strategy, c)))
+        .enumerate()
+        .map(|(i, (s, c))| (s, c, rounds.get(i).copied()));
+    firsts
+        .chain(later)
+        .map(|(strategy, c, round)| {
             let answer = c.answer.as_ref().map(|a| a.normalized.clone());
             SampleRecord {
-                strategy: attempt.strategy,
+                strategy,
                 correct: grade(answer.as_ref()),
                 answer,
                 tokens: c.tokens,
                 score: c.score,
                 confidence: c.confidence.clone(),
+                round: report.escalation.as_ref().and(round),
             }
         })
         .collect()
@@ -668,7 +685,18 @@ fn replay_run(dir: &Path) -> Result<()> {
             path.display()
         );
     }
-    let rows = replay::replay(&results, &replay::default_rules(most));
+    // A run of the whole loop pools replies of several strategies in
+    // rounds: its rules are the loop's own; a sampling run's, the rest.
+    let whole_loop = results.iter().any(|r| {
+        r.samples.iter().any(|s| s.round.is_some())
+            || r.samples.windows(2).any(|w| w[0].strategy != w[1].strategy)
+    });
+    let rules = if whole_loop {
+        replay::loop_rules()
+    } else {
+        replay::default_rules(most)
+    };
+    let rows = replay::replay(&results, &rules);
     let table = format!(
         "Replayed on the {} graded items of {} (at most {most} replies each):\n\n{}",
         rows.first().map_or(0, |r| r.items),

@@ -9,7 +9,6 @@
 
 pub mod confidence;
 pub mod judge;
-mod mcts;
 pub mod reward;
 pub mod search;
 pub mod stopping;

@@ -50,6 +50,17 @@ pub fn top_two(votes: &BTreeMap<String, usize>) -> (usize, usize) {
     )
 }
 
+/// Whether `next` more votes can no longer put another answer ahead of
+/// the leader: even if every one of them went to the runner-up (or to an
+/// answer not seen yet), it would at best draw level. Drawing them cannot
+/// change the answer, so whatever they are worth, it is not that. A draw
+/// would go to the higher weight, so the rule is exact for `next` votes
+/// only up to that tie.
+pub fn settled(votes: &BTreeMap<String, usize>, next: usize) -> bool {
+    let (leader, runner_up) = top_two(votes);
+    leader > 0 && leader >= runner_up + next
+}
+
 /// P(X > 1/2) for X ~ Beta(a + 1, b + 1).
 pub fn beta_majority(a: usize, b: usize) -> f64 {
     beta_majority_weighted(a as f64, b as f64)
@@ -190,6 +201,22 @@ impl StopRule {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_lead_the_next_votes_cannot_overturn_is_settled() {
+        let votes = |v: &[(&str, usize)]| -> BTreeMap<String, usize> {
+            v.iter().map(|(a, n)| (a.to_string(), *n)).collect()
+        };
+        // 3 to 1: two more votes for the runner-up only draw level.
+        assert!(settled(&votes(&[("7", 3), ("9", 1)]), 2));
+        // 3 to 2: two more could overtake.
+        assert!(!settled(&votes(&[("7", 3), ("9", 2)]), 2));
+        // A lone answer of one vote is not settled against two new ones.
+        assert!(!settled(&votes(&[("7", 1)]), 2));
+        assert!(settled(&votes(&[("7", 2)]), 2));
+        // No votes: nothing is settled.
+        assert!(!settled(&BTreeMap::new(), 0));
+    }
 
     #[test]
     fn the_weighted_winner_is_the_heaviest_answer_and_ties_go_to_the_tie_key() {

@@ -11,7 +11,9 @@
 //! worth (value of a right answer + cost of a wrong one) times that. A round
 //! is drawn only while that worth exceeds the round's expected token cost
 //! under the policy's costs; rounds stop earlier when the stopping rule is
-//! sure of the weighted majority, or at the budget. Every round is recorded
+//! sure of the weighted majority, when the leader is settled (the next
+//! round's replies could not put another answer ahead of it, so they could
+//! not change the answer), or at the budget. Every round is recorded
 //! with the numbers that justified it.
 
 use std::collections::BTreeMap;
@@ -22,7 +24,7 @@ use metareason_core::template::fill;
 use metareason_core::{LanguageModel, Prompt, Usage};
 use metareason_monitor::confidence::ConfidenceMeasure;
 use metareason_monitor::search::unify_answers;
-use metareason_monitor::stopping::{rescaled_votes, weighted_winner};
+use metareason_monitor::stopping::{rescaled_votes, settled, top_two, weighted_winner};
 use metareason_monitor::SearchSettings;
 use metareason_monitor::{Candidate, StopRule};
 use metareason_reflection::{CalibrationFeatures, Calibrator};
@@ -51,6 +53,11 @@ pub struct EscalationConfig {
     pub temperature: f32,
     /// The token confidence that weighs each reply's vote.
     pub weight: ConfidenceMeasure,
+    /// Stop once the next round cannot put another answer ahead of the
+    /// leader (its replies, all for the runner-up, would at best draw
+    /// level): such a round cannot change the answer, whatever the
+    /// calibrated confidence says it might gain.
+    pub stop_when_settled: bool,
 }
 
 impl Default for EscalationConfig {
@@ -62,6 +69,7 @@ impl Default for EscalationConfig {
             rule: StopRule::Beta { threshold: 0.95 },
             temperature: 0.7,
             weight: ConfidenceMeasure::LowestGroup,
+            stop_when_settled: true,
         }
     }
 }
@@ -264,6 +272,17 @@ impl Pool {
             })
     }
 
+    /// Plain vote counts (one per reply with an answer).
+    pub(crate) fn counts(&self) -> BTreeMap<String, usize> {
+        let mut m: BTreeMap<String, usize> = BTreeMap::new();
+        for (_, c, _) in &self.replies {
+            if let Some(a) = &c.answer {
+                *m.entry(a.normalized.clone()).or_default() += 1;
+            }
+        }
+        m
+    }
+
     /// Share of replies giving `answer`.
     pub(crate) fn agreement(&self, answer: &str) -> f64 {
         if self.replies.is_empty() {
@@ -399,8 +418,16 @@ pub(crate) fn run(
     for round in 0.. {
         let value = RoundValue::of(p, judge.beliefs, judge.costs, round_tokens);
         let majority_posterior = config.rule.confidence_weighted(&pool.votes(measure));
+        let next =
+            (mixture.len() * config.per_round).min(config.max_samples.saturating_sub(report.drawn));
+        let counts = pool.counts();
         let stop = if report.drawn >= config.max_samples {
             Some(format!("budget of {} replies reached", config.max_samples))
+        } else if round > 0 && config.stop_when_settled && settled(&counts, next) {
+            let (a, b) = top_two(&counts);
+            Some(format!(
+                "settled: the leader has {a} votes to the runner-up's {b}, so the next {next} replies cannot put another answer ahead"
+            ))
         } else if round > 0 && majority_posterior >= config.rule.threshold() {
             Some(format!(
                 "the weighted majority is sure: P(leader is the majority) {majority_posterior:.3}"

@@ -43,11 +43,14 @@ fn cheap_tokens_escalate_until_the_pooled_majority_is_sure() {
     // first answer, rounds of one reply each; the Beta rule is sure at 5
     // agreeing votes (1 - 2^-6 > 0.95 while 4 give 0.9375).
     // Escalation is believed never to lose a right answer, so only the
-    // stopping rule or the budget ends it.
+    // stopping rule or the budget ends it (the settled rule is off here;
+    // see the next test).
     let m = model("42");
     let mut r = Reasoner::new(&m, None, None, policy(0.0)).unwrap();
     r.params.escalation.loses = Beta::new(1e-3, 1e6).unwrap();
-    let report = r.run("What is 6 * 7?", &config()).unwrap();
+    let mut cfg = config();
+    cfg.escalation.stop_when_settled = false;
+    let report = r.run("What is 6 * 7?", &cfg).unwrap();
     let e = report.escalation.as_ref().expect("escalation considered");
     assert_eq!(report.answer.as_deref(), Some("42"));
     assert_eq!(e.drawn, 4, "{:#?}", e.rounds);
@@ -81,12 +84,36 @@ fn cheap_tokens_escalate_until_the_pooled_majority_is_sure() {
 }
 
 #[test]
-fn a_sure_answer_is_not_worth_escalating_even_when_tokens_are_free() {
-    // Once P(correct) is high, escalating can only lose a right answer:
-    // the expected gain turns negative and the loop stops.
+fn a_leader_the_next_round_cannot_overturn_stops_the_escalation() {
+    // The same agreeing replies with the settled rule on (the default):
+    // after one round the first answer has 3 votes to none, and a round of
+    // two replies could at best bring another answer level, so the loop
+    // stops there, before the Beta rule would (it wanted 5 votes).
     let m = model("42");
     let mut r = Reasoner::new(&m, None, None, policy(0.0)).unwrap();
+    r.params.escalation.loses = Beta::new(1e-3, 1e6).unwrap();
     let report = r.run("What is 6 * 7?", &config()).unwrap();
+    let e = report.escalation.as_ref().unwrap();
+    assert_eq!(report.answer.as_deref(), Some("42"));
+    assert_eq!(e.drawn, 2, "{:#?}", e.rounds);
+    let last = e.rounds.last().unwrap();
+    assert!(last.decision.contains("settled"), "{}", last.decision);
+    assert!(last.decision.contains("3 votes"), "{}", last.decision);
+    // The rule waits for one drawn round: a lone first answer is never
+    // settled against a round of two.
+    assert_eq!(e.rounds[0].decision, "escalate");
+}
+
+#[test]
+fn a_sure_answer_is_not_worth_escalating_even_when_tokens_are_free() {
+    // Once P(correct) is high, escalating can only lose a right answer:
+    // the expected gain turns negative and the loop stops (the settled
+    // rule, which would stop it at the same round, is off here).
+    let m = model("42");
+    let mut r = Reasoner::new(&m, None, None, policy(0.0)).unwrap();
+    let mut cfg = config();
+    cfg.escalation.stop_when_settled = false;
+    let report = r.run("What is 6 * 7?", &cfg).unwrap();
     let e = report.escalation.as_ref().unwrap();
     let last = e.rounds.last().unwrap();
     assert!(last.decision.contains("not worth it"), "{}", last.decision);

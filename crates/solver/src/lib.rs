@@ -25,7 +25,9 @@ mod trace;
 use std::time::Instant;
 
 use metareason_core::{LanguageModel, Message, ModelError, Prompt, Usage};
-use metareason_monitor::search::{best_by_score, majority, mean_reward, unify_answers, vote};
+use metareason_monitor::search::{
+    best_by_score, majority, mean_reward, unify_answers, vote, Budget,
+};
 use metareason_monitor::{
     Candidate, ModelJudge, RewardWeights, SearchOutcome, SearchPolicy, SearchSettings, Searcher,
     StepJudge, StopRule, TreeSelection,
@@ -226,16 +228,15 @@ pub enum SolveError {
 /// The solve's configuration with the token budget that is left (None when
 /// it is spent; unchanged without a budget).
 fn budgeted(config: &SolveConfig, usage: &Usage) -> Option<SolveConfig> {
-    let limit = config.settings.budget_tokens;
-    if limit == 0 {
-        return Some(config.clone());
+    match Budget::spent(config.settings.budget_tokens, *usage).left() {
+        None => Some(config.clone()),
+        Some(0) => None,
+        Some(left) => {
+            let mut c = config.clone();
+            c.settings.budget_tokens = left;
+            Some(c)
+        }
     }
-    let left = limit.saturating_sub(usage.generated_tokens);
-    (left > 0).then(|| {
-        let mut c = config.clone();
-        c.settings.budget_tokens = left;
-        c
-    })
 }
 
 /// Solves tasks with one model.

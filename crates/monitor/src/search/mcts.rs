@@ -8,9 +8,10 @@
 //! vote over rollouts. Every prefix is a partial assistant reply, so the
 //! backend's prefix cache serves it.
 
-use metareason_core::{ModelError, Prompt, Usage};
+use metareason_core::{ModelError, Prompt};
 
-use crate::search::{Candidate, ScoredStep, Searcher, TreeSelection};
+use super::budget::Budget;
+use super::{Candidate, ScoredStep, Searcher, TreeSelection};
 use crate::{Event, TreeNode};
 
 /// MCTS settings.
@@ -83,8 +84,7 @@ pub(crate) fn run(
     s: &Searcher<'_>,
     prompt: &Prompt,
     cfg: MctsConfig,
-    used: &mut Usage,
-    limit: u64,
+    budget: &mut Budget,
     events: &mut Vec<Event>,
 ) -> Result<Vec<Candidate>, ModelError> {
     let mut nodes = vec![Node {
@@ -98,11 +98,10 @@ pub(crate) fn run(
         rollouts: Vec::new(),
     }];
     let mut candidates = Vec::new();
-    let exhausted = |u: &Usage| limit > 0 && u.generated_tokens >= limit;
     for it in 0..cfg.iterations.max(1) {
-        if exhausted(used) {
+        if budget.exhausted() {
             events.push(Event::BudgetExhausted {
-                tokens: used.generated_tokens,
+                tokens: budget.used.generated_tokens,
             });
             break;
         }
@@ -125,8 +124,7 @@ pub(crate) fn run(
                 &earlier,
                 cfg.expansions.max(1),
                 s.settings.seed ^ ((it as u64 + 1) * 7919),
-                used,
-                limit,
+                budget,
             )?;
             let depth = nodes[i].depth + 1;
             let start = nodes.len();
@@ -164,10 +162,10 @@ pub(crate) fn run(
         }
         // Simulation: complete the reply from node i.
         let steps = path(&nodes, i);
-        let candidate = if nodes[i].ended || exhausted(used) {
+        let candidate = if nodes[i].ended || budget.exhausted() {
             s.assemble(steps, nodes[i].ended, 0, 0.0)
         } else {
-            s.complete_from(prompt, steps, it as u64, used, limit)?
+            s.complete_from(prompt, steps, it as u64, budget)?
         };
         let value = candidate.score;
         nodes[i].rollouts.push(candidates.len());
