@@ -10,7 +10,7 @@
 use std::collections::BTreeMap;
 
 use metareason_monitor::confidence::{quantile, ConfidenceMeasure};
-use metareason_monitor::stopping::{rescaled_votes, settled};
+use metareason_monitor::stopping::{count_votes, rescaled_votes, settled, weighted_winner};
 use metareason_monitor::StopRule;
 
 use crate::run::{ItemResult, SampleRecord};
@@ -242,13 +242,7 @@ fn winner<'a>(
     kept: &[&'a SampleRecord],
     weight: impl Fn(&SampleRecord) -> f64,
 ) -> Option<&'a SampleRecord> {
-    metareason_monitor::stopping::weighted_winner(
-        kept,
-        |s| s.answer.as_deref(),
-        |s| weight(s),
-        |s| s.score,
-    )
-    .map(|i| kept[i])
+    weighted_winner(kept, |s| s.answer.as_deref(), |s| weight(s), |s| s.score).map(|i| kept[i])
 }
 
 fn counts(kept: &[&SampleRecord], weight: impl Fn(&SampleRecord) -> f64) -> BTreeMap<String, f64> {
@@ -351,34 +345,26 @@ pub fn replay_item(rule: &Rule, samples: &[SampleRecord]) -> Option<Replayed> {
                 LoopStop::Settled | LoopStop::Recorded => rounds.len(),
             };
             if *stop == LoopStop::Settled {
-                for j in 1..rounds.len().saturating_sub(1) {
-                    let kept: Vec<&SampleRecord> =
-                        rounds[..=j].iter().flat_map(|r| r.iter()).collect();
-                    let mut counts: BTreeMap<String, usize> = BTreeMap::new();
-                    for a in kept.iter().filter_map(|s| s.answer.as_ref()) {
-                        *counts.entry(a.clone()).or_default() += 1;
+                // Votes so far, after each round; the first attempt alone
+                // is never judged settled (the loop waits for one round).
+                let mut counts = BTreeMap::new();
+                for (j, round) in rounds
+                    .iter()
+                    .enumerate()
+                    .take(rounds.len().saturating_sub(1))
+                {
+                    for (a, n) in count_votes(round.iter().filter_map(|s| s.answer.as_deref())) {
+                        *counts.entry(a).or_default() += n;
                     }
-                    if settled(&counts, rounds[j + 1].len()) {
+                    if j > 0 && settled(&counts, rounds[j + 1].len()) {
                         used = j + 1;
                         break;
                     }
                 }
             }
             let kept: Vec<&SampleRecord> = rounds[..used].iter().flat_map(|r| r.iter()).collect();
-            let w = |s: &SampleRecord| {
-                if s.confidence.tokens == 0 {
-                    1.0
-                } else {
-                    s.confidence.lowest_group.max(1e-3)
-                }
-            };
-            let pick = metareason_monitor::stopping::weighted_winner(
-                &kept,
-                |s| s.answer.as_deref(),
-                |s| w(s),
-                |s| w(s),
-            )
-            .map(|i| kept[i]);
+            let w = |s: &&SampleRecord| ConfidenceMeasure::LowestGroup.vote_weight(&s.confidence);
+            let pick = weighted_winner(&kept, |s| s.answer.as_deref(), w, w).map(|i| kept[i]);
             Replayed {
                 correct: right(pick),
                 samples: kept.len(),

@@ -142,6 +142,16 @@ impl ConfidenceMeasure {
         }
     }
 
+    /// A reply's vote weight under this measure: its token confidence, at
+    /// least a small positive floor; 1 for a reply without tokens (so that
+    /// it still counts).
+    pub fn vote_weight(self, c: &TraceConfidence) -> f64 {
+        if c.tokens == 0 {
+            return 1.0;
+        }
+        self.of(c).max(1e-3)
+    }
+
     /// Its name in tables.
     pub fn name(self) -> &'static str {
         match self {

@@ -50,6 +50,15 @@ pub fn top_two(votes: &BTreeMap<String, usize>) -> (usize, usize) {
     )
 }
 
+/// Plain votes: how many times each answer was given.
+pub fn count_votes<'a>(answers: impl IntoIterator<Item = &'a str>) -> BTreeMap<String, usize> {
+    let mut votes: BTreeMap<String, usize> = BTreeMap::new();
+    for a in answers {
+        *votes.entry(a.to_string()).or_default() += 1;
+    }
+    votes
+}
+
 /// Whether `next` more votes can no longer put another answer ahead of
 /// the leader: even if every one of them went to the runner-up (or to an
 /// answer not seen yet), it would at best draw level. Drawing them cannot

@@ -24,7 +24,9 @@ use metareason_core::template::fill;
 use metareason_core::{LanguageModel, Prompt, Usage};
 use metareason_monitor::confidence::ConfidenceMeasure;
 use metareason_monitor::search::unify_answers;
-use metareason_monitor::stopping::{rescaled_votes, settled, top_two, weighted_winner};
+use metareason_monitor::stopping::{
+    count_votes, rescaled_votes, settled, top_two, weighted_winner,
+};
 use metareason_monitor::SearchSettings;
 use metareason_monitor::{Candidate, StopRule};
 use metareason_reflection::{CalibrationFeatures, Calibrator};
@@ -274,13 +276,11 @@ impl Pool {
 
     /// Plain vote counts (one per reply with an answer).
     pub(crate) fn counts(&self) -> BTreeMap<String, usize> {
-        let mut m: BTreeMap<String, usize> = BTreeMap::new();
-        for (_, c, _) in &self.replies {
-            if let Some(a) = &c.answer {
-                *m.entry(a.normalized.clone()).or_default() += 1;
-            }
-        }
-        m
+        count_votes(
+            self.replies
+                .iter()
+                .filter_map(|(_, c, _)| c.answer.as_ref().map(|a| a.normalized.as_str())),
+        )
     }
 
     /// Share of replies giving `answer`.
@@ -590,10 +590,7 @@ pub(crate) fn merge_by_meaning(
 /// A reply's vote weight: its token confidence (at least a small positive
 /// floor, so that a reply without tokens still counts).
 pub(crate) fn weight(c: &Candidate, measure: ConfidenceMeasure) -> f64 {
-    if c.confidence.tokens == 0 {
-        return 1.0;
-    }
-    measure.of(&c.confidence).max(1e-3)
+    measure.vote_weight(&c.confidence)
 }
 
 #[cfg(test)]

@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use metareason_strategy::answer::AnswerKind;
 
 use super::Candidate;
-use crate::stopping::rescaled_votes;
+use crate::stopping::{count_votes, rescaled_votes};
 
 /// Puts answers that say the same thing under one text, the first of their
 /// group's ([`AnswerKind::meaning_groups`]), so that votes count meanings:
@@ -54,13 +54,11 @@ pub fn weighted_majority(candidates: &[Candidate]) -> usize {
 
 /// Votes per (normalised) answer.
 pub fn vote(candidates: &[Candidate]) -> BTreeMap<String, usize> {
-    let mut votes = BTreeMap::new();
-    for c in candidates {
-        if let Some(a) = &c.answer {
-            *votes.entry(a.normalized.clone()).or_insert(0) += 1;
-        }
-    }
-    votes
+    count_votes(
+        candidates
+            .iter()
+            .filter_map(|c| c.answer.as_ref().map(|a| a.normalized.as_str())),
+    )
 }
 
 /// The candidate with an answer and the best mean step reward.
