@@ -12,7 +12,7 @@ out=crates/solver/tests/fixtures/replies.new.jsonl   # review, fill "expected", 
 : > "$out"
 record() { # strategy kind question
   "$bin" --model "$model" solve "$3" --strategy "$1" --answer "$2" --no-memory --no-probes \
-      --cross-check never --revisions 0 --backtrack 0 --fallback none --no-abstain --json 2>/dev/null |
+      --cross-check never --revisions 0 --backtrack 0 --no-fallback --no-abstain --json 2>/dev/null |
     python3 -c '
 import json, sys
 r = json.load(sys.stdin)

@@ -55,7 +55,7 @@ pub struct StrategyBelief {
 /// `counts` (strategy, with outcome, correct).
 pub fn beliefs(
     neighbours: &[Neighbour],
-    counts: &[(String, u64, u64)],
+    counts: &[(StrategyKind, u64, u64)],
     strategies: &[StrategyKind],
     priors: &[f64],
     settings: &CapabilitySettings,
@@ -67,7 +67,7 @@ pub fn beliefs(
             let prior = priors.get(i).copied().unwrap_or(0.5);
             let (n, k) = counts
                 .iter()
-                .find(|(name, _, _)| name == s.name())
+                .find(|(kind, _, _)| *kind == s)
                 .map(|(_, n, k)| (*n, *k))
                 .unwrap_or((0, 0));
             // The prior counts as two observations at its mean: Beta(1, 1)
@@ -79,7 +79,7 @@ pub fn beliefs(
             let mut posterior =
                 Beta::new(m * overall.mean(), m * (1.0 - overall.mean())).expect("positive");
             let (mut used, mut weight) = (0, 0.0);
-            for nb in neighbours.iter().filter(|nb| nb.strategy == s.name()) {
+            for nb in neighbours.iter().filter(|nb| nb.strategy == Some(s)) {
                 let Some(outcome) = nb.outcome else { continue };
                 if nb.similarity < settings.min_similarity {
                     continue;

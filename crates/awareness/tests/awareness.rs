@@ -146,11 +146,11 @@ when = { not = { regex = '\d' } }
     assert_eq!(v.fired.unwrap().0, "not-math");
 }
 
-fn nb(id: i64, sim: f32, strategy: &str, outcome: Option<bool>) -> Neighbour {
+fn nb(id: i64, sim: f32, strategy: StrategyKind, outcome: Option<bool>) -> Neighbour {
     Neighbour {
         id,
         similarity: sim,
-        strategy: strategy.into(),
+        strategy: Some(strategy),
         outcome,
     }
 }
@@ -168,13 +168,13 @@ fn capability_posteriors_weight_neighbours_by_similarity_and_pool_toward_the_ove
         StrategyKind::ProgramAided,
         StrategyKind::Direct,
     );
-    let counts = vec![(a.name().to_string(), 8, 6), (b.name().to_string(), 2, 0)];
+    let counts = vec![(a, 8, 6), (b, 2, 0)];
     let neighbours = vec![
-        nb(1, 1.0, a.name(), Some(false)),
-        nb(2, 0.9, a.name(), Some(true)),
-        nb(3, 0.4, a.name(), Some(true)), // below min similarity
-        nb(4, 0.95, a.name(), None),      // no outcome
-        nb(5, 1.0, b.name(), Some(true)),
+        nb(1, 1.0, a, Some(false)),
+        nb(2, 0.9, a, Some(true)),
+        nb(3, 0.4, a, Some(true)), // below min similarity
+        nb(4, 0.95, a, None),      // no outcome
+        nb(5, 1.0, b, Some(true)),
     ];
     let b = beliefs(&neighbours, &counts, &[a, b, c], &[0.5; 3], &settings);
     // a: overall Beta(7, 3) -> mean 0.7; prior Beta(2.8, 1.2); +w=1 failure,

@@ -6,6 +6,7 @@
 //! right for "February 12, 1809"), or when both are the same number
 //! ("161,548 people" and "161548").
 
+use metareason_strategy::answer::Extract;
 use metareason_strategy::answer::{parse_number, AnswerKind};
 
 /// Whether `answer` (as the system gave it, normalised or raw) is right for

@@ -1,6 +1,7 @@
 //! `metareason bench`: run a configuration over a dataset, resumably, and
 //! summarise it.
 
+use metareason_strategy::answer::Extract;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;

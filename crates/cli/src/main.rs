@@ -156,18 +156,17 @@ struct SolveArgs {
     /// that suit the answer kind), direct, chain_of_thought (cot),
     /// plan_then_solve (plan), program_aided (pal), example_guided, respond.
     #[arg(long, default_value = "auto")]
-    strategy: String,
+    strategy: StrategyArg,
     /// The strategies `auto` chooses among (comma-separated); only those
     /// that suit the task's answer kind are offered.
-    #[arg(
-        long,
-        default_value = "direct,chain_of_thought,plan_then_solve,program_aided,example_guided,respond"
-    )]
-    strategies: String,
-    /// Strategies to switch to when step rewards collapse (comma-separated;
-    /// "none" for no switching).
-    #[arg(long, default_value = "program_aided")]
-    fallback: String,
+    #[arg(long, value_enum, value_delimiter = ',', default_values_t = StrategyKind::ALL)]
+    strategies: Vec<StrategyKind>,
+    /// Strategies to switch to when step rewards collapse (comma-separated).
+    #[arg(long, value_enum, value_delimiter = ',', default_values_t = [StrategyKind::ProgramAided])]
+    fallback: Vec<StrategyKind>,
+    /// Never switch strategy when step rewards collapse.
+    #[arg(long, conflicts_with = "fallback")]
+    no_fallback: bool,
     /// Search policy.
     #[arg(long, default_value = "greedy", value_parser = clap::builder::PossibleValuesParser::new(POLICY_NAMES))]
     search: String,
@@ -501,13 +500,23 @@ fn parse_answer_choice(s: &str) -> Result<Option<AnswerKind>> {
     parse_answer_kind(s).map(Some)
 }
 
-fn parse_strategy(s: &str) -> Result<StrategyKind> {
-    StrategyKind::parse(s).with_context(|| {
-        format!(
-            "unknown strategy '{s}': use one of {}",
-            StrategyKind::ALL.map(|k| k.name()).join(", ")
-        )
-    })
+/// `--strategy`: `auto` (self-awareness chooses) or one strategy.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum StrategyArg {
+    Auto,
+    Fixed(StrategyKind),
+}
+
+impl std::str::FromStr for StrategyArg {
+    type Err = metareason_core::UnknownStrategy;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        if s.trim().eq_ignore_ascii_case("auto") {
+            Ok(StrategyArg::Auto)
+        } else {
+            s.parse().map(StrategyArg::Fixed)
+        }
+    }
 }
 
 /// Stored or model-written text made safe for a terminal: control
@@ -606,21 +615,14 @@ fn read_question(a: &SolveArgs) -> Result<String> {
 fn solve(g: &GlobalArgs, a: SolveArgs) -> Result<()> {
     let question = read_question(&a)?;
     let answer_kind = parse_answer_choice(&a.answer)?;
-    let strategies: Vec<StrategyKind> = if a.strategy == "auto" {
-        a.strategies
-            .split(',')
-            .map(parse_strategy)
-            .collect::<Result<Vec<_>>>()?
-    } else {
-        vec![parse_strategy(&a.strategy)?]
+    let strategies: Vec<StrategyKind> = match a.strategy {
+        StrategyArg::Auto => a.strategies.clone(),
+        StrategyArg::Fixed(k) => vec![k],
     };
-    let fallbacks = if a.fallback == "none" || a.fallback.is_empty() {
+    let fallbacks = if a.no_fallback {
         Vec::new()
     } else {
-        a.fallback
-            .split(',')
-            .map(parse_strategy)
-            .collect::<Result<Vec<_>>>()?
+        a.fallback.clone()
     };
     let Some(mut policy) = policy_by_name(&a.search, a.samples as usize) else {
         bail!(
@@ -645,10 +647,9 @@ fn solve(g: &GlobalArgs, a: SolveArgs) -> Result<()> {
     }
     let solve = SolveConfig {
         // With `auto`, self-awareness replaces it by its choice.
-        strategy: if a.strategy == "auto" {
-            SolveConfig::default().strategy
-        } else {
-            strategies[0]
+        strategy: match a.strategy {
+            StrategyArg::Auto => SolveConfig::default().strategy,
+            StrategyArg::Fixed(k) => k,
         },
         fallbacks,
         policy,
@@ -862,7 +863,7 @@ fn memory(cmd: MemoryCommand) -> Result<()> {
                     e.id,
                     &e.created_at[..19.min(e.created_at.len())],
                     r.decision.name(),
-                    r.strategy,
+                    r.strategy.map_or("none", |s| s.name()),
                     printable(r.answer.as_deref().unwrap_or("-")),
                     r.confidence.map_or("-".into(), |c| format!("{c:.2}")),
                     match r.outcome {

@@ -26,6 +26,7 @@ pub mod decision;
 pub mod embed;
 pub mod error;
 pub mod judge;
+pub mod kinds;
 pub mod model;
 pub mod template;
 
@@ -34,6 +35,10 @@ pub use embed::{EmbedError, Embedder};
 
 pub use error::ModelError;
 pub use judge::StepJudge;
+pub use kinds::{
+    AnswerKind, ParseAnswerKindError, StrategyKind, UnknownName, UnknownStrategy, Verdict,
+    VerifierKind,
+};
 pub use model::{
     softmax, ConfidenceFloor, FinishReason, GenerateRequest, Generation, LanguageModel, Message,
     ModelInfo, Prompt, Role, SamplingParams, ScoreRequest, Scored, Sequence, TokenLogprob,

@@ -10,7 +10,7 @@
 
 use std::time::Instant;
 
-use metareason_memory::{Decision, EpisodeRecord, Memory};
+use metareason_memory::{Decision, EpisodeRecord, Memory, StrategyKind};
 use rand::{Rng, SeedableRng};
 
 fn unit(rng: &mut impl Rng, d: usize) -> Vec<f32> {
@@ -20,13 +20,13 @@ fn unit(rng: &mut impl Rng, d: usize) -> Vec<f32> {
     v
 }
 
-fn record(task: String, embedding: Vec<f32>, strategy: &str) -> EpisodeRecord {
+fn record(task: String, embedding: Vec<f32>, strategy: StrategyKind) -> EpisodeRecord {
     EpisodeRecord {
         task,
         family: None,
         embedding: Some(embedding),
         embedder: Some("random".into()),
-        strategy: strategy.into(),
+        strategy: Some(strategy),
         search: "greedy".into(),
         decision: Decision::Answer,
         answer: Some("1".into()),
@@ -53,7 +53,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(1);
     let t = Instant::now();
     for i in 0..n {
-        let s = ["chain_of_thought", "program_aided"][i % 2];
+        let s = [StrategyKind::ChainOfThought, StrategyKind::ProgramAided][i % 2];
         m.record(&record(format!("task {i}"), unit(&mut rng, d), s))?;
     }
     let insert = t.elapsed().as_secs_f64();
@@ -68,7 +68,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     }
     let warm = t.elapsed().as_secs_f64() / queries.len() as f64;
     for i in 0..100 {
-        m.record(&record(format!("late {i}"), unit(&mut rng, d), "direct"))?;
+        m.record(&record(
+            format!("late {i}"),
+            unit(&mut rng, d),
+            StrategyKind::Direct,
+        ))?;
     }
     let t = Instant::now();
     let after = m.nearest(&q, 32)?;

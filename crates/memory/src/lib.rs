@@ -21,7 +21,9 @@ use std::io::{BufRead, Write};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-pub use metareason_core::{Decision, Grounds, UnknownDecision};
+pub use metareason_core::{
+    Decision, Grounds, StrategyKind, UnknownDecision, Verdict, VerifierKind,
+};
 use rusqlite::{params, Connection, OptionalExtension, Transaction};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
@@ -93,9 +95,9 @@ pub struct StepRecord {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct FindingRecord {
     /// Which verifier.
-    pub verifier: String,
+    pub verifier: VerifierKind,
     /// `pass` or `fail`.
-    pub verdict: String,
+    pub verdict: Verdict,
     /// The step it concerns.
     pub step: Option<usize>,
     /// What it found.
@@ -115,8 +117,10 @@ pub struct EpisodeRecord {
     pub embedding: Option<Vec<f32>>,
     /// Which embedder produced it.
     pub embedder: Option<String>,
-    /// The strategy that answered (or would have).
-    pub strategy: String,
+    /// The strategy that answered (or would have); none when the request
+    /// was refused or declined before a strategy was chosen (stored as
+    /// `none`).
+    pub strategy: Option<StrategyKind>,
     /// The search policy.
     pub search: String,
     /// Answer, abstain or refuse.
@@ -211,8 +215,8 @@ pub struct Neighbour {
     pub id: i64,
     /// Cosine similarity to the query.
     pub similarity: f32,
-    /// Its strategy.
-    pub strategy: String,
+    /// Its strategy (none when it was refused or declined before one was chosen).
+    pub strategy: Option<StrategyKind>,
     /// Its outcome, when known.
     pub outcome: Option<bool>,
 }
@@ -233,7 +237,7 @@ pub struct Stats {
     /// Episodes by decision.
     pub by_decision: Vec<(String, u64)>,
     /// Per strategy: episodes with outcome, correct.
-    pub by_strategy: Vec<(String, u64, u64)>,
+    pub by_strategy: Vec<(StrategyKind, u64, u64)>,
     /// Thought templates.
     pub templates: u64,
     /// Error notes.
@@ -268,7 +272,7 @@ struct Index {
     dims: usize,
     vectors: Vec<f32>,
     strategies: Vec<u32>,
-    strategy_names: Vec<String>,
+    strategy_names: Vec<Option<StrategyKind>>,
     /// Highest episode id loaded.
     high: i64,
 }
@@ -518,8 +522,8 @@ impl Memory {
         ep.record.findings = st
             .query_map(params![ep.id], |r| {
                 Ok(FindingRecord {
-                    verifier: r.get(0)?,
-                    verdict: r.get(1)?,
+                    verifier: named(r, 0)?,
+                    verdict: named(r, 1)?,
                     step: r.get::<_, Option<i64>>(2)?.map(|s| s as usize),
                     message: r.get(3)?,
                     confidence: r.get(4)?,
@@ -565,7 +569,7 @@ impl Memory {
     }
 
     /// Outcome counts per strategy: (strategy, with outcome, correct).
-    pub fn strategy_counts(&self) -> Result<Vec<(String, u64, u64)>, MemoryError> {
+    pub fn strategy_counts(&self) -> Result<Vec<(StrategyKind, u64, u64)>, MemoryError> {
         let mut st = self
             .conn
             .prepare(
@@ -576,14 +580,17 @@ impl Memory {
         let rows = st
             .query_map([], |r| {
                 Ok((
-                    r.get::<_, String>(0)?,
+                    strategy_column(r, 0)?,
                     r.get::<_, i64>(1)? as u64,
                     r.get::<_, Option<i64>>(2)?.unwrap_or(0) as u64,
                 ))
             })
             .and_then(|rows| rows.collect::<Result<Vec<_>, _>>())
             .map_err(|e| self.err(e))?;
-        Ok(rows)
+        Ok(rows
+            .into_iter()
+            .filter_map(|(s, n, k)| Some((s?, n, k)))
+            .collect())
     }
 
     /// Loads embeddings stored since the last search into the in-memory index.
@@ -600,7 +607,7 @@ impl Memory {
         while let Some(r) = rows.next().map_err(|e| self.err(e))? {
             let id: i64 = r.get(0).map_err(|e| self.err(e))?;
             let blob: Vec<u8> = r.get(1).map_err(|e| self.err(e))?;
-            let strategy: String = r.get(2).map_err(|e| self.err(e))?;
+            let strategy = strategy_column(r, 2).map_err(|e| self.err(e))?;
             let v = from_blob(&blob);
             index.high = index.high.max(id);
             if index.dims == 0 {
@@ -660,7 +667,7 @@ impl Memory {
             out.push(Neighbour {
                 id,
                 similarity: sim,
-                strategy: index.strategy_names[index.strategies[i] as usize].clone(),
+                strategy: index.strategy_names[index.strategies[i] as usize],
                 outcome: outcome.map(|o| o != 0),
             });
         }
@@ -1028,6 +1035,30 @@ const EPISODE_COLUMNS: &str =
      decision, answer, confidence, features, outcome, reference, generated_tokens, prompt_tokens, \
      cached_prompt_tokens, seconds, trace";
 
+/// A column that holds one of a closed set of names (a strategy, a
+/// decision, a verifier, a verdict): a name that is none of them makes the
+/// row corrupt instead of becoming a default.
+fn named<T>(r: &rusqlite::Row<'_>, column: usize) -> rusqlite::Result<T>
+where
+    T: std::str::FromStr,
+    T::Err: std::error::Error + Send + Sync + 'static,
+{
+    r.get::<_, String>(column)?.parse().map_err(|e: T::Err| {
+        rusqlite::Error::FromSqlConversionFailure(column, rusqlite::types::Type::Text, Box::new(e))
+    })
+}
+
+/// How an episode without a strategy stores it.
+const NO_STRATEGY: &str = "none";
+
+/// The strategy column: `none` or a strategy's name.
+fn strategy_column(r: &rusqlite::Row<'_>, column: usize) -> rusqlite::Result<Option<StrategyKind>> {
+    if r.get_ref(column)?.as_str().ok() == Some(NO_STRATEGY) {
+        return Ok(None);
+    }
+    named(r, column).map(Some)
+}
+
 fn row_to_episode(r: &rusqlite::Row<'_>) -> rusqlite::Result<Episode> {
     let json = |s: Option<String>| s.and_then(|s| serde_json::from_str(&s).ok());
     Ok(Episode {
@@ -1038,20 +1069,11 @@ fn row_to_episode(r: &rusqlite::Row<'_>) -> rusqlite::Result<Episode> {
             family: r.get(3)?,
             embedding: r.get::<_, Option<Vec<u8>>>(4)?.map(|b| from_blob(&b)),
             embedder: r.get(5)?,
-            strategy: r.get(6)?,
+            strategy: strategy_column(r, 6)?,
             search: r.get(7)?,
             // A stored decision that is none of the three is a corrupt row,
             // not an answer.
-            decision: r
-                .get::<_, String>(8)?
-                .parse()
-                .map_err(|e: UnknownDecision| {
-                    rusqlite::Error::FromSqlConversionFailure(
-                        8,
-                        rusqlite::types::Type::Text,
-                        Box::new(e),
-                    )
-                })?,
+            decision: named(r, 8)?,
             answer: r.get(9)?,
             confidence: r.get(10)?,
             features: json(r.get(11)?),
@@ -1085,7 +1107,7 @@ fn insert_episode(
             e.family,
             e.embedding.as_deref().map(to_blob),
             e.embedder,
-            e.strategy,
+            e.strategy.map_or(NO_STRATEGY, StrategyKind::name),
             e.search,
             e.decision.name(),
             e.answer,
@@ -1115,8 +1137,8 @@ fn insert_findings(
             params![
                 id,
                 i as i64,
-                f.verifier,
-                f.verdict,
+                f.verifier.name(),
+                f.verdict.name(),
                 f.step.map(|s| s as i64),
                 f.message,
                 f.confidence

@@ -5,6 +5,7 @@ use std::process::Command;
 
 use metareason_memory::{
     Decision, EpisodeRecord, FindingRecord, Memory, MemoryError, MetaEntry, MetaKind, StepRecord,
+    StrategyKind, Verdict, VerifierKind,
 };
 
 fn unit(v: &[f32]) -> Vec<f32> {
@@ -18,7 +19,7 @@ fn episode(task: &str, strategy: &str, emb: &[f32], steps: usize) -> EpisodeReco
         family: Some("test".into()),
         embedding: Some(unit(emb)),
         embedder: Some("test".into()),
-        strategy: strategy.into(),
+        strategy: Some(strategy.parse().expect("a strategy name")),
         search: "greedy".into(),
         decision: Decision::Answer,
         answer: Some("42".into()),
@@ -37,8 +38,8 @@ fn episode(task: &str, strategy: &str, emb: &[f32], steps: usize) -> EpisodeReco
             })
             .collect(),
         findings: vec![FindingRecord {
-            verifier: "arithmetic".into(),
-            verdict: "fail".into(),
+            verifier: VerifierKind::Arithmetic,
+            verdict: Verdict::Fail,
             step: Some(1),
             message: "2 + 2 is 4, not 5".into(),
             confidence: 1.0,
@@ -77,22 +78,30 @@ fn an_episode_round_trips_with_steps_findings_and_outcome() {
     );
     assert_eq!(
         stats.by_strategy,
-        vec![("chain_of_thought".to_string(), 1, 1)]
+        vec![(StrategyKind::ChainOfThought, 1, 1)]
     );
 }
 
 #[test]
 fn nearest_finds_the_most_similar_episodes_in_order_and_sees_new_ones() {
     let mut m = Memory::in_memory().unwrap();
-    let a = m.record(&episode("a", "s1", &[1.0, 0.0, 0.0], 0)).unwrap();
-    let b = m.record(&episode("b", "s2", &[0.8, 0.6, 0.0], 0)).unwrap();
-    let _c = m.record(&episode("c", "s1", &[0.0, 0.0, 1.0], 0)).unwrap();
+    let a = m
+        .record(&episode("a", "direct", &[1.0, 0.0, 0.0], 0))
+        .unwrap();
+    let b = m
+        .record(&episode("b", "program_aided", &[0.8, 0.6, 0.0], 0))
+        .unwrap();
+    let _c = m
+        .record(&episode("c", "direct", &[0.0, 0.0, 1.0], 0))
+        .unwrap();
     let got = m.nearest(&unit(&[1.0, 0.1, 0.0]), 2).unwrap();
     assert_eq!(got.iter().map(|n| n.id).collect::<Vec<_>>(), vec![a, b]);
-    assert_eq!(got[1].strategy, "s2");
+    assert_eq!(got[1].strategy, Some(StrategyKind::ProgramAided));
     assert!(got[0].similarity > got[1].similarity);
     // Added after the index was loaded, and outcomes given later, are seen.
-    let d = m.record(&episode("d", "s3", &[1.0, 0.1, 0.0], 0)).unwrap();
+    let d = m
+        .record(&episode("d", "plan_then_solve", &[1.0, 0.1, 0.0], 0))
+        .unwrap();
     m.set_outcome(d, false, None).unwrap();
     let got = m.nearest(&unit(&[1.0, 0.1, 0.0]), 1).unwrap();
     assert_eq!((got[0].id, got[0].outcome), (d, Some(false)));
@@ -143,9 +152,10 @@ fn parameters_and_meta_buffer_persist() {
 fn export_then_import_reproduces_the_memory_and_a_bad_line_changes_nothing() {
     let dir = tempfile::tempdir().unwrap();
     let mut m = Memory::open(dir.path().join("a.sqlite")).unwrap();
-    let id = m.record(&episode("t1", "s1", &[1.0, 0.0], 2)).unwrap();
+    let id = m.record(&episode("t1", "direct", &[1.0, 0.0], 2)).unwrap();
     m.set_outcome(id, false, Some("7")).unwrap();
-    m.record(&episode("t2", "s2", &[0.0, 1.0], 1)).unwrap();
+    m.record(&episode("t2", "program_aided", &[0.0, 1.0], 1))
+        .unwrap();
     m.set_parameter("weights", &vec![0.5]).unwrap();
     m.add_meta(&MetaEntry {
         id: 0,
@@ -204,11 +214,13 @@ fn a_reader_sees_the_last_whole_episode_while_a_writer_is_mid_episode() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("m.sqlite");
     let mut writer = Memory::open(&path).unwrap();
-    writer.record(&episode("first", "s", &[1.0], 1)).unwrap();
+    writer
+        .record(&episode("first", "respond", &[1.0], 1))
+        .unwrap();
     let reader = Memory::open(&path).unwrap();
     let mut seen_during = None;
     writer
-        .record_observed(&episode("second", "s", &[1.0], 3), |i| {
+        .record_observed(&episode("second", "respond", &[1.0], 3), |i| {
             if i == 1 {
                 // The writer holds an open transaction with a partial episode.
                 seen_during = Some(reader.stats().unwrap().episodes);
@@ -266,7 +278,7 @@ fn child_writer_helper() {
     let db = std::path::PathBuf::from(db);
     let mut m = Memory::open(&db).unwrap();
     let marker = db.with_extension("mid-episode");
-    m.record_observed(&episode("doomed", "s", &[1.0], 50), |i| {
+    m.record_observed(&episode("doomed", "respond", &[1.0], 50), |i| {
         if i == 10 {
             std::fs::write(&marker, b"1").unwrap();
             loop {
@@ -283,7 +295,7 @@ fn killing_a_writer_mid_episode_leaves_no_partial_episode() {
     let db = dir.path().join("killed.sqlite");
     {
         let mut m = Memory::open(&db).unwrap();
-        m.record(&episode("kept", "s", &[1.0], 2)).unwrap();
+        m.record(&episode("kept", "respond", &[1.0], 2)).unwrap();
     }
     let mut child = Command::new(std::env::current_exe().unwrap())
         .args([
@@ -316,7 +328,7 @@ fn killing_a_writer_mid_episode_leaves_no_partial_episode() {
     assert_eq!(m.episode(eps[0].id).unwrap().record.steps.len(), 2);
     // The file still takes writes.
     let mut m = m;
-    m.record(&episode("after", "s", &[1.0], 1)).unwrap();
+    m.record(&episode("after", "respond", &[1.0], 1)).unwrap();
     assert_eq!(m.stats().unwrap().episodes, 2);
 }
 
@@ -334,5 +346,44 @@ fn a_new_memory_file_and_its_directory_are_the_users_alone() {
     let wal = path.with_extension("sqlite-wal");
     if wal.exists() {
         assert_eq!(mode(&wal), 0o600);
+    }
+}
+
+#[test]
+fn a_stored_name_that_is_no_strategy_verifier_or_verdict_is_a_corrupt_row_not_a_default() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("memory.sqlite");
+    let mut m = Memory::open(&path).unwrap();
+    let id = m
+        .record(&episode("t", "chain_of_thought", &[1.0, 0.0], 1))
+        .unwrap();
+    let refused = EpisodeRecord {
+        strategy: None,
+        decision: Decision::Refuse,
+        ..episode("r", "direct", &[0.0, 1.0], 0)
+    };
+    let none = m.record(&refused).unwrap();
+    drop(m);
+    let m = Memory::open(&path).unwrap();
+    // An episode refused before a strategy was chosen round-trips as none.
+    assert_eq!(m.episode(none).unwrap().record.strategy, None);
+    drop(m);
+    for sql in [
+        "UPDATE episodes SET strategy = 'oracle' WHERE id = ?1",
+        "UPDATE findings SET verifier = 'oracle' WHERE episode_id = ?1",
+        "UPDATE findings SET verdict = 'maybe' WHERE episode_id = ?1",
+    ] {
+        let backup = std::fs::read(&path).unwrap();
+        let db = rusqlite::Connection::open(&path).unwrap();
+        assert!(db.execute(sql, [id]).unwrap() > 0, "{sql}");
+        drop(db);
+        let m = Memory::open(&path).unwrap();
+        let e = m.episode(id).unwrap_err().to_string();
+        assert!(
+            e.contains("oracle") || e.contains("maybe"),
+            "{sql}: the error names the bad value: {e}"
+        );
+        drop(m);
+        std::fs::write(&path, backup).unwrap();
     }
 }

@@ -8,6 +8,7 @@ use metareason_monitor::{
 };
 use metareason_scripted::{Reply, ScriptedModel, When};
 use metareason_strategy::answer::AnswerKind;
+use metareason_strategy::Definition;
 use metareason_strategy::StrategyKind;
 
 fn answer(n: &str) -> Reply {

@@ -16,6 +16,7 @@
 //! not change the answer), or at the budget. Every round is recorded
 //! with the numbers that justified it.
 
+use metareason_strategy::Definition;
 use std::collections::BTreeMap;
 
 use metareason_awareness::Costs;

@@ -34,6 +34,8 @@ pub use escalate::{EscalationBeliefs, EscalationConfig, EscalationReport};
 use events::OptionEvent;
 pub use events::{Phase, TraceEvent, TraceObserver};
 pub use metareason_core::Grounds;
+use metareason_strategy::answer::Extract;
+use metareason_strategy::Definition;
 pub use preset::{Ablations, Module, Preset};
 
 use std::collections::BTreeMap;
@@ -1010,10 +1012,7 @@ impl<'a> Reasoner<'a> {
             family: config.family.clone(),
             embedding,
             embedder: report.embedder.clone(),
-            strategy: report
-                .assessment
-                .strategy
-                .map_or_else(|| "none".to_string(), |s| s.name().to_string()),
+            strategy: report.assessment.strategy,
             search: config.solve.policy.name().to_string(),
             decision: report.decision,
             answer: report.candidate_answer.clone(),
@@ -1051,8 +1050,8 @@ impl<'a> Reasoner<'a> {
                     a.findings
                         .iter()
                         .map(|f| FindingRecord {
-                            verifier: f.verifier.name().to_string(),
-                            verdict: f.verdict.name().to_string(),
+                            verifier: f.verifier,
+                            verdict: f.verdict,
                             step: f.step,
                             message: f.message.clone(),
                             confidence: f.confidence,

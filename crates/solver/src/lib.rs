@@ -22,6 +22,8 @@
 pub mod prompts;
 mod trace;
 
+use metareason_strategy::answer::Extract;
+use metareason_strategy::Definition;
 use std::time::Instant;
 
 use metareason_core::{LanguageModel, Message, ModelError, Prompt, Usage};

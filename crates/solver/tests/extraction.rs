@@ -7,6 +7,8 @@
 use metareason_sandbox::{Limits, Sandbox};
 use metareason_solver::program_answer;
 use metareason_strategy::answer::AnswerKind;
+use metareason_strategy::answer::Extract;
+use metareason_strategy::Definition;
 use metareason_strategy::{AnswerSource, StrategyKind};
 use metareason_verify::program::run_program;
 use serde::Deserialize;

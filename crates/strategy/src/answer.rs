@@ -11,73 +11,7 @@ use serde::{Deserialize, Serialize};
 /// An exact rational number.
 pub type Rational = Ratio<i128>;
 
-/// What shape the answer to a task has.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
-#[serde(rename_all = "snake_case", tag = "kind")]
-pub enum AnswerKind {
-    /// A number (integers, decimals, fractions, negatives, with or without
-    /// thousands separators, currency or units).
-    #[default]
-    Number,
-    /// One of several labelled options (`A`, `B`, ...).
-    Choice {
-        /// The labels allowed, upper-case.
-        labels: Vec<String>,
-    },
-    /// Yes or no.
-    YesNo,
-    /// A short free text (a name, date, place or phrase), compared case- and
-    /// punctuation-insensitively, and voted on by meaning ([`AnswerKind::same_meaning`]).
-    Text,
-    /// A free-form reply (an explanation, instructions, advice, a piece of
-    /// writing): the whole reply is the answer; nothing is extracted.
-    FreeText,
-}
-
-/// An answer kind that does not parse.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("unknown answer kind '{0}': use number, yes_no, text, free_text or choice:ABCD")]
-pub struct ParseAnswerKindError(String);
-
-impl std::str::FromStr for AnswerKind {
-    type Err = ParseAnswerKindError;
-
-    /// `number`, `yes_no` (or `yesno`), `text` (or `short_text`),
-    /// `free_text` (or `free`), `choice:ABCD` (the labels, one letter each).
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        let t = s.trim().to_lowercase().replace('-', "_");
-        Ok(match t.as_str() {
-            "number" => AnswerKind::Number,
-            "yesno" | "yes_no" => AnswerKind::YesNo,
-            "text" | "short_text" => AnswerKind::Text,
-            "free_text" | "free" | "freetext" => AnswerKind::FreeText,
-            _ => {
-                let labels = t
-                    .strip_prefix("choice:")
-                    .filter(|l| !l.is_empty() && l.chars().all(|c| c.is_ascii_alphabetic()))
-                    .ok_or_else(|| ParseAnswerKindError(s.to_string()))?;
-                AnswerKind::Choice {
-                    labels: labels
-                        .chars()
-                        .map(|c| c.to_ascii_uppercase().to_string())
-                        .collect(),
-                }
-            }
-        })
-    }
-}
-
-impl std::fmt::Display for AnswerKind {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            AnswerKind::Number => f.write_str("number"),
-            AnswerKind::YesNo => f.write_str("yes_no"),
-            AnswerKind::Text => f.write_str("text"),
-            AnswerKind::FreeText => f.write_str("free_text"),
-            AnswerKind::Choice { labels } => write!(f, "choice:{}", labels.concat()),
-        }
-    }
-}
+pub use metareason_core::kinds::{AnswerKind, ParseAnswerKindError};
 
 /// An extracted, normalised answer.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -188,20 +122,58 @@ pub fn close_enough(exact: &Rational, written: &Rational, written_text: &str) ->
     (exact - written).abs() <= half_unit
 }
 
-impl AnswerKind {
+/// Answer extraction and comparison for each [`AnswerKind`]: how the
+/// final answer is found in a reply, normalised, and grouped by meaning.
+pub trait Extract {
     /// The final answer only when the text states it with an explicit marker
     /// (`The answer is X`, `Answer: X`, `#### X`, `\boxed{X}`): how a
     /// step-level search tells a finished reply from a step that merely
     /// mentions a number, such as "to answer this, note the 22 apples".
-    pub fn extract_marked(&self, text: &str) -> Option<Answer> {
-        let marked = marked_answer(text)?;
-        self.extract(&marked)
-    }
+    fn extract_marked(&self, text: &str) -> Option<Answer>;
+
+    /// The answer of a reply the token limit cut short. A token-like answer
+    /// counts only where the reply states it (its last number is wherever
+    /// the cut fell); prose answers with what it has said, up to its last
+    /// complete sentence or paragraph, since an explanation cut mid-way is
+    /// still an answer, where none at all would withhold it.
+    fn extract_cut(&self, text: &str) -> Option<Answer>;
 
     /// Finds the final answer in a reasoning text: an explicit marker first
     /// (`#### X`, `\boxed{X}`, `The answer is X`, `Answer: X`), then, for
     /// numbers, the last number written.
-    pub fn extract(&self, text: &str) -> Option<Answer> {
+    fn extract(&self, text: &str) -> Option<Answer>;
+
+    /// Normalises a reference answer (from a dataset) the way extracted
+    /// answers are normalised, so the two compare with `==`.
+    fn normalize_reference(&self, reference: &str) -> Option<String>;
+
+    /// Whether two normalised answers of this kind say the same thing. For
+    /// short text: equal, or every content word of one is in the other
+    /// ("shakespeare" and "william shakespeare"; "paris" and "paris
+    /// france"), the cheap first stage of clustering answers by meaning. For
+    /// the other kinds: equal.
+    fn same_meaning(&self, a: &str, b: &str) -> bool;
+
+    /// Groups answers that say the same thing: for each answer, the index of
+    /// the first answer of its group, whose text the group is voted under.
+    /// Greedy in order, so the result does not depend on a hash.
+    fn meaning_groups(&self, answers: &[&str]) -> Vec<usize>;
+}
+
+impl Extract for AnswerKind {
+    fn extract_marked(&self, text: &str) -> Option<Answer> {
+        let marked = marked_answer(text)?;
+        self.extract(&marked)
+    }
+
+    fn extract_cut(&self, text: &str) -> Option<Answer> {
+        match self {
+            AnswerKind::FreeText => self.extract(complete_part(text)),
+            _ => self.extract_marked(text),
+        }
+    }
+
+    fn extract(&self, text: &str) -> Option<Answer> {
         let marked = marked_answer(text);
         match self {
             AnswerKind::Number => {
@@ -278,9 +250,7 @@ impl AnswerKind {
         }
     }
 
-    /// Normalises a reference answer (from a dataset) the way extracted
-    /// answers are normalised, so the two compare with `==`.
-    pub fn normalize_reference(&self, reference: &str) -> Option<String> {
+    fn normalize_reference(&self, reference: &str) -> Option<String> {
         match self {
             AnswerKind::Number => number_in(reference).map(|v| format_number(&v)),
             AnswerKind::YesNo => {
@@ -298,12 +268,7 @@ impl AnswerKind {
         }
     }
 
-    /// Whether two normalised answers of this kind say the same thing. For
-    /// short text: equal, or every content word of one is in the other
-    /// ("shakespeare" and "william shakespeare"; "paris" and "paris
-    /// france"), the cheap first stage of clustering answers by meaning. For
-    /// the other kinds: equal.
-    pub fn same_meaning(&self, a: &str, b: &str) -> bool {
+    fn same_meaning(&self, a: &str, b: &str) -> bool {
         if a == b {
             return true;
         }
@@ -327,10 +292,7 @@ impl AnswerKind {
         }
     }
 
-    /// Groups answers that say the same thing: for each answer, the index of
-    /// the first answer of its group, whose text the group is voted under.
-    /// Greedy in order, so the result does not depend on a hash.
-    pub fn meaning_groups(&self, answers: &[&str]) -> Vec<usize> {
+    fn meaning_groups(&self, answers: &[&str]) -> Vec<usize> {
         let mut heads: Vec<usize> = Vec::new();
         let mut group = Vec::with_capacity(answers.len());
         for (i, a) in answers.iter().enumerate() {
@@ -497,6 +459,31 @@ fn last_number(text: &str) -> Option<(String, Rational)> {
     Some((m.as_str().trim().to_string(), v))
 }
 
+/// The part of a cut reply that ends a sentence, a list item or a paragraph
+/// (the whole text when none does).
+fn complete_part(text: &str) -> &str {
+    let text = text.trim_end();
+    let mut end = None;
+    for (i, c) in text.char_indices() {
+        let next = text[i + c.len_utf8()..].chars().next();
+        let line = &text[text[..i].rfind('\n').map_or(0, |n| n + 1)..i];
+        // "2." opening a numbered item ends nothing.
+        let marker = !line.trim().is_empty() && line.trim().chars().all(|d| d.is_ascii_digit());
+        let sentence =
+            matches!(c, '.' | '!' | '?') && next.is_none_or(char::is_whitespace) && !marker;
+        if sentence {
+            end = Some(i + c.len_utf8());
+        } else if c == '\n' && i > 0 {
+            // A line that ends (a list item, a heading) is complete too.
+            end = Some(i);
+        }
+    }
+    match end {
+        Some(e) if !text[..e].trim().is_empty() => text[..e].trim_end(),
+        _ => text,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -548,6 +535,38 @@ mod tests {
         assert!(n.extract_marked("The answer is unclear.").is_none());
         let yn = AnswerKind::YesNo;
         assert_eq!(yn.extract_marked("Answer: yes").unwrap().normalized, "yes");
+    }
+
+    #[test]
+    fn prose_cut_by_the_token_limit_answers_with_its_complete_part() {
+        let f = AnswerKind::FreeText;
+        // Cut mid-sentence: the answer ends at the last complete sentence.
+        let cut =
+            "A credit score sums up how you repay debt. Lenders use it to decide whether to le";
+        assert_eq!(
+            f.extract_cut(cut).unwrap().raw,
+            "A credit score sums up how you repay debt."
+        );
+        // Cut inside a list: the items that ended stay, the cut one goes.
+        let list = "To back up photos:\n1. Turn on cloud backup.\n2. Copy them to a comp";
+        assert_eq!(
+            f.extract_cut(list).unwrap().raw,
+            "To back up photos:\n1. Turn on cloud backup."
+        );
+        // "e.g." inside a word run is not a sentence end; nothing complete: all of it.
+        assert_eq!(
+            f.extract_cut("Use e.g.the cloud").unwrap().raw,
+            "Use e.g.the cloud"
+        );
+        // A token-like answer still needs its marker when cut.
+        assert!(AnswerKind::Number.extract_cut("6 * 7 = 4").is_none());
+        assert_eq!(
+            AnswerKind::Number
+                .extract_cut("The answer is 42. Che")
+                .unwrap()
+                .normalized,
+            "42"
+        );
     }
 
     #[test]

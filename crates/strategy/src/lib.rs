@@ -7,7 +7,7 @@
 //! templates, splits steps and extracts answers ([`answer`]).
 //!
 //! ```
-//! use metareason_strategy::{answer::AnswerKind, StrategyKind};
+//! use metareason_strategy::{answer::AnswerKind, Definition, StrategyKind};
 //!
 //! let cot = StrategyKind::ChainOfThought.strategy();
 //! let prompt = cot.prompt("What is 6 * 7?", &AnswerKind::Number, &[]);
@@ -27,77 +27,30 @@ use metareason_core::template::fill;
 use metareason_core::{Message, Prompt};
 use serde::{Deserialize, Serialize};
 
-/// The strategies metareason knows.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, PartialOrd, Ord)]
-#[serde(rename_all = "snake_case")]
-pub enum StrategyKind {
-    /// Answer at once.
-    Direct,
-    /// Step-by-step reasoning.
-    ChainOfThought,
-    /// Decompose, then solve the parts.
-    PlanThenSolve,
-    /// Write a program; the sandbox runs it.
-    ProgramAided,
-    /// Follow retrieved templates and solved examples.
-    ExampleGuided,
-    /// Answer a request or an open question in prose (free-text answers).
-    Respond,
+pub use metareason_core::kinds::{StrategyKind, UnknownStrategy};
+
+/// A strategy kind's definition (its prompt, step format and answer source),
+/// read from the compiled-in TOML file.
+pub trait Definition {
+    /// The strategy's definition.
+    fn strategy(self) -> &'static Strategy;
 }
 
-impl StrategyKind {
-    /// Every strategy, in a fixed order.
-    pub const ALL: [StrategyKind; 6] = [
-        StrategyKind::Direct,
-        StrategyKind::ChainOfThought,
-        StrategyKind::PlanThenSolve,
-        StrategyKind::ProgramAided,
-        StrategyKind::ExampleGuided,
-        StrategyKind::Respond,
-    ];
-
-    /// The name used on the command line and in traces.
-    pub fn name(self) -> &'static str {
-        match self {
-            StrategyKind::Direct => "direct",
-            StrategyKind::ChainOfThought => "chain_of_thought",
-            StrategyKind::PlanThenSolve => "plan_then_solve",
-            StrategyKind::ProgramAided => "program_aided",
-            StrategyKind::ExampleGuided => "example_guided",
-            StrategyKind::Respond => "respond",
-        }
-    }
-
-    /// Parses a name (`cot` and `pal` are accepted as short forms).
-    pub fn parse(name: &str) -> Option<Self> {
-        let n = name.trim().to_lowercase().replace('-', "_");
-        match n.as_str() {
-            "cot" => return Some(StrategyKind::ChainOfThought),
-            "pal" | "program" => return Some(StrategyKind::ProgramAided),
-            "plan" => return Some(StrategyKind::PlanThenSolve),
-            _ => {}
-        }
-        Self::ALL.into_iter().find(|k| k.name() == n)
-    }
-
-    /// The strategy's definition.
-    pub fn strategy(self) -> &'static Strategy {
+impl Definition for StrategyKind {
+    fn strategy(self) -> &'static Strategy {
         static ALL: OnceLock<Vec<Strategy>> = OnceLock::new();
         let all = ALL.get_or_init(|| {
-            Self::ALL
+            StrategyKind::ALL
                 .iter()
                 .map(|&k| {
                     Strategy::from_toml(k, source_of(k)).expect("built-in strategy files parse")
                 })
                 .collect()
         });
-        &all[Self::ALL.iter().position(|&k| k == self).expect("listed")]
-    }
-}
-
-impl std::fmt::Display for StrategyKind {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.pad(self.name())
+        &all[StrategyKind::ALL
+            .iter()
+            .position(|&k| k == self)
+            .expect("listed")]
     }
 }
 
@@ -309,22 +262,6 @@ mod tests {
             "{user}"
         );
         assert_eq!(user.matches("What is 2 + 2?").count(), 1, "{user}");
-    }
-
-    #[test]
-    fn names_round_trip_and_short_forms_parse() {
-        for k in StrategyKind::ALL {
-            assert_eq!(StrategyKind::parse(k.name()), Some(k));
-        }
-        assert_eq!(
-            StrategyKind::parse("CoT"),
-            Some(StrategyKind::ChainOfThought)
-        );
-        assert_eq!(
-            StrategyKind::parse("program-aided"),
-            Some(StrategyKind::ProgramAided)
-        );
-        assert_eq!(StrategyKind::parse("guess"), None);
     }
 
     #[test]

@@ -2,6 +2,7 @@
 //! task asks for?
 
 use metareason_strategy::answer::AnswerKind;
+use metareason_strategy::answer::Extract;
 
 use crate::{Finding, Verdict, VerifierKind};
 

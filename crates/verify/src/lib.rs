@@ -17,51 +17,7 @@ pub mod program;
 
 use serde::{Deserialize, Serialize};
 
-/// Which verifier produced a finding.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum VerifierKind {
-    /// Exact re-computation of written arithmetic.
-    Arithmetic,
-    /// Running a generated program in the sandbox.
-    Program,
-    /// Answer kind and format.
-    Format,
-    /// The model's own critique.
-    Critique,
-}
-
-impl VerifierKind {
-    /// The verifier's name, as in the trace.
-    pub fn name(self) -> &'static str {
-        match self {
-            VerifierKind::Arithmetic => "arithmetic",
-            VerifierKind::Program => "program",
-            VerifierKind::Format => "format",
-            VerifierKind::Critique => "critique",
-        }
-    }
-}
-
-/// The verdict of one check.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Verdict {
-    /// The check passed.
-    Pass,
-    /// The check found an error.
-    Fail,
-}
-
-impl Verdict {
-    /// The verdict's name, as in the trace.
-    pub fn name(self) -> &'static str {
-        match self {
-            Verdict::Pass => "pass",
-            Verdict::Fail => "fail",
-        }
-    }
-}
+pub use metareason_core::kinds::{Verdict, VerifierKind};
 
 /// What a verifier found.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

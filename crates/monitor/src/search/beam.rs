@@ -3,6 +3,7 @@
 //! a survivor cut by the depth limit is finished by a rollout.
 
 use metareason_core::{ModelError, Prompt};
+use metareason_strategy::answer::Extract;
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 

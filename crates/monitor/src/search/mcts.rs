@@ -9,6 +9,7 @@
 //! backend's prefix cache serves it.
 
 use metareason_core::{ModelError, Prompt};
+use metareason_strategy::answer::Extract;
 
 use super::budget::Budget;
 use super::{Candidate, ScoredStep, Searcher, TreeSelection};

@@ -18,6 +18,7 @@ mod sampling;
 pub mod step_model;
 mod votes;
 
+use metareason_strategy::answer::Extract;
 use std::collections::BTreeMap;
 
 use metareason_core::{
@@ -265,13 +266,14 @@ fn candidate(text: String, steps: Vec<ScoredStep>, seq: &Sequence, kind: &Answer
     let score = mean_reward(&steps);
     let complete = seq.finish_reason == FinishReason::Stop;
     Candidate {
-        // A reply cut short (by the token limit or a confidence floor)
-        // answers only where it states its answer: its last number is
-        // wherever the cut fell ("6" of "6 * 7 = 42" cut after one token).
-        answer: if complete {
-            kind.extract(&text)
-        } else {
-            kind.extract_marked(&text)
+        // A reply cut short answers only where it states its answer: its
+        // last number is wherever the cut fell ("6" of "6 * 7 = 42" cut
+        // after one token). Prose cut by the token limit answers with what
+        // it has said; cut by a confidence floor it has no answer.
+        answer: match seq.finish_reason {
+            FinishReason::Stop => kind.extract(&text),
+            FinishReason::Length => kind.extract_cut(&text),
+            FinishReason::LowConfidence => kind.extract_marked(&text),
         },
         text,
         score,

@@ -4,6 +4,7 @@
 //! Beam search and MCTS are written against it alone.
 
 use metareason_core::{GenerateRequest, ModelError, Prompt, Usage};
+use metareason_strategy::answer::Extract;
 
 use super::budget::Budget;
 use super::{mean_reward, score_reply, Candidate, ScoredStep, Searcher};

@@ -1,5 +1,6 @@
 //! How candidates' answers are grouped, counted and chosen between.
 
+use metareason_strategy::answer::Extract;
 use std::collections::BTreeMap;
 
 use metareason_strategy::answer::AnswerKind;
