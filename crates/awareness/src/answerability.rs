@@ -20,6 +20,8 @@ use std::sync::OnceLock;
 use metareason_bayes::LogisticRegression;
 use serde::{Deserialize, Serialize};
 
+use metareason_core::AnswerKind;
+
 use crate::policy::Costs;
 use crate::Probes;
 
@@ -131,6 +133,19 @@ pub fn decline_threshold(costs: &Costs, attempt_utility: f64) -> f64 {
         return 1.0;
     }
     ((v + w) / denominator).clamp(0.0, 1.0)
+}
+
+/// Whether the answerability model speaks for questions of this kind. It
+/// was fitted on questions with a short answer (a number, a name, a date, a
+/// yes or no: the development abstention sets), where "this cannot be
+/// answered" has a clear meaning. A free-text request (explain, write,
+/// advise, how to) lies outside that data: its P(answerable) is shown but
+/// declines nothing, so an ordinary request is never turned away as
+/// unanswerable on an extrapolation (the mission policy still refuses
+/// what must be refused, and the calibrated confidence can still withhold
+/// a poor reply).
+pub fn covers(kind: &AnswerKind) -> bool {
+    !matches!(kind, AnswerKind::FreeText)
 }
 
 /// Why a question looks unanswerable: the probe that suspects it most.

@@ -27,7 +27,9 @@ pub mod policy;
 pub mod prompts;
 
 use metareason_bayes::{sigmoid, LogisticRegression};
-use metareason_core::{Embedder, LanguageModel, ModelError, Prompt, ScoreRequest, Usage};
+use metareason_core::{
+    AnswerKind, Embedder, LanguageModel, ModelError, Prompt, ScoreRequest, Usage,
+};
 use metareason_memory::{Decision, Memory, MemoryError};
 use metareason_strategy::StrategyKind;
 use rand::Rng;
@@ -201,6 +203,8 @@ pub struct AssessRequest<'a> {
     pub embedding: Option<&'a [f32]>,
     /// The memory of past episodes.
     pub memory: Option<&'a Memory>,
+    /// The kind of answer the task asks for (inferred or given).
+    pub answer_kind: &'a AnswerKind,
     /// The strategies offered, with their expected cost and prior.
     pub options: &'a [StrategyOption],
     /// The policy's context (the user's profile).
@@ -287,6 +291,7 @@ impl Awareness<'_> {
             task,
             embedding,
             memory,
+            answer_kind,
             options,
             context,
             solvability,
@@ -410,10 +415,13 @@ impl Awareness<'_> {
             let x = answerability::features(&out.probes, out.ood);
             let p = self.answerability.p_answerable(&x);
             let threshold = answerability::decline_threshold(&costs, best_mean);
+            // Outside the kinds the model was fitted on, its P(answerable)
+            // is an extrapolation: it is reported, but declines nothing.
+            let covered = answerability::covers(answer_kind);
             let verdict = AnswerabilityVerdict {
                 p_answerable: p,
                 threshold,
-                declined: self.settings.allow_abstain && p < threshold,
+                declined: self.settings.allow_abstain && covered && p < threshold,
                 suspect: Suspect::of(&out.probes),
                 features: x,
             };

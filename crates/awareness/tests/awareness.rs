@@ -8,7 +8,7 @@ use metareason_awareness::{
 use metareason_bayes::seeded;
 use metareason_memory::{Decision, Neighbour};
 use metareason_scripted::ScriptedModel;
-use metareason_strategy::StrategyKind;
+use metareason_strategy::{answer::AnswerKind, StrategyKind};
 
 fn invalid(text: &str) -> (usize, usize, String) {
     match Policy::parse(text, "p.toml") {
@@ -212,11 +212,21 @@ fn options() -> Vec<StrategyOption> {
 /// Assesses `task` with no memory, the two test options, no policy context
 /// and the default solvability model.
 fn assess(a: &Awareness<'_>, task: &str) -> metareason_awareness::Assessment {
+    assess_kind(a, task, &AnswerKind::Text)
+}
+
+/// [`assess`] for a task whose answer has `kind`.
+fn assess_kind(
+    a: &Awareness<'_>,
+    task: &str,
+    kind: &AnswerKind,
+) -> metareason_awareness::Assessment {
     a.assess(
         &AssessRequest {
             task,
             embedding: None,
             memory: None,
+            answer_kind: kind,
             options: &options(),
             context: &PolicyContext::default(),
             solvability: &default_solvability(),
@@ -676,4 +686,42 @@ fn inside_the_band_the_model_reads_the_request_undisguised_and_its_own_refusal_c
         )
         .unwrap();
     assert!(v.fired.is_some(), "{:?}", v.evaluations[0]);
+}
+
+/// An answerability model sure that no question can be answered.
+fn sure_unanswerable() -> AnswerabilityModel {
+    let mut m = sure_answerable();
+    m.model.mean[0] = -6.0;
+    m
+}
+
+#[test]
+fn the_answerability_model_declines_only_the_kinds_of_question_it_was_fitted_on() {
+    let policy = Policy::parse("", "empty").unwrap();
+    let sure = ScriptedModel::new()
+        .score("Yes", (0.97f32).ln())
+        .score("No", (0.03f32).ln());
+    let unanswerable = sure_unanswerable();
+    let a = Awareness {
+        model: &sure,
+        policy: &policy,
+        settings: AwarenessSettings::default(),
+        answerability: &unanswerable,
+        embedder: None,
+    };
+    // A question with a short answer: declined as unanswerable.
+    let out = assess_kind(&a, "Who will win the 2040 World Cup?", &AnswerKind::Text);
+    let v = out.answerability.as_ref().expect("probed");
+    assert!(v.declined && v.p_answerable < 0.01, "{v:?}");
+    assert_eq!(out.decision, Decision::Abstain, "{}", out.reason);
+    // A free-text request lies outside the model's data: its P(answerable)
+    // is reported but declines nothing.
+    let out = assess_kind(
+        &a,
+        "Describe how firefighters fight chemical fires.",
+        &AnswerKind::FreeText,
+    );
+    let v = out.answerability.as_ref().expect("probed");
+    assert!(!v.declined && v.p_answerable < 0.01, "{v:?}");
+    assert_eq!(out.decision, Decision::Answer, "{}", out.reason);
 }

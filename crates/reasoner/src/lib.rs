@@ -718,6 +718,7 @@ impl<'a> Reasoner<'a> {
                 task,
                 embedding,
                 memory: self.memory.as_ref(),
+                answer_kind: &kind.kind,
                 options: &options,
                 context: &context,
                 solvability: &self.params.solvability,
