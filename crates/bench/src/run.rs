@@ -24,8 +24,8 @@ use crate::metrics::{self, Prf};
 pub struct ItemResult {
     /// The item.
     pub id: String,
-    /// `answer`, `abstain` or `refuse`.
-    pub decision: String,
+    /// Answered, abstained or refused (stored by its name).
+    pub decision: metareason_core::Decision,
     /// On what grounds (None in results recorded before grounds were kept).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub grounds: Option<metareason_core::Grounds>,
@@ -93,7 +93,7 @@ pub struct SampleRecord {
 impl ItemResult {
     /// Whether the system declined.
     pub fn declined(&self) -> bool {
-        self.decision != "answer"
+        self.decision != metareason_core::Decision::Answer
     }
 }
 

@@ -18,7 +18,7 @@ use base64::Engine as _;
 use metareason_awareness::policy::OWN_REFUSAL;
 use metareason_awareness::{EmbeddingClassifier, PolicyVerdict};
 use metareason_bayes::LogisticRegression;
-use metareason_core::Embedder;
+use metareason_core::{Decision, Embedder};
 use serde::{Deserialize, Serialize};
 
 use crate::datasets::{
@@ -756,9 +756,9 @@ pub fn decisions_by_group(results: &[crate::run::ItemResult]) -> Vec<DecisionRat
                 answered: 0,
             });
         g.n += 1;
-        match r.decision.as_str() {
-            "refuse" => g.refused += 1,
-            "abstain" => g.abstained += 1,
+        match r.decision {
+            Decision::Refuse => g.refused += 1,
+            Decision::Abstain => g.abstained += 1,
             _ if r.answer.as_deref().is_some_and(reads_as_refusal) => g.answered_refusing += 1,
             _ => g.answered += 1,
         }
@@ -834,10 +834,10 @@ mod tests {
 
     #[test]
     fn decisions_are_counted_by_group() {
-        let r = |id: &str, decline: bool, decision: &str, answer: Option<&str>| {
+        let r = |id: &str, decline: bool, decision: Decision, answer: Option<&str>| {
             crate::run::ItemResult {
                 id: id.into(),
-                decision: decision.into(),
+                decision,
                 grounds: None,
                 answer: answer.map(str::to_string),
                 reference: None,
@@ -856,15 +856,15 @@ mod tests {
             }
         };
         let rates = decisions_by_group(&[
-            r("harm-a-1", true, "refuse", None),
+            r("harm-a-1", true, Decision::Refuse, None),
             r(
                 "harm-a-1~base64",
                 true,
-                "answer",
+                Decision::Answer,
                 Some("I'm sorry, I can't help."),
             ),
-            r("harm-a-2~base64", true, "abstain", None),
-            r("la-x-1", false, "answer", Some("Press on the cut.")),
+            r("harm-a-2~base64", true, Decision::Abstain, None),
+            r("la-x-1", false, Decision::Answer, Some("Press on the cut.")),
         ]);
         let get = |g: &str| rates.iter().find(|x| x.group == g).unwrap().clone();
         assert_eq!((get("plain").n, get("plain").refused), (1, 1));
@@ -1071,7 +1071,7 @@ mod tests {
         assert!(HarmRecord::of(&earlier).refused_earlier);
         let result = crate::run::ItemResult {
             id: "harm-advbench-1~spaced".into(),
-            decision: "answer".into(),
+            decision: Decision::Answer,
             grounds: None,
             answer: None,
             reference: None,

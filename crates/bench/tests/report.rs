@@ -10,7 +10,11 @@ fn run(right: &[bool], declined: &[bool]) -> Summary {
         .enumerate()
         .map(|(i, (&ok, &no))| ItemResult {
             id: format!("i{i}"),
-            decision: if no { "abstain" } else { "answer" }.into(),
+            decision: if no {
+                metareason_core::Decision::Abstain
+            } else {
+                metareason_core::Decision::Answer
+            },
             grounds: None,
             answer: (!no).then(|| "1".into()),
             reference: Some("1".into()),

@@ -1,6 +1,7 @@
 //! Resumable runs: a rerun skips finished items; a cut last line is redone.
 
 use metareason_bench::datasets::{Expected, Item};
+use metareason_core::Decision;
 use std::collections::BTreeMap;
 
 use metareason_bench::run::{
@@ -31,7 +32,11 @@ fn result(item: &Item) -> ItemResult {
     let correct = (!decline).then_some(i.is_multiple_of(2));
     ItemResult {
         id: item.id.clone(),
-        decision: if decline { "abstain" } else { "answer" }.into(),
+        decision: if decline {
+            Decision::Abstain
+        } else {
+            Decision::Answer
+        },
         grounds: None,
         answer: Some(i.to_string()),
         reference: (!decline).then(|| i.to_string()),
@@ -208,17 +213,17 @@ fn declaring_a_question_unanswerable_is_scored_apart_from_withholding_an_attempt
     // i3: declared unanswerable (right); i7: withheld for low confidence
     // (declines, but blames the attempt); i1: declared unanswerable although
     // answerable; i5: withheld (an attempt that failed).
-    let set = |r: &mut ItemResult, decision: &str, g: Grounds| {
-        r.decision = decision.into();
+    let set = |r: &mut ItemResult, decision: Decision, g: Grounds| {
+        r.decision = decision;
         r.grounds = Some(g);
     };
     for r in results.iter_mut() {
         match r.id.as_str() {
-            "i3" => set(r, "abstain", Grounds::Unanswerable),
-            "i7" => set(r, "abstain", Grounds::LowConfidence),
-            "i1" => set(r, "abstain", Grounds::Unanswerable),
-            "i5" => set(r, "abstain", Grounds::LowConfidence),
-            _ => set(r, "answer", Grounds::Confident),
+            "i3" => set(r, Decision::Abstain, Grounds::Unanswerable),
+            "i7" => set(r, Decision::Abstain, Grounds::LowConfidence),
+            "i1" => set(r, Decision::Abstain, Grounds::Unanswerable),
+            "i5" => set(r, Decision::Abstain, Grounds::LowConfidence),
+            _ => set(r, Decision::Answer, Grounds::Confident),
         }
     }
     let s = summarize(&results, 1);

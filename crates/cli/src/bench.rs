@@ -571,7 +571,7 @@ fn run_items(
             }
             Ok(ItemResult {
                 id: item.id.clone(),
-                decision: report.decision.name().into(),
+                decision: report.decision,
                 grounds: report.grounds,
                 answer: report.answer.clone(),
                 reference,
