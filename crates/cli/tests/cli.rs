@@ -312,12 +312,26 @@ fn solve_rejects_unknown_strategies_and_answer_kinds() {
         "--strategy",
         "guess",
     ]);
-    assert_eq!(o.status.code(), Some(1));
+    // A usage error (clap's exit code), before any model is loaded.
+    assert_eq!(o.status.code(), Some(2));
     let e = stderr(&o);
     assert!(
         e.contains("unknown strategy 'guess'") && e.contains("chain_of_thought"),
         "{e}"
     );
+    // The strategy lists are the core's names (ValueEnum): short forms
+    // pass, an unknown name is refused with the possible values.
+    let o = metareason(&[
+        "--model",
+        "/nonexistent/x.gguf",
+        "solve",
+        "2+2?",
+        "--strategies",
+        "cot,pal,guess",
+    ]);
+    assert_eq!(o.status.code(), Some(2));
+    let e = stderr(&o);
+    assert!(e.contains("'guess'") && e.contains("program_aided"), "{e}");
     let o = metareason(&[
         "--model",
         "/nonexistent/x.gguf",
