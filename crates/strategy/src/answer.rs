@@ -464,18 +464,26 @@ fn last_number(text: &str) -> Option<(String, Rational)> {
 fn complete_part(text: &str) -> &str {
     let text = text.trim_end();
     let mut end = None;
+    let mut line_start = 0;
     for (i, c) in text.char_indices() {
-        let next = text[i + c.len_utf8()..].chars().next();
-        let line = &text[text[..i].rfind('\n').map_or(0, |n| n + 1)..i];
-        // "2." opening a numbered item ends nothing.
-        let marker = !line.trim().is_empty() && line.trim().chars().all(|d| d.is_ascii_digit());
-        let sentence =
-            matches!(c, '.' | '!' | '?') && next.is_none_or(char::is_whitespace) && !marker;
-        if sentence {
-            end = Some(i + c.len_utf8());
-        } else if c == '\n' && i > 0 {
-            // A line that ends (a list item, a heading) is complete too.
-            end = Some(i);
+        match c {
+            '\n' => {
+                // A line that ends (a list item, a heading) is complete too.
+                if i > 0 {
+                    end = Some(i);
+                }
+                line_start = i + 1;
+            }
+            '.' | '!' | '?' => {
+                let next = text[i + c.len_utf8()..].chars().next();
+                // "2." opening a numbered item ends nothing.
+                let opening = text[line_start..i].trim();
+                let marker = !opening.is_empty() && opening.chars().all(|d| d.is_ascii_digit());
+                if next.is_none_or(char::is_whitespace) && !marker {
+                    end = Some(i + c.len_utf8());
+                }
+            }
+            _ => {}
         }
     }
     match end {
