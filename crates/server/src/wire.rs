@@ -170,7 +170,7 @@ pub struct MetareasonInfo {
     /// The answer found, also when it was withheld.
     pub candidate_answer: Option<String>,
     /// The strategy the loop chose.
-    pub strategy: Option<String>,
+    pub strategy: Option<metareason_core::StrategyKind>,
     /// The answer kind the task was solved under.
     pub answer_kind: String,
     /// The stored episode (for `/v1/feedback` and `/v1/episodes/{id}`).
@@ -193,7 +193,7 @@ impl MetareasonInfo {
             rule: report.assessment.policy.fired.as_ref().map(|f| f.0.clone()),
             confidence: report.confidence,
             candidate_answer: report.candidate_answer.clone(),
-            strategy: report.assessment.strategy.map(|s| s.name().to_string()),
+            strategy: report.assessment.strategy,
             answer_kind: report.answer_kind.kind.to_string(),
             episode_id: report.episode_id,
             configuration: configuration.to_string(),
