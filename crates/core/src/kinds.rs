@@ -88,7 +88,7 @@ impl std::fmt::Display for StrategyKind {
 
 /// A strategy name that is none of [`StrategyKind::ALL`].
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("unknown strategy '{0}': use one of direct, chain_of_thought (cot), plan_then_solve (plan), program_aided (pal), example_guided, respond")]
+#[error("unknown strategy '{0}': use one of {names} (or cot, plan, pal)", names = StrategyKind::ALL.map(StrategyKind::name).join(", "))]
 pub struct UnknownStrategy(pub String);
 
 impl std::str::FromStr for StrategyKind {
