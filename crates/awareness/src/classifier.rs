@@ -45,6 +45,64 @@ pub struct EmbeddingClassifier {
     pub prior_variance: f64,
     /// Where its training data came from.
     pub fitted_on: String,
+    /// How each vector is standardised before the weights read it (none
+    /// for unit-length sentence embeddings; a language model's hidden
+    /// states have a few dimensions far larger than the rest).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub standardize: Option<Standardize>,
+    /// Whether a long text is also judged in windows: a sentence embedder
+    /// reads 256 tokens, a language model's reply state reads the whole
+    /// chat.
+    #[serde(default = "judged_in_windows")]
+    pub windows: bool,
+}
+
+fn judged_in_windows() -> bool {
+    true
+}
+
+/// Per-dimension centring and scaling, fitted on the training vectors.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Standardize {
+    /// The mean of each dimension.
+    pub center: Vec<f64>,
+    /// The standard deviation of each dimension (at least a small floor).
+    pub scale: Vec<f64>,
+}
+
+impl Standardize {
+    /// The mean and standard deviation of each dimension of `vectors`.
+    pub fn fit(vectors: &[Vec<f32>]) -> Self {
+        let d = vectors.first().map_or(0, Vec::len);
+        let n = vectors.len().max(1) as f64;
+        let mut center = vec![0.0; d];
+        for v in vectors {
+            for (c, &x) in center.iter_mut().zip(v) {
+                *c += f64::from(x) / n;
+            }
+        }
+        let mut scale = vec![0.0; d];
+        for v in vectors {
+            for ((s, &x), c) in scale.iter_mut().zip(v).zip(&center) {
+                *s += (f64::from(x) - c).powi(2) / n;
+            }
+        }
+        let scale = scale.into_iter().map(|v| v.sqrt().max(1e-6)).collect();
+        Self { center, scale }
+    }
+
+    /// The features of `embedding`: a constant 1 (the bias), then each
+    /// dimension standardised.
+    pub fn features(&self, embedding: &[f32]) -> Vec<f64> {
+        std::iter::once(1.0)
+            .chain(
+                embedding
+                    .iter()
+                    .zip(self.center.iter().zip(&self.scale))
+                    .map(|(&x, (c, s))| (f64::from(x) - c) / s),
+            )
+            .collect()
+    }
 }
 
 /// Why a classifier cannot be used.
@@ -85,6 +143,18 @@ impl EmbeddingClassifier {
                 "mean and variance need the same length, a bias and at least one weight".into(),
             ));
         }
+        if let Some(z) = &c.standardize {
+            if z.center.len() != c.mean.len() - 1
+                || z.scale.len() != z.center.len()
+                || z.center.iter().any(|x| !x.is_finite())
+                || z.scale.iter().any(|s| !s.is_finite() || *s <= 0.0)
+            {
+                return Err(ClassifierError::Invalid(
+                    source.into(),
+                    "standardize needs a finite center and a positive scale per dimension".into(),
+                ));
+            }
+        }
         if c.mean.iter().chain(&c.variance).any(|x| !x.is_finite())
             || c.variance.iter().any(|v| *v < 0.0)
         {
@@ -118,7 +188,23 @@ impl EmbeddingClassifier {
             variance: (0..d).map(|i| posterior.cov[i * d + i]).collect(),
             prior_variance,
             fitted_on: fitted_on.into(),
+            standardize: None,
+            windows: true,
         }
+    }
+
+    /// The same classifier reading vectors standardised by `z` (which its
+    /// posterior must have been fitted on).
+    pub fn standardized_by(mut self, z: Standardize) -> Self {
+        self.standardize = Some(z);
+        self
+    }
+
+    /// The same classifier judging long texts whole (`false`) or also in
+    /// windows (`true`).
+    pub fn in_windows(mut self, windows: bool) -> Self {
+        self.windows = windows;
+        self
     }
 
     /// The features of an embedding: a constant 1 (the bias), then the vector.
@@ -128,9 +214,18 @@ impl EmbeddingClassifier {
             .collect()
     }
 
+    /// The features its weights read: [`Self::features`], standardised
+    /// when the classifier was fitted on standardised vectors.
+    pub fn features_of(&self, embedding: &[f32]) -> Vec<f64> {
+        match &self.standardize {
+            Some(z) => z.features(embedding),
+            None => Self::features(embedding),
+        }
+    }
+
     /// P(positive) of one embedding, integrated over the weights' posterior.
     pub fn probability(&self, embedding: &[f32]) -> f64 {
-        let x = Self::features(embedding);
+        let x = self.features_of(embedding);
         let mu: f64 = self.mean.iter().zip(&x).map(|(w, x)| w * x).sum();
         let s2: f64 = self.variance.iter().zip(&x).map(|(v, x)| v * x * x).sum();
         sigmoid(mu / (1.0 + std::f64::consts::PI * s2 / 8.0).sqrt())
@@ -159,7 +254,7 @@ impl EmbeddingClassifier {
         // decoded views of a long text are rarely different enough to pay
         // for windowing them too).
         let mut texts: Vec<String> = views.to_vec();
-        if let Some(first) = views.first() {
+        if let Some(first) = views.first().filter(|_| self.windows) {
             texts.extend(windows(first));
         }
         let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
@@ -228,6 +323,8 @@ mod tests {
             variance: vec![0.0, 0.0],
             prior_variance: 1.0,
             fitted_on: String::new(),
+            standardize: None,
+            windows: true,
         };
         let unsure = EmbeddingClassifier {
             variance: vec![0.0, 50.0],

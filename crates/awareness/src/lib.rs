@@ -37,7 +37,7 @@ use serde::{Deserialize, Serialize};
 
 pub use answerability::{AnswerabilityModel, AnswerabilityVerdict, Suspect};
 pub use capability::{beliefs, ood_score, CapabilitySettings, StrategyBelief};
-pub use classifier::EmbeddingClassifier;
+pub use classifier::{EmbeddingClassifier, Standardize};
 pub use kind::{choose_answer_kind, KindChoice};
 pub use policy::{Action, Costs, Policy, PolicyContext, PolicyError, PolicyVerdict};
 

@@ -16,7 +16,7 @@ use std::path::Path;
 
 use base64::Engine as _;
 use metareason_awareness::policy::OWN_REFUSAL;
-use metareason_awareness::{EmbeddingClassifier, PolicyVerdict};
+use metareason_awareness::{EmbeddingClassifier, PolicyVerdict, Standardize};
 use metareason_bayes::LogisticRegression;
 use metareason_core::{Decision, Embedder};
 use serde::{Deserialize, Serialize};
@@ -276,24 +276,32 @@ pub struct HarmFit {
 /// safety set; `ordinary`: more
 /// benign tasks) and reports it on the test half `test` by group, with
 /// `band` the policy's unsure band.
+#[allow(clippy::too_many_arguments)]
 pub fn fit_harm(
     embedder: &dyn Embedder,
+    reading: HarmReading,
     learn: &[Item],
     ordinary: &[String],
     test: &[Item],
     band: [f64; 2],
     fitted_on: &str,
-    on_test_item: &mut dyn FnMut(),
+    on_progress: &mut dyn FnMut(HarmFitStage),
 ) -> Result<HarmFit, DatasetError> {
     let fail = |m: String| DatasetError::Fetch("harm classifier".into(), m);
     let rows = training_rows(learn, ordinary);
     let texts: Vec<&str> = rows.iter().map(|r| r.text).collect();
     let ys: Vec<bool> = rows.iter().map(|r| r.harmful).collect();
-    let vectors = embedder.embed(&texts).map_err(|e| fail(e.to_string()))?;
-    let xs: Vec<Vec<f64>> = vectors
-        .iter()
-        .map(|v| EmbeddingClassifier::features(v))
-        .collect();
+    let mut vectors = Vec::with_capacity(texts.len());
+    for chunk in texts.chunks(16) {
+        vectors.extend(embedder.embed(chunk).map_err(|e| fail(e.to_string()))?);
+        on_progress(HarmFitStage::Learn(vectors.len(), texts.len()));
+    }
+    let scaling = reading.standardize.then(|| Standardize::fit(&vectors));
+    let featurize = |v: &[f32]| match &scaling {
+        Some(z) => z.features(v),
+        None => EmbeddingClassifier::features(v),
+    };
+    let xs: Vec<Vec<f64>> = vectors.iter().map(|v| featurize(v)).collect();
     let positives = ys.iter().filter(|y| **y).count();
     let negatives = ys.len() - positives;
     if positives == 0 || negatives == 0 {
@@ -338,7 +346,7 @@ pub fn fit_harm(
         .unwrap_or(1.0);
     let posterior = LogisticRegression::fit_weighted(&xs, &ys, &weights, prior)
         .map_err(|e| fail(e.to_string()))?;
-    let classifier = EmbeddingClassifier::from_posterior(
+    let mut classifier = EmbeddingClassifier::from_posterior(
         "harmful request",
         embedder.name(),
         &posterior,
@@ -346,12 +354,16 @@ pub fn fit_harm(
         &format!(
             "{fitted_on}: {positives} harmful, {negatives} benign; prior variance {prior} by 5-fold cross-validation"
         ),
-    );
+    )
+    .in_windows(reading.windows);
+    if let Some(z) = scaling.clone() {
+        classifier = classifier.standardized_by(z);
+    }
     // The test half, by group, through the views the policy reads.
     let mut groups: BTreeMap<String, GroupRates> = BTreeMap::new();
     let (mut full, mut diagonal, mut truth) = (Vec::new(), Vec::new(), Vec::new());
-    for it in test {
-        on_test_item();
+    for (k, it) in test.iter().enumerate() {
+        on_progress(HarmFitStage::Test(k + 1, test.len()));
         let views = metareason_awareness::normalize::readable_views(&it.question);
         let p = classifier
             .judge(embedder, &views)
@@ -372,7 +384,7 @@ pub fn fit_harm(
             let v = embedder
                 .embed_one(&it.question)
                 .map_err(|e| fail(e.to_string()))?;
-            full.push(posterior.predict(&EmbeddingClassifier::features(&v)));
+            full.push(posterior.predict(&featurize(&v)));
             diagonal.push(classifier.probability(&v));
             truth.push(group == "plain");
         }
@@ -386,6 +398,40 @@ pub fn fit_harm(
             balanced_loss(&diagonal, &truth),
         ),
     })
+}
+
+/// How the harm classifier reads its embedder's vectors.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HarmReading {
+    /// Standardise each dimension (for a language model's hidden states).
+    pub standardize: bool,
+    /// Also judge long texts in windows (for an embedder that reads a few
+    /// hundred tokens).
+    pub windows: bool,
+}
+
+impl HarmReading {
+    /// Unit-length sentence embeddings read as they are, long texts in
+    /// windows (all-MiniLM-L6-v2).
+    pub const SENTENCE_EMBEDDER: Self = Self {
+        standardize: false,
+        windows: true,
+    };
+    /// A language model's reply state: standardised, read whole.
+    pub const MODEL_STATE: Self = Self {
+        standardize: true,
+        windows: false,
+    };
+}
+
+/// Where [`fit_harm`] is: (done, of) training texts embedded, or test items
+/// judged.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HarmFitStage {
+    /// Training texts embedded.
+    Learn(usize, usize),
+    /// Test items judged.
+    Test(usize, usize),
 }
 
 /// One training row of the harm classifier.
@@ -438,8 +484,10 @@ fn class_weight(harmful: bool, positives: usize, negatives: usize) -> f64 {
 /// probabilities on its own training requests are too sure, so a weighing
 /// fitted on them trusts it too much; these are what it says of requests
 /// it has not seen, as on the test half. Returns item id → probability.
+#[allow(clippy::too_many_arguments)]
 pub fn out_of_fold_harm(
     embedder: &dyn Embedder,
+    reading: HarmReading,
     learn: &[Item],
     ordinary: &[String],
     prior_variance: f64,
@@ -452,9 +500,13 @@ pub fn out_of_fold_harm(
     let rows = training_rows(learn, ordinary);
     let texts: Vec<&str> = rows.iter().map(|r| r.text).collect();
     let vectors = embedder.embed(&texts).map_err(|e| fail(e.to_string()))?;
+    let scaling = reading.standardize.then(|| Standardize::fit(&vectors));
     let xs: Vec<Vec<f64>> = vectors
         .iter()
-        .map(|v| EmbeddingClassifier::features(v))
+        .map(|v| match &scaling {
+            Some(z) => z.features(v),
+            None => EmbeddingClassifier::features(v),
+        })
         .collect();
     let fold: Vec<usize> = rows
         .iter()
@@ -483,13 +535,18 @@ pub fn out_of_fold_harm(
             prior_variance,
         )
         .map_err(|e| fail(e.to_string()))?;
-        classifiers.push(EmbeddingClassifier::from_posterior(
+        let mut c = EmbeddingClassifier::from_posterior(
             "harmful request",
             embedder.name(),
             &posterior,
             prior_variance,
             &format!("fold {k} of {folds}"),
-        ));
+        )
+        .in_windows(reading.windows);
+        if let Some(z) = scaling.clone() {
+            c = c.standardized_by(z);
+        }
+        classifiers.push(c);
     }
     let mut out = BTreeMap::new();
     for it in judged {

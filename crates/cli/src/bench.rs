@@ -154,6 +154,12 @@ enum BenchCommand {
         /// Test items per group (plain, each style, benign) at most.
         #[arg(long, default_value_t = 150)]
         test_limit: usize,
+        /// What the classifier reads: all-MiniLM-L6-v2 sentence embeddings,
+        /// or the local model's own state where its reply to the request
+        /// would begin (`--model`; the classifier then serves that model
+        /// only).
+        #[arg(long, value_enum, default_value_t = crate::fit_harm::HarmFeatures::Minilm)]
+        features: crate::fit_harm::HarmFeatures,
     },
     /// Fit how the mission policy's harm rule weighs the classifier against
     /// the model's own refusal inside its unsure band (Bayesian logistic
@@ -317,12 +323,21 @@ pub(crate) fn bench(g: &GlobalArgs, a: BenchArgs) -> Result<()> {
             out,
             ordinary,
             test_limit,
+            features,
         }) => {
             let data_dir = a
                 .data_dir
                 .clone()
                 .unwrap_or_else(datasets::default_data_dir);
-            return crate::fit_harm::fit_harm(g, out, *ordinary, *test_limit, &data_dir, a.seed);
+            return crate::fit_harm::fit_harm(
+                g,
+                *features,
+                out,
+                *ordinary,
+                *test_limit,
+                &data_dir,
+                a.seed,
+            );
         }
         None => {}
     }

@@ -7,25 +7,66 @@ use std::path::{Path, PathBuf};
 use anyhow::{bail, Context, Result};
 use metareason_bench::datasets::{self, Split};
 use metareason_bench::safety;
+use metareason_core::Embedder;
 use metareason_embed::MiniLm;
+use metareason_llama::{LlamaEmbedder, Reading};
 use metareason_strategy::answer::AnswerKind;
 
 use crate::{store, GlobalArgs};
+
+/// What the harm classifier reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub(crate) enum HarmFeatures {
+    /// all-MiniLM-L6-v2 sentence embeddings (any model behind the policy).
+    Minilm,
+    /// The local model's hidden state where its reply would begin.
+    ModelState,
+}
+
+/// The embedder `features` names, and how the classifier reads it.
+pub(crate) fn harm_embedder(
+    g: &GlobalArgs,
+    features: HarmFeatures,
+) -> Result<(Box<dyn Embedder>, safety::HarmReading)> {
+    Ok(match features {
+        HarmFeatures::Minilm => {
+            let dir = store(g)
+                .path("all-minilm-l6-v2")
+                .context("the harm classifier reads all-MiniLM-L6-v2 vectors: run `metareason models fetch all-minilm-l6-v2`")?;
+            (
+                Box::new(MiniLm::load(&dir)?),
+                safety::HarmReading::SENTENCE_EMBEDDER,
+            )
+        }
+        HarmFeatures::ModelState => {
+            let path = store(g)
+                .resolve(&g.model, &metareason_catalog::NoProgress)
+                .with_context(|| format!("the model's states are read from {}", g.model))?;
+            (
+                Box::new(LlamaEmbedder::load_reading(
+                    &path,
+                    g.threads.map(|t| t as u32),
+                    Reading::ReplyState,
+                )?),
+                safety::HarmReading::MODEL_STATE,
+            )
+        }
+    })
+}
 
 /// Fits on the learn half, writes the classifier to `out`, prints the
 /// test-half table.
 pub(crate) fn fit_harm(
     g: &GlobalArgs,
+    features: HarmFeatures,
     out: &Path,
     ordinary: usize,
     test_limit: usize,
     data_dir: &Path,
     seed: u64,
 ) -> Result<()> {
-    let dir = store(g)
-        .path("all-minilm-l6-v2")
-        .context("the harm classifier reads all-MiniLM-L6-v2 vectors: run `metareason models fetch all-minilm-l6-v2`")?;
-    let embedder = MiniLm::load(&dir)?;
+    let (embedder, reading) = harm_embedder(g, features)?;
+    let embedder = embedder.as_ref();
     let items = safety::load()?;
     let learn = Split::Learn.of(items.clone());
     // At most `test_limit` test items per group (a seeded subset): a
@@ -43,12 +84,13 @@ pub(crate) fn fit_harm(
     let bar = indicatif::ProgressBar::new(test.len() as u64);
     bar.set_style(
         indicatif::ProgressStyle::with_template(
-            "test half {pos}/{len} [{elapsed_precise} < {eta_precise}]",
+            "{msg} {pos}/{len} [{elapsed_precise} < {eta_precise}]",
         )
         .expect("valid template"),
     );
     let fit = safety::fit_harm(
-        &embedder,
+        embedder,
+        reading,
         &learn,
         &gsm,
         &test,
@@ -57,7 +99,15 @@ pub(crate) fn fit_harm(
             "the learn half of `metareason bench safety` and, as ordinary tasks, learn-half questions of the development sets ({}; seed {seed})",
             sources.join(", ")
         ),
-        &mut || bar.inc(1),
+        &mut |stage| {
+            let (msg, done, of) = match stage {
+                safety::HarmFitStage::Learn(d, n) => ("learn half embedded", d, n),
+                safety::HarmFitStage::Test(d, n) => ("test half judged", d, n),
+            };
+            bar.set_message(msg);
+            bar.set_length(of as u64);
+            bar.set_position(done as u64);
+        },
     )?;
     bar.finish_and_clear();
     let json = serde_json::to_string(&fit.classifier)?;
@@ -150,9 +200,16 @@ fn use_out_of_fold(
     let bar = indicatif::ProgressBar::new(judged.len() as u64);
     let prior = metareason_awareness::EmbeddingClassifier::shipped_harm().prior_variance;
     let oof =
-        safety::out_of_fold_harm(&embedder, &learn, &ordinary, prior, &judged, 5, &mut || {
-            bar.inc(1)
-        })?;
+        safety::out_of_fold_harm(
+            &embedder,
+            safety::HarmReading::SENTENCE_EMBEDDER,
+            &learn,
+            &ordinary,
+            prior,
+            &judged,
+            5,
+            &mut || bar.inc(1),
+        )?;
     bar.finish_and_clear();
     let mut missing = 0;
     for e in evidence.iter_mut() {
