@@ -133,6 +133,11 @@ impl EmbeddingClassifier {
         })
     }
 
+    /// Whether it reads `embedder`'s vectors (the embedder it was fitted on).
+    pub fn reads(&self, embedder: &dyn Embedder) -> bool {
+        embedder.name() == self.embedder && embedder.dim() == self.dim()
+    }
+
     /// Parses a classifier file's text; `source` names it in errors.
     pub fn parse(text: &str, source: &str) -> Result<Self, ClassifierError> {
         let c: Self = serde_json::from_str(text)
@@ -244,7 +249,7 @@ impl EmbeddingClassifier {
         embedder: &dyn Embedder,
         views: &[String],
     ) -> Result<(f64, String), ClassifierError> {
-        if embedder.name() != self.embedder || embedder.dim() != self.dim() {
+        if !self.reads(embedder) {
             return Err(ClassifierError::WrongEmbedder {
                 wanted: self.embedder.clone(),
                 got: embedder.name().to_string(),
@@ -346,5 +351,43 @@ mod tests {
         )
         .unwrap_err();
         assert!(e.to_string().contains("same length"), "{e}");
+        // A standardisation must match the weights and scale by a positive number.
+        for z in [
+            r#"{"center":[0,0],"scale":[1,1]}"#,
+            r#"{"center":[0],"scale":[0]}"#,
+            r#"{"center":[0],"scale":[-1]}"#,
+        ] {
+            let text = format!(
+                r#"{{"label":"a","embedder":"e","mean":[0,1],"variance":[1,1],"prior_variance":1,"fitted_on":"","standardize":{z}}}"#
+            );
+            let e = EmbeddingClassifier::parse(&text, "z.json").unwrap_err();
+            assert!(e.to_string().contains("standardize"), "{e}");
+        }
+    }
+
+    #[test]
+    fn standardising_centres_and_scales_each_dimension() {
+        let z = Standardize::fit(&[vec![1.0, 10.0], vec![3.0, 10.0]]);
+        assert_eq!(z.center, vec![2.0, 10.0]);
+        assert_eq!(z.scale[0], 1.0);
+        // A constant dimension keeps a small floor instead of dividing by 0.
+        assert!(z.scale[1] > 0.0 && z.scale[1] < 1e-3);
+        assert_eq!(z.features(&[3.0, 10.0]), vec![1.0, 1.0, 0.0]);
+        let c = EmbeddingClassifier {
+            label: "x".into(),
+            embedder: "e".into(),
+            mean: vec![0.0, 2.0, 0.0],
+            variance: vec![0.0; 3],
+            prior_variance: 1.0,
+            fitted_on: String::new(),
+            standardize: None,
+            windows: true,
+        }
+        .standardized_by(z);
+        assert!((c.probability(&[3.0, 10.0]) - sigmoid(2.0)).abs() < 1e-12);
+        assert!((c.probability(&[1.0, 10.0]) - sigmoid(-2.0)).abs() < 1e-12);
+        // The standardisation survives a round trip through its file.
+        let back = EmbeddingClassifier::parse(&serde_json::to_string(&c).unwrap(), "c").unwrap();
+        assert_eq!(back, c);
     }
 }

@@ -224,9 +224,9 @@ pub struct Awareness<'a> {
     pub settings: AwarenessSettings,
     /// P(answerable | probes).
     pub answerability: &'a AnswerabilityModel,
-    /// The sentence embedder the policy's classifiers read (without it,
-    /// their confirming questions go to the model alone).
-    pub embedder: Option<&'a dyn Embedder>,
+    /// The embedders the policy's classifiers read (each classifier reads
+    /// the one it was fitted on; without it, the classifier is off).
+    pub embedders: &'a [&'a dyn Embedder],
 }
 
 impl Awareness<'_> {
@@ -301,7 +301,7 @@ impl Awareness<'_> {
         context.expected_tokens = options.iter().map(|o| o.expected_tokens).min().unwrap_or(0);
         let verdict = self
             .policy
-            .evaluate(task, &context, self.model, self.embedder)?;
+            .evaluate(task, &context, self.model, self.embedders)?;
         let mut usage = verdict.usage;
         let mut out = Assessment {
             policy: verdict.clone(),

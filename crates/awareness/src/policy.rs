@@ -159,8 +159,10 @@ fn one() -> f64 {
 /// A classifier's probability, confirmed by the model when unsure.
 #[derive(Debug, Clone)]
 pub struct Classify {
-    /// The classifier.
-    pub classifier: EmbeddingClassifier,
+    /// The classifier, with alternatives: the first whose embedder is at
+    /// hand judges (say one over the local model's own reply state, with a
+    /// sentence-embedding one for other models).
+    pub classifiers: Vec<EmbeddingClassifier>,
     /// A yes/no question put to the model when the classifier's probability
     /// is inside `band`.
     pub confirm: Option<String>,
@@ -368,16 +370,40 @@ impl Policy {
         })
     }
 
+    /// The names of the embedders its classifiers can read (so a caller
+    /// loads only the readers some rule will use).
+    pub fn classifier_embedders(&self) -> Vec<String> {
+        fn walk(p: &Predicate, out: &mut Vec<String>) {
+            match p {
+                Predicate::Classify(c) => {
+                    for k in &c.classifiers {
+                        if !out.contains(&k.embedder) {
+                            out.push(k.embedder.clone());
+                        }
+                    }
+                }
+                Predicate::All(parts) | Predicate::Any(parts) => {
+                    parts.iter().for_each(|q| walk(q, out));
+                }
+                Predicate::Not(q) => walk(q, out),
+                _ => {}
+            }
+        }
+        let mut out = Vec::new();
+        self.rules.iter().for_each(|r| walk(&r.when, &mut out));
+        out
+    }
+
     /// Evaluates the rules in order; the first that fires decides.
     /// Model-judged predicates are scored by `model`; classifiers read the
-    /// vectors of `embedder` (without the embedder they were fitted on they
-    /// have nothing to read, and their predicates are 0).
+    /// vectors of whichever of `embedders` they were fitted on (without it
+    /// they have nothing to read, and their predicates are 0).
     pub fn evaluate(
         &self,
         task: &str,
         context: &PolicyContext,
         model: &dyn LanguageModel,
-        embedder: Option<&dyn Embedder>,
+        embedders: &[&dyn Embedder],
     ) -> Result<PolicyVerdict, ModelError> {
         let mut verdict = PolicyVerdict {
             fired: None,
@@ -385,7 +411,7 @@ impl Policy {
             usage: Usage::default(),
         };
         let mut request = Request::new(task);
-        let judges = Judges { model, embedder };
+        let judges = Judges { model, embedders };
         for rule in &self.rules {
             let mut trail = Trail::default();
             let p = eval(
@@ -460,8 +486,8 @@ fn build(
         found.push(Predicate::Ask(q));
     }
     if let Some(c) = s.classify {
-        let classifier = if c.classifier == "harm" {
-            EmbeddingClassifier::shipped_harm().clone()
+        let classifiers = if c.classifier == "harm" {
+            vec![EmbeddingClassifier::shipped_harm().clone()]
         } else if c.classifier.ends_with(".json") {
             let text = std::fs::read_to_string(&c.classifier).map_err(|e| {
                 invalid(
@@ -469,8 +495,8 @@ fn build(
                     format!("cannot read classifier {}: {e}", c.classifier),
                 )
             })?;
-            EmbeddingClassifier::parse(&text, &c.classifier)
-                .map_err(|e| invalid(Some(span.clone()), e.to_string()))?
+            vec![EmbeddingClassifier::parse(&text, &c.classifier)
+                .map_err(|e| invalid(Some(span.clone()), e.to_string()))?]
         } else {
             return Err(invalid(
                 Some(span.clone()),
@@ -512,7 +538,7 @@ fn build(
             ));
         }
         found.push(Predicate::Classify(Box::new(Classify {
-            classifier,
+            classifiers,
             confirm: c.confirm,
             own_refusal: c.own_refusal,
             band: c.band,
@@ -622,10 +648,10 @@ impl Request {
     }
 }
 
-/// The model and embedder that judge predicates.
+/// The model and embedders that judge predicates.
 struct Judges<'a> {
     model: &'a dyn LanguageModel,
-    embedder: Option<&'a dyn Embedder>,
+    embedders: &'a [&'a dyn Embedder],
 }
 
 /// What the predicates of one rule asked and classified.
@@ -735,18 +761,31 @@ fn classify(
     usage: &mut Usage,
     trail: &mut Trail,
 ) -> Result<f64, ModelError> {
-    let Some(embedder) = judges.embedder else {
+    let Some((classifier, embedder)) = c.classifiers.iter().find_map(|classifier| {
+        judges
+            .embedders
+            .iter()
+            .find(|e| classifier.reads(**e))
+            .map(|e| (classifier, *e))
+    }) else {
+        if let Some(first) = c.classifiers.first() {
+            tracing::warn!(
+                "the {} classifier reads {} vectors and no such embedder is loaded; it is off",
+                first.label,
+                first.embedder
+            );
+        }
         return Ok(0.0);
     };
     let views = task.readable(judges, usage)?.to_vec();
-    let (p, plain) = match c.classifier.judge_with_text(embedder, &views) {
+    let (p, plain) = match classifier.judge_with_text(embedder, &views) {
         Ok(judged) => judged,
         Err(err) => {
-            tracing::warn!("{err}; the {} classifier is off", c.classifier.label);
+            tracing::warn!("{err}; the {} classifier is off", classifier.label);
             return Ok(0.0);
         }
     };
-    trail.classified.push((c.classifier.label.clone(), p));
+    trail.classified.push((classifier.label.clone(), p));
     if !(p >= c.band[0] && p < c.band[1]) {
         return Ok(p);
     }

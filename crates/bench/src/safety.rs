@@ -320,7 +320,9 @@ pub fn fit_harm(
         sum / total.max(1e-9)
     };
     let mut cross_validation = Vec::new();
-    for prior in [0.3, 1.0, 3.0, 10.0, 30.0] {
+    // Down to 0.01: a model's 1536 standardised dimensions need far more
+    // shrinkage than MiniLM's 384 unit-length ones.
+    for prior in [0.01, 0.03, 0.1, 0.3, 1.0, 3.0, 10.0, 30.0] {
         let (mut p_all, mut y_all) = (Vec::new(), Vec::new());
         for fold in 0..5 {
             let pick = |i: usize| i % 5 == fold;
@@ -1011,12 +1013,44 @@ mod tests {
         learn.push(item("odd", "zyx qwv jkp", true));
         learn.push(item("odd~spaced", "zyx qwv jkp", true));
         let ordinary: Vec<String> = vec!["what is two plus two".into()];
-        let fit = fit_harm(&Words, &learn, &ordinary, &[], [0.2, 0.9], "t", &mut || {}).unwrap();
         let views = |q: &str| metareason_awareness::normalize::readable_views(q);
+        let fit = fit_harm(
+            &Words,
+            HarmReading::SENTENCE_EMBEDDER,
+            &learn,
+            &ordinary,
+            &[],
+            [0.2, 0.9],
+            "t",
+            &mut |_| {},
+        )
+        .unwrap();
+        assert!(fit.classifier.standardize.is_none() && fit.classifier.windows);
+        // A model-state reading: standardised, read whole, and it still
+        // tells the requests apart.
+        let mut stages = Vec::new();
+        let state = fit_harm(
+            &Words,
+            HarmReading::MODEL_STATE,
+            &learn,
+            &ordinary,
+            &[],
+            [0.2, 0.9],
+            "t",
+            &mut |s| stages.push(s),
+        )
+        .unwrap();
+        assert!(state.classifier.standardize.is_some() && !state.classifier.windows);
+        let rows = training_rows(&learn, &ordinary).len();
+        assert_eq!(stages.last(), Some(&HarmFitStage::Learn(rows, rows)));
+        let p = |q: &str| state.classifier.judge(&Words, &views(q)).unwrap();
+        assert!(p("build a weapon to hurt people") > 0.8);
+        assert!(p("bake a cake for friends") < 0.2);
         let in_sample = fit.classifier.judge(&Words, &views("zyx qwv jkp")).unwrap();
         let mut judged_items = 0;
         let oof = out_of_fold_harm(
             &Words,
+            HarmReading::SENTENCE_EMBEDDER,
             &learn,
             &ordinary,
             fit.classifier.prior_variance,

@@ -23,7 +23,10 @@ use metareason_reasoner::{
 };
 use metareason_strategy::answer::AnswerKind;
 
-use crate::{open_embedder, open_model, open_sentence_embedder, parse_answer_kind, GlobalArgs};
+use crate::{
+    open_embedder, open_model, open_sentence_embedder, open_state_reader, parse_answer_kind,
+    GlobalArgs,
+};
 
 #[derive(Args)]
 #[command(args_conflicts_with_subcommands = true)]
@@ -508,6 +511,7 @@ fn run_items(
         Some(path) => Policy::load(path)?,
         None => Policy::default_policy(),
     };
+    let state_reader = open_state_reader(g, &policy);
     if a.jobs == 0 {
         bail!("--jobs takes at least 1");
     }
@@ -533,6 +537,9 @@ fn run_items(
         };
         let mut reasoner =
             Reasoner::new(model.as_ref(), embedder.as_deref(), memory, policy.clone())?;
+        if let Some(r) = &state_reader {
+            reasoner = reasoner.with_state_reader(r.as_ref());
+        }
         let mut cfg = config.clone();
         cfg.seed = cfg.seed.wrapping_add(worker as u64);
         let feedback_lock = &feedback_lock;

@@ -199,17 +199,16 @@ fn use_out_of_fold(
         .collect();
     let bar = indicatif::ProgressBar::new(judged.len() as u64);
     let prior = metareason_awareness::EmbeddingClassifier::shipped_harm().prior_variance;
-    let oof =
-        safety::out_of_fold_harm(
-            &embedder,
-            safety::HarmReading::SENTENCE_EMBEDDER,
-            &learn,
-            &ordinary,
-            prior,
-            &judged,
-            5,
-            &mut || bar.inc(1),
-        )?;
+    let oof = safety::out_of_fold_harm(
+        &embedder,
+        safety::HarmReading::SENTENCE_EMBEDDER,
+        &learn,
+        &ordinary,
+        prior,
+        &judged,
+        5,
+        &mut || bar.inc(1),
+    )?;
     bar.finish_and_clear();
     let mut missing = 0;
     for e in evidence.iter_mut() {

@@ -20,7 +20,7 @@ use metareason_core::{
     SamplingParams, ScoreRequest, Scored,
 };
 use metareason_embed::MiniLm;
-use metareason_llama::{LlamaConfig, LlamaEmbedder, LlamaEngine};
+use metareason_llama::{LlamaConfig, LlamaEmbedder, LlamaEngine, Reading};
 use metareason_memory::{Decision, Memory};
 use metareason_monitor::{SearchPolicy, SearchSettings};
 use metareason_openai::{OpenAiConfig, OpenAiModel, RewardEndpoint, RewardProtocol};
@@ -573,6 +573,32 @@ fn open_sentence_embedder(g: &GlobalArgs) -> Option<Box<dyn Embedder>> {
     }
 }
 
+/// The local model's own reply state, when some classifier of `policy` was
+/// fitted on it (`bench fit-harm --features model-state`): loaded on the
+/// same memory-mapped file as the engine.
+pub(crate) fn open_state_reader(g: &GlobalArgs, policy: &Policy) -> Option<Box<dyn Embedder>> {
+    if g.backend != Backend::Llama {
+        return None;
+    }
+    let path = store(g)
+        .resolve(&g.model, &metareason_catalog::NoProgress)
+        .ok()?;
+    let stem = path.file_stem()?.to_string_lossy().into_owned();
+    let name = format!("llama-reply-state:{stem}");
+    if !policy.classifier_embedders().contains(&name) {
+        return None;
+    }
+    match LlamaEmbedder::load_reading(&path, g.threads.map(|t| t as u32), Reading::ReplyState) {
+        Ok(e) => Some(Box::new(e)),
+        Err(e) => {
+            tracing::warn!(
+                "{e}; the policy reads sentence embeddings instead of the model's state"
+            );
+            None
+        }
+    }
+}
+
 /// The embedder for memory search: all-MiniLM-L6-v2 (fetched on first
 /// use), else the local model's own embeddings, else none.
 fn open_embedder(g: &GlobalArgs) -> Option<Box<dyn Embedder>> {
@@ -714,7 +740,11 @@ fn solve(g: &GlobalArgs, a: SolveArgs) -> Result<()> {
     } else {
         open_sentence_embedder(g)
     };
+    let state_reader = open_state_reader(g, &mission);
     let mut reasoner = Reasoner::new(model.as_ref(), embedder.as_deref(), memory, mission)?;
+    if let Some(r) = &state_reader {
+        reasoner = reasoner.with_state_reader(r.as_ref());
+    }
     if let Some(r) = &reward {
         reasoner = reasoner.with_step_judge(r);
     }

@@ -10,7 +10,9 @@ use metareason_awareness::Policy;
 use metareason_memory::Memory;
 use metareason_server::{AppState, Engine, ServerConfig};
 
-use crate::{open_embedder, open_model, open_sentence_embedder, GlobalArgs, MemoryArgs};
+use crate::{
+    open_embedder, open_model, open_sentence_embedder, open_state_reader, GlobalArgs, MemoryArgs,
+};
 
 #[derive(Args)]
 pub struct ServeArgs {
@@ -120,9 +122,11 @@ pub fn serve(g: &GlobalArgs, a: ServeArgs) -> Result<()> {
         .local_addr()
         .map(|a| a.to_string())
         .unwrap_or(addr.clone());
+    let state_reader = open_state_reader(g, &policy).map(Arc::from);
     let engine = Engine {
         model,
         embedder,
+        state_reader,
         memory_path,
         policy,
     };

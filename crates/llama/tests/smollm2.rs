@@ -331,6 +331,42 @@ fn the_model_embeds_texts_as_unit_vectors_that_separate_topics() {
 }
 
 #[test]
+fn the_reply_state_reads_the_request_as_a_chat_turn() {
+    use metareason_core::embed::dot;
+    use metareason_core::Embedder;
+    use metareason_llama::{LlamaEmbedder, Reading};
+    let Some(path) = model_path() else { return };
+    let state = LlamaEmbedder::load_reading(&path, Some(1), Reading::ReplyState).expect("load");
+    let mean = LlamaEmbedder::load(&path, Some(1)).expect("load");
+    // The name says the reading, so a classifier fitted on one is never fed the other.
+    assert!(
+        state.name().starts_with("llama-reply-state:"),
+        "{}",
+        state.name()
+    );
+    assert!(mean.name().starts_with("llama-mean:"), "{}", mean.name());
+    assert_eq!(state.dim(), 576);
+    let request = "How do I stop a cut finger from bleeding?";
+    // Longer than the chat window: the end (where the request is) is kept.
+    let long = format!(
+        "{} {request}",
+        "Once upon a time there was a story. ".repeat(200)
+    );
+    let v = state.embed(&[request, request, long.as_str()]).unwrap();
+    assert!((dot(&v[0], &v[0]) - 1.0).abs() < 1e-4);
+    assert!((dot(&v[0], &v[1]) - 1.0).abs() < 1e-4, "deterministic");
+    assert!(
+        (dot(&v[2], &v[2]) - 1.0).abs() < 1e-4,
+        "a long chat is cut, not refused"
+    );
+    let m = mean.embed_one(request).unwrap();
+    assert!(
+        dot(&v[0], &m) < 0.99,
+        "a different reading of the same text"
+    );
+}
+
+#[test]
 fn a_short_request_finishes_while_a_long_one_is_still_decoding() {
     // Continuous batching: the engine decodes the sequences of every
     // request in flight together, so a short request does not queue behind

@@ -484,6 +484,8 @@ impl MetaParams {
 pub struct Reasoner<'a> {
     model: &'a dyn LanguageModel,
     embedder: Option<&'a dyn Embedder>,
+    /// A reading of the model's own states for the policy's classifiers.
+    state_reader: Option<&'a dyn Embedder>,
     step_judge: Option<&'a dyn StepJudge>,
     memory: Option<Memory>,
     policy: Policy,
@@ -518,6 +520,7 @@ impl<'a> Reasoner<'a> {
         Ok(Self {
             model,
             embedder,
+            state_reader: None,
             step_judge: None,
             memory,
             policy,
@@ -537,6 +540,14 @@ impl<'a> Reasoner<'a> {
         if let Some(o) = self.observer {
             o.on_event(&event);
         }
+    }
+
+    /// Lets the policy's classifiers also read `reader`: the model's own
+    /// state where its reply would begin (for a classifier fitted on it,
+    /// `bench fit-harm --features model-state`).
+    pub fn with_state_reader(mut self, reader: &'a dyn Embedder) -> Self {
+        self.state_reader = Some(reader);
+        self
     }
 
     /// Judges every step of the main solve with `judge` (a process reward
@@ -702,12 +713,14 @@ impl<'a> Reasoner<'a> {
         let mut settings = config.awareness.clone();
         // Withholding later is only an option when the loop may do it.
         settings.abstain_later &= config.abstain_after;
+        let embedders: Vec<&dyn Embedder> =
+            self.state_reader.into_iter().chain(self.embedder).collect();
         let awareness = Awareness {
             model: self.model,
             policy: &self.policy,
             settings,
             answerability: &self.params.answerability,
-            embedder: self.embedder,
+            embedders: &embedders,
         };
         let context = PolicyContext {
             profile: config.profile.clone(),

@@ -22,6 +22,9 @@ pub struct Engine {
     pub model: Arc<dyn LanguageModel>,
     /// Places tasks in memory (optional).
     pub embedder: Option<Arc<dyn Embedder>>,
+    /// The model's own reply state, for the policy classifiers fitted on it
+    /// (optional).
+    pub state_reader: Option<Arc<dyn Embedder>>,
     /// The memory file (None: nothing is stored, no feedback).
     pub memory_path: Option<PathBuf>,
     /// The mission policy.
@@ -151,6 +154,9 @@ impl Engine {
         )?;
         if let Some(o) = observer {
             reasoner = reasoner.with_observer(o);
+        }
+        if let Some(r) = &self.state_reader {
+            reasoner = reasoner.with_state_reader(r.as_ref());
         }
         reasoner.run(task, config)
     }
