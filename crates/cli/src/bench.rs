@@ -139,13 +139,14 @@ enum BenchCommand {
         prior_variance: f64,
     },
     /// Fit the mission policy's harm classifier: Bayesian logistic
-    /// regression over all-MiniLM-L6-v2 embeddings of the learn half of
+    /// regression over all-MiniLM-L6-v2 embeddings (or, with `--features
+    /// model-state`, the local model's own reply state) of the learn half of
     /// the `safety` dataset (plain harmful requests and their past-tense paraphrases against benign
     /// look-alikes, with learn-half questions of gsm8k-train, freshqa,
     /// known-unknowns and unsolvable-questions as ordinary tasks),
     /// the prior variance chosen by 5-fold cross-validation; then the
     /// classifier alone on the test half, by jailbreak style. Writes it as
-    /// JSON (no language model is loaded).
+    /// JSON (no language model is loaded unless its state is the reading).
     FitHarm {
         /// Where the classifier goes (the shipped one is
         /// crates/awareness/harm-classifier.json).
