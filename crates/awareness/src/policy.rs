@@ -768,8 +768,9 @@ fn classify(
             .find(|e| classifier.reads(**e))
             .map(|e| (classifier, *e))
     }) else {
+        // Debug, not warn: the caller said once that the embedder is missing.
         if let Some(first) = c.classifiers.first() {
-            tracing::warn!(
+            tracing::debug!(
                 "the {} classifier reads {} vectors and no such embedder is loaded; it is off",
                 first.label,
                 first.embedder
