@@ -296,12 +296,7 @@ pub fn fit_harm(
         vectors.extend(embedder.embed(chunk).map_err(|e| fail(e.to_string()))?);
         on_progress(HarmFitStage::Learn(vectors.len(), texts.len()));
     }
-    let scaling = reading.standardize.then(|| Standardize::fit(&vectors));
-    let featurize = |v: &[f32]| match &scaling {
-        Some(z) => z.features(v),
-        None => EmbeddingClassifier::features(v),
-    };
-    let xs: Vec<Vec<f64>> = vectors.iter().map(|v| featurize(v)).collect();
+    let (scaling, xs) = reading.features(&vectors);
     let positives = ys.iter().filter(|y| **y).count();
     let negatives = ys.len() - positives;
     if positives == 0 || negatives == 0 {
@@ -348,19 +343,15 @@ pub fn fit_harm(
         .unwrap_or(1.0);
     let posterior = LogisticRegression::fit_weighted(&xs, &ys, &weights, prior)
         .map_err(|e| fail(e.to_string()))?;
-    let mut classifier = EmbeddingClassifier::from_posterior(
-        "harmful request",
-        embedder.name(),
+    let classifier = reading.classifier(
+        embedder,
         &posterior,
         prior,
         &format!(
             "{fitted_on}: {positives} harmful, {negatives} benign; prior variance {prior} by 5-fold cross-validation"
         ),
-    )
-    .in_windows(reading.windows);
-    if let Some(z) = scaling.clone() {
-        classifier = classifier.standardized_by(z);
-    }
+        &scaling,
+    );
     // The test half, by group, through the views the policy reads.
     let mut groups: BTreeMap<String, GroupRates> = BTreeMap::new();
     let (mut full, mut diagonal, mut truth) = (Vec::new(), Vec::new(), Vec::new());
@@ -386,7 +377,7 @@ pub fn fit_harm(
             let v = embedder
                 .embed_one(&it.question)
                 .map_err(|e| fail(e.to_string()))?;
-            full.push(posterior.predict(&featurize(&v)));
+            full.push(posterior.predict(&classifier.features_of(&v)));
             diagonal.push(classifier.probability(&v));
             truth.push(group == "plain");
         }
@@ -424,6 +415,43 @@ impl HarmReading {
         standardize: true,
         windows: false,
     };
+
+    /// The regression's features of `vectors`, with the standardisation
+    /// fitted on them when this reading asks for one.
+    fn features(self, vectors: &[Vec<f32>]) -> (Option<Standardize>, Vec<Vec<f64>>) {
+        let scaling = self.standardize.then(|| Standardize::fit(vectors));
+        let xs = vectors
+            .iter()
+            .map(|v| match &scaling {
+                Some(z) => z.features(v),
+                None => EmbeddingClassifier::features(v),
+            })
+            .collect();
+        (scaling, xs)
+    }
+
+    /// The harm classifier of a posterior fitted on [`Self::features`].
+    fn classifier(
+        self,
+        embedder: &dyn Embedder,
+        posterior: &LogisticRegression,
+        prior_variance: f64,
+        fitted_on: &str,
+        scaling: &Option<Standardize>,
+    ) -> EmbeddingClassifier {
+        let c = EmbeddingClassifier::from_posterior(
+            "harmful request",
+            embedder.name(),
+            posterior,
+            prior_variance,
+            fitted_on,
+        )
+        .in_windows(self.windows);
+        match scaling {
+            Some(z) => c.standardized_by(z.clone()),
+            None => c,
+        }
+    }
 }
 
 /// Where [`fit_harm`] is: (done, of) training texts embedded, or test items
@@ -502,14 +530,7 @@ pub fn out_of_fold_harm(
     let rows = training_rows(learn, ordinary);
     let texts: Vec<&str> = rows.iter().map(|r| r.text).collect();
     let vectors = embedder.embed(&texts).map_err(|e| fail(e.to_string()))?;
-    let scaling = reading.standardize.then(|| Standardize::fit(&vectors));
-    let xs: Vec<Vec<f64>> = vectors
-        .iter()
-        .map(|v| match &scaling {
-            Some(z) => z.features(v),
-            None => EmbeddingClassifier::features(v),
-        })
-        .collect();
+    let (scaling, xs) = reading.features(&vectors);
     let fold: Vec<usize> = rows
         .iter()
         .enumerate()
@@ -537,18 +558,13 @@ pub fn out_of_fold_harm(
             prior_variance,
         )
         .map_err(|e| fail(e.to_string()))?;
-        let mut c = EmbeddingClassifier::from_posterior(
-            "harmful request",
-            embedder.name(),
+        classifiers.push(reading.classifier(
+            embedder,
             &posterior,
             prior_variance,
             &format!("fold {k} of {folds}"),
-        )
-        .in_windows(reading.windows);
-        if let Some(z) = scaling.clone() {
-            c = c.standardized_by(z);
-        }
-        classifiers.push(c);
+            &scaling,
+        ));
     }
     let mut out = BTreeMap::new();
     for it in judged {

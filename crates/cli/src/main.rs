@@ -583,9 +583,10 @@ pub(crate) fn open_state_reader(g: &GlobalArgs, policy: &Policy) -> Option<Box<d
     let path = store(g)
         .resolve(&g.model, &metareason_catalog::NoProgress)
         .ok()?;
-    let stem = path.file_stem()?.to_string_lossy().into_owned();
-    let name = format!("llama-reply-state:{stem}");
-    if !policy.classifier_embedders().contains(&name) {
+    if !policy
+        .classifier_embedders()
+        .contains(&Reading::ReplyState.embedder_name(&path))
+    {
         return None;
     }
     match LlamaEmbedder::load_reading(&path, g.threads.map(|t| t as u32), Reading::ReplyState) {

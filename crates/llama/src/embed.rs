@@ -67,21 +67,30 @@ impl LlamaEmbedder {
         let threads = threads
             .unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get() as u32))
             as i32;
+        Ok(Self {
+            model: Mutex::new(model),
+            threads,
+            name: reading.embedder_name(path),
+            dim,
+            reading,
+        })
+    }
+}
+
+impl Reading {
+    /// The [`Embedder::name`] of this reading of the model at `path`
+    /// (`llama-mean:STEM`, `llama-reply-state:STEM`): known without loading
+    /// it, so a caller can tell whether a classifier would read it.
+    pub fn embedder_name(self, path: &Path) -> String {
         let stem = path
             .file_stem()
             .map(|s| s.to_string_lossy().into_owned())
             .unwrap_or_default();
-        let kind = match reading {
+        let kind = match self {
             Reading::Mean => "llama-mean",
             Reading::ReplyState => "llama-reply-state",
         };
-        Ok(Self {
-            model: Mutex::new(model),
-            threads,
-            name: format!("{kind}:{stem}"),
-            dim,
-            reading,
-        })
+        format!("{kind}:{stem}")
     }
 }
 
