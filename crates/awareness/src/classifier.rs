@@ -55,10 +55,26 @@ pub struct EmbeddingClassifier {
     /// chat.
     #[serde(default = "judged_in_windows")]
     pub windows: bool,
+    /// What the marginal variances' logit variance is multiplied by to
+    /// match the full posterior's on the training vectors (the median
+    /// ratio there). With a few hundred nearly independent dimensions it
+    /// is about 1; over a language model's 1536 correlated ones the
+    /// diagonal alone overstates the uncertainty many times over and would
+    /// pull every judgement towards 0.5.
+    #[serde(default = "unscaled", skip_serializing_if = "is_unscaled")]
+    pub variance_scale: f64,
 }
 
 fn judged_in_windows() -> bool {
     true
+}
+
+fn unscaled() -> f64 {
+    1.0
+}
+
+fn is_unscaled(x: &f64) -> bool {
+    *x == 1.0
 }
 
 /// Per-dimension centring and scaling, fitted on the training vectors.
@@ -162,10 +178,12 @@ impl EmbeddingClassifier {
         }
         if c.mean.iter().chain(&c.variance).any(|x| !x.is_finite())
             || c.variance.iter().any(|v| *v < 0.0)
+            || !c.variance_scale.is_finite()
+            || c.variance_scale < 0.0
         {
             return Err(ClassifierError::Invalid(
                 source.into(),
-                "weights must be finite and variances non-negative".into(),
+                "weights must be finite, variances and variance_scale non-negative".into(),
             ));
         }
         Ok(c)
@@ -195,7 +213,28 @@ impl EmbeddingClassifier {
             fitted_on: fitted_on.into(),
             standardize: None,
             windows: true,
+            variance_scale: 1.0,
         }
+    }
+
+    /// The same classifier with its logit variance scaled to match the
+    /// full `posterior`'s on the feature vectors `xs` it was fitted on
+    /// (the median ratio of full to diagonal; see
+    /// [`Self::variance_scale`]).
+    pub fn matching_variance(mut self, posterior: &LogisticRegression, xs: &[Vec<f64>]) -> Self {
+        let mut ratios: Vec<f64> = xs
+            .iter()
+            .filter_map(|x| {
+                let diagonal: f64 = self.variance.iter().zip(x).map(|(v, x)| v * x * x).sum();
+                let (_, full) = posterior.logit(x);
+                (diagonal > 1e-12).then(|| (full / diagonal).max(0.0))
+            })
+            .collect();
+        if !ratios.is_empty() {
+            ratios.sort_by(f64::total_cmp);
+            self.variance_scale = ratios[ratios.len() / 2];
+        }
+        self
     }
 
     /// The same classifier reading vectors standardised by `z` (which its
@@ -232,7 +271,13 @@ impl EmbeddingClassifier {
     pub fn probability(&self, embedding: &[f32]) -> f64 {
         let x = self.features_of(embedding);
         let mu: f64 = self.mean.iter().zip(&x).map(|(w, x)| w * x).sum();
-        let s2: f64 = self.variance.iter().zip(&x).map(|(v, x)| v * x * x).sum();
+        let s2: f64 = self.variance_scale
+            * self
+                .variance
+                .iter()
+                .zip(&x)
+                .map(|(v, x)| v * x * x)
+                .sum::<f64>();
         sigmoid(mu / (1.0 + std::f64::consts::PI * s2 / 8.0).sqrt())
     }
 
@@ -330,6 +375,7 @@ mod tests {
             fitted_on: String::new(),
             standardize: None,
             windows: true,
+            variance_scale: 1.0,
         };
         let unsure = EmbeddingClassifier {
             variance: vec![0.0, 50.0],
@@ -339,6 +385,49 @@ mod tests {
         let q = unsure.probability(&[1.0]);
         assert!((p - sigmoid(4.0)).abs() < 1e-12);
         assert!(q > 0.5 && q < p, "{q} vs {p}");
+        // A variance scale below 1 pulls less; 0 judges at the mean.
+        let scaled = EmbeddingClassifier {
+            variance_scale: 0.1,
+            ..unsure.clone()
+        };
+        let r = scaled.probability(&[1.0]);
+        assert!(r > q && r < p, "{r}: between {q} and {p}");
+        let at_mean = EmbeddingClassifier {
+            variance_scale: 0.0,
+            ..unsure.clone()
+        };
+        assert!((at_mean.probability(&[1.0]) - p).abs() < 1e-12);
+    }
+
+    #[test]
+    fn the_variance_scale_matches_the_full_posterior_on_the_training_vectors() {
+        // Two weights, strongly anti-correlated: along (1, 1) the full
+        // posterior is nearly certain, the diagonal alone is not.
+        let posterior = LogisticRegression {
+            mean: vec![0.0, 1.0, 1.0],
+            cov: vec![
+                1.0, 0.0, 0.0, //
+                0.0, 1.0, -0.9, //
+                0.0, -0.9, 1.0,
+            ],
+        };
+        let c = EmbeddingClassifier::from_posterior("x", "e", &posterior, 1.0, "");
+        assert_eq!(c.variance_scale, 1.0);
+        let xs = vec![vec![0.0, 1.0, 1.0]; 3];
+        let c = c.matching_variance(&posterior, &xs);
+        // Full: 1 + 1 - 2 * 0.9 = 0.2; diagonal: 2.
+        assert!(
+            (c.variance_scale - 0.1).abs() < 1e-12,
+            "{}",
+            c.variance_scale
+        );
+        let full = posterior.predict(&xs[0]);
+        assert!((c.probability(&[1.0, 1.0]) - full).abs() < 1e-12);
+        // Kept through the file; a negative scale is refused.
+        let text = serde_json::to_string(&c).unwrap();
+        assert_eq!(EmbeddingClassifier::parse(&text, "f").unwrap(), c);
+        let bad = text.replace("\"variance_scale\":0.1", "\"variance_scale\":-1.0");
+        assert!(EmbeddingClassifier::parse(&bad, "f").is_err());
     }
 
     #[test]

@@ -271,6 +271,66 @@ pub struct HarmFit {
     pub test_log_loss_full_diagonal: (f64, f64),
 }
 
+/// The prior variances `fit_harm` chooses from by cross-validation.
+pub const HARM_PRIOR_GRID: [f64; 8] = [0.01, 0.03, 0.1, 0.3, 1.0, 3.0, 10.0, 30.0];
+
+/// Class-balanced log loss of probabilities `p` of labels `y` (each class
+/// weighing as much as the other in a set of `positives` and `negatives`).
+fn balanced_log_loss(p: &[f64], y: &[bool], positives: usize, negatives: usize) -> f64 {
+    let (mut sum, mut total) = (0.0, 0.0);
+    for (&p, &y) in p.iter().zip(y) {
+        let w = class_weight(y, positives, negatives);
+        let q = if y { p } else { 1.0 - p };
+        sum -= w * q.clamp(1e-9, 1.0).ln();
+        total += w;
+    }
+    sum / total.max(1e-9)
+}
+
+/// 5-fold cross-validation of the class-weighted harm regression on
+/// features `xs` with labels `ys`: (prior variance, class-balanced log
+/// loss out of fold) for each of `priors`.
+pub fn cross_validate_harm(
+    xs: &[Vec<f64>],
+    ys: &[bool],
+    priors: &[f64],
+) -> Result<Vec<(f64, f64)>, DatasetError> {
+    let fail = |m: String| DatasetError::Fetch("harm classifier".into(), m);
+    let positives = ys.iter().filter(|y| **y).count();
+    let negatives = ys.len() - positives;
+    if positives == 0 || negatives == 0 {
+        return Err(fail("the learn half needs harmful and benign items".into()));
+    }
+    let weights: Vec<f64> = ys
+        .iter()
+        .map(|&y| class_weight(y, positives, negatives))
+        .collect();
+    let mut out = Vec::with_capacity(priors.len());
+    for &prior in priors {
+        let (mut p_all, mut y_all) = (Vec::new(), Vec::new());
+        for fold in 0..5 {
+            let pick = |i: usize| i % 5 == fold;
+            let train: Vec<usize> = (0..xs.len()).filter(|&i| !pick(i)).collect();
+            let model = LogisticRegression::fit_weighted(
+                &train.iter().map(|&i| xs[i].clone()).collect::<Vec<_>>(),
+                &train.iter().map(|&i| ys[i]).collect::<Vec<_>>(),
+                &train.iter().map(|&i| weights[i]).collect::<Vec<_>>(),
+                prior,
+            )
+            .map_err(|e| fail(e.to_string()))?;
+            for i in (0..xs.len()).filter(|&i| pick(i)) {
+                p_all.push(model.predict(&xs[i]));
+                y_all.push(ys[i]);
+            }
+        }
+        out.push((
+            prior,
+            balanced_log_loss(&p_all, &y_all, positives, negatives),
+        ));
+    }
+    Ok(out)
+}
+
 /// Fits the harm classifier on the learn half (`learn`: plain harmful
 /// requests, their past-tense paraphrases and benign look-alikes of the
 /// safety set; `ordinary`: more
@@ -304,38 +364,10 @@ pub fn fit_harm(
     }
     let weight_of = |y: bool| class_weight(y, positives, negatives);
     let weights: Vec<f64> = ys.iter().map(|&y| weight_of(y)).collect();
-    let balanced_loss = |p: &[f64], y: &[bool]| -> f64 {
-        let (mut sum, mut total) = (0.0, 0.0);
-        for (&p, &y) in p.iter().zip(y) {
-            let w = weight_of(y);
-            let q = if y { p } else { 1.0 - p };
-            sum -= w * q.clamp(1e-9, 1.0).ln();
-            total += w;
-        }
-        sum / total.max(1e-9)
-    };
-    let mut cross_validation = Vec::new();
+    let balanced_loss = |p: &[f64], y: &[bool]| balanced_log_loss(p, y, positives, negatives);
     // Down to 0.01: a model's 1536 standardised dimensions need far more
     // shrinkage than MiniLM's 384 unit-length ones.
-    for prior in [0.01, 0.03, 0.1, 0.3, 1.0, 3.0, 10.0, 30.0] {
-        let (mut p_all, mut y_all) = (Vec::new(), Vec::new());
-        for fold in 0..5 {
-            let pick = |i: usize| i % 5 == fold;
-            let train: Vec<usize> = (0..xs.len()).filter(|&i| !pick(i)).collect();
-            let model = LogisticRegression::fit_weighted(
-                &train.iter().map(|&i| xs[i].clone()).collect::<Vec<_>>(),
-                &train.iter().map(|&i| ys[i]).collect::<Vec<_>>(),
-                &train.iter().map(|&i| weights[i]).collect::<Vec<_>>(),
-                prior,
-            )
-            .map_err(|e| fail(e.to_string()))?;
-            for i in (0..xs.len()).filter(|&i| pick(i)) {
-                p_all.push(model.predict(&xs[i]));
-                y_all.push(ys[i]);
-            }
-        }
-        cross_validation.push((prior, balanced_loss(&p_all, &y_all)));
-    }
+    let cross_validation = cross_validate_harm(&xs, &ys, &HARM_PRIOR_GRID)?;
     let prior = cross_validation
         .iter()
         .min_by(|a, b| a.1.total_cmp(&b.1))
@@ -346,6 +378,7 @@ pub fn fit_harm(
     let classifier = reading.classifier(
         embedder,
         &posterior,
+        &xs,
         prior,
         &format!(
             "{fitted_on}: {positives} harmful, {negatives} benign; prior variance {prior} by 5-fold cross-validation"
@@ -401,6 +434,11 @@ pub struct HarmReading {
     /// Also judge long texts in windows (for an embedder that reads a few
     /// hundred tokens).
     pub windows: bool,
+    /// Scale the shipped marginal variances to the full posterior's logit
+    /// variance ([`EmbeddingClassifier::matching_variance`]): needed over a
+    /// language model's correlated dimensions; the sentence embedder's
+    /// classifier was fitted and measured with the diagonal as it is.
+    pub match_variance: bool,
 }
 
 impl HarmReading {
@@ -409,16 +447,18 @@ impl HarmReading {
     pub const SENTENCE_EMBEDDER: Self = Self {
         standardize: false,
         windows: true,
+        match_variance: false,
     };
     /// A language model's reply state: standardised, read whole.
     pub const MODEL_STATE: Self = Self {
         standardize: true,
         windows: false,
+        match_variance: true,
     };
 
     /// The regression's features of `vectors`, with the standardisation
     /// fitted on them when this reading asks for one.
-    fn features(self, vectors: &[Vec<f32>]) -> (Option<Standardize>, Vec<Vec<f64>>) {
+    pub fn features(self, vectors: &[Vec<f32>]) -> (Option<Standardize>, Vec<Vec<f64>>) {
         let scaling = self.standardize.then(|| Standardize::fit(vectors));
         let xs = vectors
             .iter()
@@ -430,11 +470,13 @@ impl HarmReading {
         (scaling, xs)
     }
 
-    /// The harm classifier of a posterior fitted on [`Self::features`].
+    /// The harm classifier of a posterior fitted on [`Self::features`]
+    /// `xs`.
     fn classifier(
         self,
         embedder: &dyn Embedder,
         posterior: &LogisticRegression,
+        xs: &[Vec<f64>],
         prior_variance: f64,
         fitted_on: &str,
         scaling: &Option<Standardize>,
@@ -447,6 +489,11 @@ impl HarmReading {
             fitted_on,
         )
         .in_windows(self.windows);
+        let c = if self.match_variance {
+            c.matching_variance(posterior, xs)
+        } else {
+            c
+        };
         match scaling {
             Some(z) => c.standardized_by(z.clone()),
             None => c,
@@ -561,6 +608,7 @@ pub fn out_of_fold_harm(
         classifiers.push(reading.classifier(
             embedder,
             &posterior,
+            &xs,
             prior_variance,
             &format!("fold {k} of {folds}"),
             &scaling,

@@ -164,6 +164,12 @@ enum BenchCommand {
         /// only).
         #[arg(long, value_enum, default_value_t = crate::fit_harm::HarmFeatures::Minilm)]
         features: crate::fit_harm::HarmFeatures,
+        /// With `--features model-state`: read the reply state at the
+        /// outputs of these blocks (counted from 0, comma-separated) instead
+        /// of the last layer, all in one pass, and keep the layer of least
+        /// cross-validated loss.
+        #[arg(long, value_delimiter = ',', num_args = 1..)]
+        layers: Vec<u32>,
     },
     /// Fit how the mission policy's harm rule weighs the classifier against
     /// the model's own refusal inside its unsure band (Bayesian logistic
@@ -328,6 +334,7 @@ pub(crate) fn bench(g: &GlobalArgs, a: BenchArgs) -> Result<()> {
             ordinary,
             test_limit,
             features,
+            layers,
         }) => {
             let data_dir = a
                 .data_dir
@@ -336,6 +343,7 @@ pub(crate) fn bench(g: &GlobalArgs, a: BenchArgs) -> Result<()> {
             return crate::fit_harm::fit_harm(
                 g,
                 *features,
+                layers,
                 out,
                 *ordinary,
                 *test_limit,

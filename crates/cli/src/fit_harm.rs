@@ -56,19 +56,29 @@ pub(crate) fn harm_embedder(
 
 /// Fits on the learn half, writes the classifier to `out`, prints the
 /// test-half table.
+#[allow(clippy::too_many_arguments)]
 pub(crate) fn fit_harm(
     g: &GlobalArgs,
     features: HarmFeatures,
+    layers: &[u32],
     out: &Path,
     ordinary: usize,
     test_limit: usize,
     data_dir: &Path,
     seed: u64,
 ) -> Result<()> {
-    let (embedder, reading) = harm_embedder(g, features)?;
-    let embedder = embedder.as_ref();
+    if !layers.is_empty() && features != HarmFeatures::ModelState {
+        bail!("--layers reads the local model's inner layers: add --features model-state");
+    }
     let items = safety::load()?;
     let learn = Split::Learn.of(items.clone());
+    let (gsm, sources) = ordinary_tasks(data_dir, ordinary, seed)?;
+    let (embedder, reading) = if layers.is_empty() {
+        harm_embedder(g, features)?
+    } else {
+        choose_layer(g, layers, &learn, &gsm)?
+    };
+    let embedder = embedder.as_ref();
     // At most `test_limit` test items per group (a seeded subset): a
     // role-play item is some thirty windows to embed.
     let mut by_group: BTreeMap<String, Vec<_>> = BTreeMap::new();
@@ -79,7 +89,6 @@ pub(crate) fn fit_harm(
         .into_values()
         .flat_map(|g| datasets::seeded_subset(g, seed, Some(test_limit)))
         .collect();
-    let (gsm, sources) = ordinary_tasks(data_dir, ordinary, seed)?;
     let band = [0.2, 0.9];
     let bar = indicatif::ProgressBar::new(test.len() as u64);
     bar.set_style(
@@ -140,6 +149,77 @@ pub(crate) fn fit_harm(
     println!("(at most {test_limit} test items per group, seed {seed})");
     println!("written: {}", out.display());
     Ok(())
+}
+
+/// Reads the learn rows once at every layer of `layers`, cross-validates
+/// the classifier on each (at a few small prior variances: 1536
+/// standardised dimensions need strong shrinkage), prints the table and
+/// returns the reading of the best layer, remembering the learn rows'
+/// vectors so that the fit does not read them again.
+fn choose_layer(
+    g: &GlobalArgs,
+    layers: &[u32],
+    learn: &[datasets::Item],
+    ordinary: &[String],
+) -> Result<(Box<dyn Embedder>, safety::HarmReading)> {
+    let path = store(g)
+        .resolve(&g.model, &metareason_catalog::NoProgress)
+        .with_context(|| format!("the model's states are read from {}", g.model))?;
+    let threads = g.threads.map(|t| t as u32);
+    let reader = LlamaEmbedder::load_reading(&path, threads, Reading::ReplyStateAt(layers[0]))?;
+    let rows = safety::training_rows(learn, ordinary);
+    let texts: Vec<&str> = rows.iter().map(|r| r.text).collect();
+    let ys: Vec<bool> = rows.iter().map(|r| r.harmful).collect();
+    let bar = indicatif::ProgressBar::new(texts.len() as u64);
+    bar.set_style(
+        indicatif::ProgressStyle::with_template(
+            "learn half read at layers {msg} {pos}/{len} [{elapsed_precise} < {eta_precise}]",
+        )
+        .expect("valid template"),
+    );
+    bar.set_message(format!("{layers:?}"));
+    // by_layer[k][i]: row i at layers[k].
+    let mut by_layer: Vec<Vec<Vec<f32>>> = vec![Vec::with_capacity(texts.len()); layers.len()];
+    for chunk in texts.chunks(16) {
+        for states in reader.reply_states_at(chunk, layers)? {
+            for (k, v) in states.into_iter().enumerate() {
+                by_layer[k].push(v);
+            }
+        }
+        bar.inc(chunk.len() as u64);
+    }
+    bar.finish_and_clear();
+    const PRIORS: [f64; 3] = [0.01, 0.03, 0.1];
+    println!("layer choice: 5-fold class-balanced log loss on the learn half by prior variance");
+    println!("| layer | {} |", PRIORS.map(|p| p.to_string()).join(" | "));
+    println!("|---|{}", "---|".repeat(PRIORS.len()));
+    let mut best: Option<(f64, usize)> = None;
+    for (k, vectors) in by_layer.iter().enumerate() {
+        let (_, xs) = safety::HarmReading::MODEL_STATE.features(vectors);
+        let cv = safety::cross_validate_harm(&xs, &ys, &PRIORS)?;
+        println!(
+            "| {} | {} |",
+            layers[k],
+            cv.iter()
+                .map(|(_, l)| format!("{l:.4}"))
+                .collect::<Vec<_>>()
+                .join(" | ")
+        );
+        let loss = cv.iter().map(|c| c.1).fold(f64::INFINITY, f64::min);
+        if best.is_none_or(|(b, _)| loss < b) {
+            best = Some((loss, k));
+        }
+    }
+    let k = best.map_or(0, |b| b.1);
+    println!("chosen: layer {}", layers[k]);
+    let chosen = LlamaEmbedder::load_reading(&path, threads, Reading::ReplyStateAt(layers[k]))?;
+    let vectors = std::mem::take(&mut by_layer[k]);
+    Ok((
+        Box::new(metareason_core::embed::Remembered::new(
+            chosen, &texts, vectors,
+        )),
+        safety::HarmReading::MODEL_STATE,
+    ))
 }
 
 /// Ordinary tasks for the harm classifier's benign side: the learn halves

@@ -583,13 +583,14 @@ pub(crate) fn open_state_reader(g: &GlobalArgs, policy: &Policy) -> Option<Box<d
     let path = store(g)
         .resolve(&g.model, &metareason_catalog::NoProgress)
         .ok()?;
-    if !policy
+    // The first reading of this model that a policy classifier was fitted
+    // on (the last layer's reply state, or an inner layer's).
+    let reading = policy
         .classifier_embedders()
-        .contains(&Reading::ReplyState.embedder_name(&path))
-    {
-        return None;
-    }
-    match LlamaEmbedder::load_reading(&path, g.threads.map(|t| t as u32), Reading::ReplyState) {
+        .iter()
+        .find_map(|name| Reading::from_embedder_name(name, &path))
+        .filter(|r| *r != Reading::Mean)?;
+    match LlamaEmbedder::load_reading(&path, g.threads.map(|t| t as u32), reading) {
         Ok(e) => Some(Box::new(e)),
         Err(e) => {
             tracing::warn!(

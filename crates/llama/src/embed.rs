@@ -5,7 +5,12 @@
 //! state of the text put to the model as a user turn of its chat, at the
 //! point where its reply would begin ([`Reading::ReplyState`]): the state
 //! from which the model decides how to answer, refusals included, which a
-//! probe reads (the harm classifier over the model's own states).
+//! probe reads (the harm classifier over the model's own states). The same
+//! point can be read at an inner layer ([`Reading::ReplyStateAt`]): the
+//! residual stream after block L, read through llama.cpp's evaluation
+//! callback, where linear probes of what a request asks for usually read
+//! best (the last layer, after the final norm, is shaped for the next
+//! token).
 
 use std::num::NonZeroU32;
 use std::path::Path;
@@ -14,7 +19,8 @@ use std::sync::Mutex;
 use llama_cpp_2::context::params::{LlamaContextParams, LlamaPoolingType};
 use llama_cpp_2::llama_batch::LlamaBatch;
 use llama_cpp_2::model::params::LlamaModelParams;
-use llama_cpp_2::model::{LlamaChatMessage, LlamaModel};
+use llama_cpp_2::model::{LlamaChatMessage, LlamaChatTemplate, LlamaModel};
+use llama_cpp_2::token::LlamaToken;
 use metareason_core::embed::normalize;
 use metareason_core::{EmbedError, Embedder, ModelError};
 
@@ -32,6 +38,10 @@ pub enum Reading {
     /// The last hidden state of the text sent as a user message through the
     /// model's chat template, with the assistant's turn opened.
     ReplyState,
+    /// The same point as [`Reading::ReplyState`], read at the output of
+    /// block `L` (counted from 0) instead of the last layer; not
+    /// normalised (a classifier standardises it).
+    ReplyStateAt(u32),
 }
 
 /// Embeddings from a GGUF language model.
@@ -60,10 +70,23 @@ impl LlamaEmbedder {
         reading: Reading,
     ) -> Result<Self, ModelError> {
         crate::check_gguf_file(path)?;
+        // llama.cpp's own log stays quiet unless an engine already asked
+        // for it (a context per read would otherwise print its set-up).
+        crate::worker::init_logs(false);
         let backend = crate::worker::backend()?;
         let model = LlamaModel::load_from_file(backend, path, &LlamaModelParams::default())
             .map_err(|e| ModelError::Load(format!("{}: {e}", path.display())))?;
         let dim = model.n_embd() as usize;
+        if let Reading::ReplyStateAt(layer) = reading {
+            if layer >= model.n_layer() {
+                return Err(ModelError::Load(format!(
+                    "{} has {} layers (0 to {}); layer {layer} does not exist",
+                    path.display(),
+                    model.n_layer(),
+                    model.n_layer().saturating_sub(1)
+                )));
+            }
+        }
         let threads = threads
             .unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get() as u32))
             as i32;
@@ -86,11 +109,24 @@ impl Reading {
             .file_stem()
             .map(|s| s.to_string_lossy().into_owned())
             .unwrap_or_default();
-        let kind = match self {
-            Reading::Mean => "llama-mean",
-            Reading::ReplyState => "llama-reply-state",
-        };
-        format!("{kind}:{stem}")
+        match self {
+            Reading::Mean => format!("llama-mean:{stem}"),
+            Reading::ReplyState => format!("llama-reply-state:{stem}"),
+            Reading::ReplyStateAt(layer) => format!("llama-reply-state@{layer}:{stem}"),
+        }
+    }
+
+    /// The reading of the model at `path` that [`Embedder::name`] `name`
+    /// stands for, if it is one of this model's.
+    pub fn from_embedder_name(name: &str, path: &Path) -> Option<Reading> {
+        [Reading::Mean, Reading::ReplyState]
+            .into_iter()
+            .find(|r| r.embedder_name(path) == name)
+            .or_else(|| {
+                let layer = name.strip_prefix("llama-reply-state@")?.split(':').next()?;
+                let r = Reading::ReplyStateAt(layer.parse().ok()?);
+                (r.embedder_name(path) == name).then_some(r)
+            })
     }
 }
 
@@ -102,20 +138,23 @@ impl Embedder for LlamaEmbedder {
         self.dim
     }
     fn embed(&self, texts: &[&str]) -> Result<Vec<Vec<f32>>, EmbedError> {
+        if let Reading::ReplyStateAt(layer) = self.reading {
+            return Ok(self
+                .reply_states_at(texts, &[layer])?
+                .into_iter()
+                .map(|mut by_layer| by_layer.remove(0))
+                .collect());
+        }
         let err = |e: &dyn std::fmt::Display| EmbedError(e.to_string());
         let backend = crate::worker::backend().map_err(|e| err(&e))?;
         let model = self.model.lock().unwrap_or_else(|p| p.into_inner());
         let (max, pooling) = match self.reading {
             Reading::Mean => (MAX_TOKENS, LlamaPoolingType::Mean),
-            Reading::ReplyState => (MAX_CHAT_TOKENS, LlamaPoolingType::Last),
+            _ => (MAX_CHAT_TOKENS, LlamaPoolingType::Last),
         };
         let template = match self.reading {
             Reading::Mean => None,
-            Reading::ReplyState => Some(model.chat_template(None).map_err(|e| {
-                err(&format!(
-                    "the model has no chat template to read a reply state with: {e}"
-                ))
-            })?),
+            _ => Some(chat_template(&model)?),
         };
         let params = LlamaContextParams::default()
             .with_n_ctx(NonZeroU32::new(max as u32 + 8))
@@ -135,16 +174,7 @@ impl Embedder for LlamaEmbedder {
                     t.truncate(max);
                     t
                 }
-                Some(template) => {
-                    let user = LlamaChatMessage::new("user".into(), (*text).to_string())
-                        .map_err(|e| err(&format!("a text holds a NUL byte: {e}")))?;
-                    let chat = model
-                        .apply_chat_template(template, &[user], true)
-                        .map_err(|e| err(&e))?;
-                    // The template's special tokens must parse as such.
-                    let t = model.vocab().tokenize(chat.as_bytes(), true, true);
-                    t[t.len().saturating_sub(max)..].to_vec()
-                }
+                Some(template) => chat_tokens(&model, template, text)?,
             };
             if tokens.is_empty() {
                 out.push(vec![0.0; self.dim]);
@@ -161,5 +191,215 @@ impl Embedder for LlamaEmbedder {
             out.push(v);
         }
         Ok(out)
+    }
+}
+
+fn chat_template(model: &LlamaModel) -> Result<LlamaChatTemplate, EmbedError> {
+    model.chat_template(None).map_err(|e| {
+        EmbedError(format!(
+            "the model has no chat template to read a reply state with: {e}"
+        ))
+    })
+}
+
+/// The tokens of `text` sent as a user turn with the assistant's turn
+/// opened, the last [`MAX_CHAT_TOKENS`] of them.
+fn chat_tokens(
+    model: &LlamaModel,
+    template: &LlamaChatTemplate,
+    text: &str,
+) -> Result<Vec<LlamaToken>, EmbedError> {
+    let user = LlamaChatMessage::new("user".into(), text.to_string())
+        .map_err(|e| EmbedError(format!("a text holds a NUL byte: {e}")))?;
+    let chat = model
+        .apply_chat_template(template, &[user], true)
+        .map_err(|e| EmbedError(e.to_string()))?;
+    // The template's special tokens must parse as such.
+    let t = model.vocab().tokenize(chat.as_bytes(), true, true);
+    Ok(t[t.len().saturating_sub(MAX_CHAT_TOKENS)..].to_vec())
+}
+
+impl LlamaEmbedder {
+    /// The reply state of each text at each of `layers` (outputs of those
+    /// blocks, counted from 0), read in one pass over the text: `out[i][k]`
+    /// is text i at `layers[k]`. One pass serves any number of layers, so
+    /// a probe can choose its layer without reading the data again.
+    pub fn reply_states_at(
+        &self,
+        texts: &[&str],
+        layers: &[u32],
+    ) -> Result<Vec<Vec<Vec<f32>>>, EmbedError> {
+        let err = |e: &dyn std::fmt::Display| EmbedError(e.to_string());
+        // llama.cpp's backend must be up before a context is made.
+        crate::worker::backend().map_err(|e| err(&e))?;
+        let model = self.model.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(l) = layers.iter().find(|l| **l >= model.n_layer()) {
+            return Err(EmbedError(format!(
+                "the model has {} layers; layer {l} does not exist",
+                model.n_layer()
+            )));
+        }
+        let template = chat_template(&model)?;
+        let mut capture = Capture {
+            names: layers.iter().map(|l| format!("l_out-{l}")).collect(),
+            states: vec![None; layers.len()],
+            fault: None,
+        };
+        let context = RawContext::new(&model, self.threads, &mut capture)?;
+        let mut out = Vec::with_capacity(texts.len());
+        for text in texts {
+            let mut tokens: Vec<i32> = chat_tokens(&model, &template, text)?
+                .into_iter()
+                .map(|t| t.0)
+                .collect();
+            // SAFETY: the capture outlives the context (dropped at the end
+            // of this function, after it); the callback is the only other
+            // user, and only during `decode`.
+            unsafe { (*context.capture).states.iter_mut().for_each(|s| *s = None) };
+            context.decode(&mut tokens)?;
+            // SAFETY: as above; decode has returned.
+            let capture = unsafe { &mut *context.capture };
+            if let Some(fault) = capture.fault.take() {
+                return Err(EmbedError(fault));
+            }
+            let mut by_layer = Vec::with_capacity(layers.len());
+            for (state, layer) in capture.states.iter_mut().zip(layers) {
+                by_layer.push(state.take().ok_or_else(|| {
+                    EmbedError(format!(
+                        "llama.cpp computed no output of layer {layer} (tensor l_out-{layer}); this model's graph names its layers otherwise"
+                    ))
+                })?);
+            }
+            out.push(by_layer);
+        }
+        Ok(out)
+    }
+}
+
+/// What the evaluation callback collects: the last token's column of each
+/// named tensor.
+struct Capture {
+    names: Vec<String>,
+    states: Vec<Option<Vec<f32>>>,
+    fault: Option<String>,
+}
+
+/// Called by llama.cpp for every tensor of the graph: first to ask whether
+/// its data is wanted (`ask`), then, for those that are, once computed.
+unsafe extern "C" fn capture_states(
+    t: *mut llama_cpp_sys_2::ggml_tensor,
+    ask: bool,
+    user_data: *mut std::ffi::c_void,
+) -> bool {
+    // SAFETY: llama.cpp passes a valid tensor and the pointer we gave it,
+    // which points at a live Capture for the whole decode.
+    let (tensor, capture) = unsafe { (&*t, &mut *user_data.cast::<Capture>()) };
+    // SAFETY: ggml names are NUL-terminated within their 64 bytes.
+    let name = unsafe { std::ffi::CStr::from_ptr(tensor.name.as_ptr()) };
+    let Some(k) = capture
+        .names
+        .iter()
+        .position(|n| n.as_bytes() == name.to_bytes())
+    else {
+        // Not wanted; when asked after computing (never for these), go on.
+        return !ask;
+    };
+    if ask {
+        return true;
+    }
+    let (rows, columns) = (tensor.ne[0], tensor.ne[1]);
+    if tensor.type_ != llama_cpp_sys_2::GGML_TYPE_F32
+        || tensor.nb[0] != std::mem::size_of::<f32>()
+        || rows <= 0
+        || columns <= 0
+    {
+        capture.fault = Some(format!(
+            "layer output {} is not a dense f32 matrix (type {}), so it cannot be read",
+            name.to_string_lossy(),
+            tensor.type_
+        ));
+        return true;
+    }
+    let mut column = vec![0.0f32; rows as usize];
+    // SAFETY: the last column lies inside the tensor (checked shape, dense
+    // rows), and `column` holds exactly one column.
+    unsafe {
+        llama_cpp_sys_2::ggml_backend_tensor_get(
+            t,
+            column.as_mut_ptr().cast(),
+            (columns as usize - 1) * tensor.nb[1],
+            rows as usize * std::mem::size_of::<f32>(),
+        );
+    }
+    capture.states[k] = Some(column);
+    true
+}
+
+/// A llama.cpp context made through the raw API, because the safe one
+/// does not let a caller set the evaluation callback.
+struct RawContext {
+    ctx: *mut llama_cpp_sys_2::llama_context,
+    capture: *mut Capture,
+}
+
+impl RawContext {
+    fn new(model: &LlamaModel, threads: i32, capture: &mut Capture) -> Result<Self, EmbedError> {
+        let n = MAX_CHAT_TOKENS as u32 + 8;
+        // SAFETY: plain defaults.
+        let mut params = unsafe { llama_cpp_sys_2::llama_context_default_params() };
+        params.n_ctx = n;
+        params.n_batch = n;
+        // One micro-batch per text, so the last column of the last call is
+        // the last token.
+        params.n_ubatch = n;
+        params.n_seq_max = 1;
+        params.n_threads = threads;
+        params.n_threads_batch = threads;
+        params.embeddings = false;
+        params.cb_eval = Some(capture_states);
+        let capture: *mut Capture = capture;
+        params.cb_eval_user_data = capture.cast();
+        // SAFETY: `LlamaModel` is `#[repr(transparent)]` over a non-null
+        // pointer to the loaded model (through `Ptr` and `NonNull`, both
+        // transparent), which outlives this context (the caller holds it
+        // locked for the whole read).
+        let raw_model =
+            unsafe { *(model as *const LlamaModel).cast::<*mut llama_cpp_sys_2::llama_model>() };
+        // SAFETY: a valid model and parameters.
+        let ctx = unsafe { llama_cpp_sys_2::llama_init_from_model(raw_model, params) };
+        if ctx.is_null() {
+            return Err(EmbedError(
+                "llama.cpp could not make a context to read layer states (out of memory?)".into(),
+            ));
+        }
+        Ok(Self { ctx, capture })
+    }
+
+    /// Reads `tokens` from an empty cache.
+    fn decode(&self, tokens: &mut [i32]) -> Result<(), EmbedError> {
+        if tokens.is_empty() {
+            return Err(EmbedError("an empty text has no reply state".into()));
+        }
+        // SAFETY: a live context; the batch borrows `tokens` for the call.
+        let status = unsafe {
+            llama_cpp_sys_2::llama_memory_clear(llama_cpp_sys_2::llama_get_memory(self.ctx), true);
+            let batch =
+                llama_cpp_sys_2::llama_batch_get_one(tokens.as_mut_ptr(), tokens.len() as i32);
+            llama_cpp_sys_2::llama_decode(self.ctx, batch)
+        };
+        if status != 0 {
+            return Err(EmbedError(format!(
+                "llama.cpp failed to read a text of {} tokens (status {status})",
+                tokens.len()
+            )));
+        }
+        Ok(())
+    }
+}
+
+impl Drop for RawContext {
+    fn drop(&mut self) {
+        // SAFETY: made by llama_init_from_model, freed once.
+        unsafe { llama_cpp_sys_2::llama_free(self.ctx) };
     }
 }

@@ -47,7 +47,7 @@ pub(crate) fn backend() -> Result<&'static LlamaBackend, ModelError> {
         .map_err(|e| ModelError::Engine(format!("cannot start llama.cpp: {e}")))
 }
 
-fn init_logs(enabled: bool) {
+pub(crate) fn init_logs(enabled: bool) {
     static ONCE: OnceLock<()> = OnceLock::new();
     ONCE.get_or_init(|| {
         llama_cpp_2::send_logs_to_tracing(

@@ -367,6 +367,51 @@ fn the_reply_state_reads_the_request_as_a_chat_turn() {
 }
 
 #[test]
+fn inner_layer_states_are_read_in_one_pass_and_named_by_layer() {
+    use metareason_core::Embedder;
+    use metareason_llama::{LlamaEmbedder, Reading};
+    let Some(path) = model_path() else { return };
+    let at3 = LlamaEmbedder::load_reading(&path, Some(1), Reading::ReplyStateAt(3)).expect("load");
+    assert!(
+        at3.name().starts_with("llama-reply-state@3:"),
+        "{}",
+        at3.name()
+    );
+    assert_eq!(
+        Reading::from_embedder_name(at3.name(), &path),
+        Some(Reading::ReplyStateAt(3))
+    );
+    assert_eq!(
+        Reading::from_embedder_name("llama-reply-state@3:another-model", &path),
+        None
+    );
+    // SmolLM2-135M has 30 layers: 30 is past the last.
+    let err = LlamaEmbedder::load_reading(&path, Some(1), Reading::ReplyStateAt(30))
+        .err()
+        .expect("no layer 30");
+    assert!(err.to_string().contains("layer 30 does not exist"), "{err}");
+    let requests = [
+        "How do I stop a cut finger from bleeding?",
+        "What is 2 + 2?",
+    ];
+    let both = at3.reply_states_at(&requests, &[3, 20]).unwrap();
+    let alone = at3.embed(&requests).unwrap();
+    assert_eq!(both.len(), 2);
+    for (i, by_layer) in both.iter().enumerate() {
+        assert_eq!(by_layer.len(), 2);
+        assert_eq!(by_layer[0].len(), 576);
+        // One pass over several layers reads each as a pass of its own.
+        assert_eq!(
+            by_layer[0], alone[i],
+            "text {i}: layer 3 read alone and with 20"
+        );
+        assert_ne!(by_layer[0], by_layer[1], "layers 3 and 20 differ");
+    }
+    assert_ne!(both[0][0], both[1][0], "two requests, two states");
+    assert!(at3.reply_states_at(&requests, &[31]).is_err());
+}
+
+#[test]
 fn a_short_request_finishes_while_a_long_one_is_still_decoding() {
     // Continuous batching: the engine decodes the sequences of every
     // request in flight together, so a short request does not queue behind
