@@ -5,13 +5,15 @@
 //! (accuracy, calibration, error detection, selective prediction,
 //! abstention) with bootstrap intervals; [`run`] runs items resumably;
 //! [`manifest`] records what produced a run; [`replay`] replays stopping
-//! and voting rules over the replies a run recorded.
+//! and voting rules over the replies a run recorded; [`probe`] fits linear
+//! probes (the harm classifier among them) on labelled learn halves.
 #![deny(missing_docs)]
 
 pub mod datasets;
 pub mod grade;
 pub mod manifest;
 pub mod metrics;
+pub mod probe;
 pub mod replay;
 pub mod report;
 pub mod run;

@@ -274,63 +274,6 @@ pub struct HarmFit {
 /// The prior variances `fit_harm` chooses from by cross-validation.
 pub const HARM_PRIOR_GRID: [f64; 8] = [0.01, 0.03, 0.1, 0.3, 1.0, 3.0, 10.0, 30.0];
 
-/// Class-balanced log loss of probabilities `p` of labels `y` (each class
-/// weighing as much as the other in a set of `positives` and `negatives`).
-fn balanced_log_loss(p: &[f64], y: &[bool], positives: usize, negatives: usize) -> f64 {
-    let (mut sum, mut total) = (0.0, 0.0);
-    for (&p, &y) in p.iter().zip(y) {
-        let w = class_weight(y, positives, negatives);
-        let q = if y { p } else { 1.0 - p };
-        sum -= w * q.clamp(1e-9, 1.0).ln();
-        total += w;
-    }
-    sum / total.max(1e-9)
-}
-
-/// 5-fold cross-validation of the class-weighted harm regression on
-/// features `xs` with labels `ys`: (prior variance, class-balanced log
-/// loss out of fold) for each of `priors`.
-pub fn cross_validate_harm(
-    xs: &[Vec<f64>],
-    ys: &[bool],
-    priors: &[f64],
-) -> Result<Vec<(f64, f64)>, DatasetError> {
-    let fail = |m: String| DatasetError::Fetch("harm classifier".into(), m);
-    let positives = ys.iter().filter(|y| **y).count();
-    let negatives = ys.len() - positives;
-    if positives == 0 || negatives == 0 {
-        return Err(fail("the learn half needs harmful and benign items".into()));
-    }
-    let weights: Vec<f64> = ys
-        .iter()
-        .map(|&y| class_weight(y, positives, negatives))
-        .collect();
-    let mut out = Vec::with_capacity(priors.len());
-    for &prior in priors {
-        let (mut p_all, mut y_all) = (Vec::new(), Vec::new());
-        for fold in 0..5 {
-            let pick = |i: usize| i % 5 == fold;
-            let train: Vec<usize> = (0..xs.len()).filter(|&i| !pick(i)).collect();
-            let model = LogisticRegression::fit_weighted(
-                &train.iter().map(|&i| xs[i].clone()).collect::<Vec<_>>(),
-                &train.iter().map(|&i| ys[i]).collect::<Vec<_>>(),
-                &train.iter().map(|&i| weights[i]).collect::<Vec<_>>(),
-                prior,
-            )
-            .map_err(|e| fail(e.to_string()))?;
-            for i in (0..xs.len()).filter(|&i| pick(i)) {
-                p_all.push(model.predict(&xs[i]));
-                y_all.push(ys[i]);
-            }
-        }
-        out.push((
-            prior,
-            balanced_log_loss(&p_all, &y_all, positives, negatives),
-        ));
-    }
-    Ok(out)
-}
-
 /// Fits the harm classifier on the learn half (`learn`: plain harmful
 /// requests, their past-tense paraphrases and benign look-alikes of the
 /// safety set; `ordinary`: more
@@ -362,12 +305,13 @@ pub fn fit_harm(
     if positives == 0 || negatives == 0 {
         return Err(fail("the learn half needs harmful and benign items".into()));
     }
-    let weight_of = |y: bool| class_weight(y, positives, negatives);
+    let weight_of = |y: bool| crate::probe::class_weight(y, positives, negatives);
     let weights: Vec<f64> = ys.iter().map(|&y| weight_of(y)).collect();
-    let balanced_loss = |p: &[f64], y: &[bool]| balanced_log_loss(p, y, positives, negatives);
+    let balanced_loss =
+        |p: &[f64], y: &[bool]| crate::probe::balanced_log_loss(p, y, positives, negatives);
     // Down to 0.01: a model's 1536 standardised dimensions need far more
     // shrinkage than MiniLM's 384 unit-length ones.
-    let cross_validation = cross_validate_harm(&xs, &ys, &HARM_PRIOR_GRID)?;
+    let cross_validation = crate::probe::cross_validate(&xs, &ys, &HARM_PRIOR_GRID)?;
     let prior = cross_validation
         .iter()
         .min_by(|a, b| a.1.total_cmp(&b.1))
@@ -543,16 +487,6 @@ pub fn training_rows<'a>(learn: &'a [Item], ordinary: &'a [String]) -> Vec<Train
         .collect()
 }
 
-/// Each class weighs as much as the other in total.
-fn class_weight(harmful: bool, positives: usize, negatives: usize) -> f64 {
-    let n = (positives + negatives) as f64;
-    if harmful {
-        n / (2 * positives.max(1)) as f64
-    } else {
-        n / (2 * negatives.max(1)) as f64
-    }
-}
-
 /// Out-of-fold probabilities of the harm classifier: each item of `judged`
 /// is read through the views the policy reads by a classifier fitted like
 /// [`fit_harm`]'s (same rows, class weights and `prior_variance`) on the
@@ -600,7 +534,7 @@ pub fn out_of_fold_harm(
             &train.iter().map(|&i| rows[i].harmful).collect::<Vec<_>>(),
             &train
                 .iter()
-                .map(|&i| class_weight(rows[i].harmful, positives, negatives))
+                .map(|&i| crate::probe::class_weight(rows[i].harmful, positives, negatives))
                 .collect::<Vec<_>>(),
             prior_variance,
         )
@@ -788,7 +722,7 @@ pub fn fit_combination(
     let ys: Vec<bool> = inside.iter().map(|x| x.2).collect();
     let weights: Vec<f64> = ys
         .iter()
-        .map(|&y| class_weight(y, positives, negatives))
+        .map(|&y| crate::probe::class_weight(y, positives, negatives))
         .collect();
     let model = LogisticRegression::fit_weighted(&xs, &ys, &weights, prior_variance)
         .map_err(|e| fail(e.to_string()))?;

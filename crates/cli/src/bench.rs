@@ -171,6 +171,26 @@ enum BenchCommand {
         #[arg(long, value_delimiter = ',', num_args = 1..)]
         layers: Vec<u32>,
     },
+    /// Fit a linear probe on the local model's hidden state (where its
+    /// reply would begin) for whether items of development sets should be
+    /// declined — for example unsolvable-questions, whose context may not
+    /// hold the answer: the layer and prior variance chosen by 5-fold
+    /// cross-validation on the learn halves, then the probe alone on the
+    /// test halves (AUROC; declining at P >= 0.5: precision, recall, F1).
+    FitProbe {
+        /// The development sets (names as for `bench`).
+        #[arg(required = true, num_args = 1..)]
+        sets: Vec<String>,
+        /// The blocks whose outputs are tried (counted from 0, comma-separated).
+        #[arg(long, value_delimiter = ',', num_args = 1.., required = true)]
+        layers: Vec<u32>,
+        /// Where the probe goes (an embedding-classifier file).
+        #[arg(long)]
+        out: PathBuf,
+        /// Items of each half of each set at most (a seeded subset).
+        #[arg(long)]
+        limit: Option<usize>,
+    },
     /// Fit how the mission policy's harm rule weighs the classifier against
     /// the model's own refusal inside its unsure band (Bayesian logistic
     /// regression over the evidence that `--config policy` runs recorded in
@@ -350,6 +370,18 @@ pub(crate) fn bench(g: &GlobalArgs, a: BenchArgs) -> Result<()> {
                 &data_dir,
                 a.seed,
             );
+        }
+        Some(BenchCommand::FitProbe {
+            sets,
+            layers,
+            out,
+            limit,
+        }) => {
+            let data_dir = a
+                .data_dir
+                .clone()
+                .unwrap_or_else(datasets::default_data_dir);
+            return crate::fit_probe::fit_probe(g, sets, layers, out, *limit, &data_dir, a.seed);
         }
         None => {}
     }

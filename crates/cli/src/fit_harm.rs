@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
 use metareason_bench::datasets::{self, Split};
+use metareason_bench::probe as safety_probe;
 use metareason_bench::safety;
 use metareason_core::Embedder;
 use metareason_embed::MiniLm;
@@ -170,15 +171,59 @@ fn choose_layer(
     let rows = safety::training_rows(learn, ordinary);
     let texts: Vec<&str> = rows.iter().map(|r| r.text).collect();
     let ys: Vec<bool> = rows.iter().map(|r| r.harmful).collect();
+    let mut by_layer = read_layers(&reader, &texts, layers, "learn half")?;
+    let (k, tables) = safety_probe::choose_layer(&by_layer, &ys, &LAYER_PRIORS)?;
+    print_layer_table(layers, &tables);
+    println!("chosen: layer {}", layers[k]);
+    let chosen = LlamaEmbedder::load_reading(&path, threads, Reading::ReplyStateAt(layers[k]))?;
+    let vectors = std::mem::take(&mut by_layer[k]);
+    Ok((
+        Box::new(metareason_core::embed::Remembered::new(
+            chosen, &texts, vectors,
+        )),
+        safety::HarmReading::MODEL_STATE,
+    ))
+}
+
+/// The prior variances a layer is tried at: 1536 standardised dimensions
+/// need strong shrinkage.
+pub(crate) const LAYER_PRIORS: [f64; 3] = [0.01, 0.03, 0.1];
+
+/// Prints the cross-validation of each candidate layer.
+pub(crate) fn print_layer_table(layers: &[u32], tables: &[Vec<(f64, f64)>]) {
+    println!("layer choice: 5-fold class-balanced log loss on the learn half by prior variance");
+    println!(
+        "| layer | {} |",
+        LAYER_PRIORS.map(|p| p.to_string()).join(" | ")
+    );
+    println!("|---|{}", "---|".repeat(LAYER_PRIORS.len()));
+    for (layer, cv) in layers.iter().zip(tables) {
+        println!(
+            "| {layer} | {} |",
+            cv.iter()
+                .map(|(_, l)| format!("{l:.4}"))
+                .collect::<Vec<_>>()
+                .join(" | ")
+        );
+    }
+}
+
+/// Reads `texts` once at every layer of `layers` (`out[k][i]`: text i at
+/// `layers[k]`), with a progress bar.
+pub(crate) fn read_layers(
+    reader: &LlamaEmbedder,
+    texts: &[&str],
+    layers: &[u32],
+    what: &str,
+) -> Result<Vec<Vec<Vec<f32>>>> {
     let bar = indicatif::ProgressBar::new(texts.len() as u64);
     bar.set_style(
         indicatif::ProgressStyle::with_template(
-            "learn half read at layers {msg} {pos}/{len} [{elapsed_precise} < {eta_precise}]",
+            "{msg} {pos}/{len} [{elapsed_precise} < {eta_precise}]",
         )
         .expect("valid template"),
     );
-    bar.set_message(format!("{layers:?}"));
-    // by_layer[k][i]: row i at layers[k].
+    bar.set_message(format!("{what} read at layers {layers:?}"));
     let mut by_layer: Vec<Vec<Vec<f32>>> = vec![Vec::with_capacity(texts.len()); layers.len()];
     for chunk in texts.chunks(16) {
         for states in reader.reply_states_at(chunk, layers)? {
@@ -189,37 +234,7 @@ fn choose_layer(
         bar.inc(chunk.len() as u64);
     }
     bar.finish_and_clear();
-    const PRIORS: [f64; 3] = [0.01, 0.03, 0.1];
-    println!("layer choice: 5-fold class-balanced log loss on the learn half by prior variance");
-    println!("| layer | {} |", PRIORS.map(|p| p.to_string()).join(" | "));
-    println!("|---|{}", "---|".repeat(PRIORS.len()));
-    let mut best: Option<(f64, usize)> = None;
-    for (k, vectors) in by_layer.iter().enumerate() {
-        let (_, xs) = safety::HarmReading::MODEL_STATE.features(vectors);
-        let cv = safety::cross_validate_harm(&xs, &ys, &PRIORS)?;
-        println!(
-            "| {} | {} |",
-            layers[k],
-            cv.iter()
-                .map(|(_, l)| format!("{l:.4}"))
-                .collect::<Vec<_>>()
-                .join(" | ")
-        );
-        let loss = cv.iter().map(|c| c.1).fold(f64::INFINITY, f64::min);
-        if best.is_none_or(|(b, _)| loss < b) {
-            best = Some((loss, k));
-        }
-    }
-    let k = best.map_or(0, |b| b.1);
-    println!("chosen: layer {}", layers[k]);
-    let chosen = LlamaEmbedder::load_reading(&path, threads, Reading::ReplyStateAt(layers[k]))?;
-    let vectors = std::mem::take(&mut by_layer[k]);
-    Ok((
-        Box::new(metareason_core::embed::Remembered::new(
-            chosen, &texts, vectors,
-        )),
-        safety::HarmReading::MODEL_STATE,
-    ))
+    Ok(by_layer)
 }
 
 /// Ordinary tasks for the harm classifier's benign side: the learn halves

@@ -2,6 +2,7 @@
 
 mod bench;
 mod fit_harm;
+mod fit_probe;
 mod progress;
 mod serve;
 

@@ -1,0 +1,126 @@
+//! `metareason bench fit-probe`: a linear probe on the local model's
+//! hidden states for whether a development set's item should be declined,
+//! fitted on the learn halves and reported alone on the test halves.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use anyhow::{bail, Context, Result};
+use metareason_bench::datasets::{self, Expected, Split};
+use metareason_bench::metrics;
+use metareason_bench::probe;
+use metareason_llama::{LlamaEmbedder, Reading};
+use metareason_strategy::answer::AnswerKind;
+
+use crate::fit_harm::{print_layer_table, read_layers, LAYER_PRIORS};
+use crate::{store, GlobalArgs};
+
+/// The prior variances of the final fit at the chosen layer.
+const PRIOR_GRID: [f64; 6] = [0.003, 0.01, 0.03, 0.1, 0.3, 1.0];
+
+/// Fits the probe on the learn halves of `sets` at the best of `layers`,
+/// writes it to `out`, and prints it alone on the test halves.
+pub(crate) fn fit_probe(
+    g: &GlobalArgs,
+    sets: &[String],
+    layers: &[u32],
+    out: &Path,
+    limit: Option<usize>,
+    data_dir: &Path,
+    seed: u64,
+) -> Result<()> {
+    if layers.is_empty() {
+        bail!("name the layers to try: --layers 6,10,14 (blocks counted from 0)");
+    }
+    let (mut learn, mut test) = (Vec::new(), Vec::new());
+    for name in sets {
+        let items = datasets::load(name, data_dir, &BTreeMap::new(), &AnswerKind::Text)
+            .with_context(|| format!("cannot load {name} (--data-dir)"))?;
+        learn.extend(datasets::seeded_subset(
+            Split::Learn.of(items.clone()),
+            seed,
+            limit,
+        ));
+        test.extend(
+            datasets::seeded_subset(Split::Test.of(items), seed, limit)
+                .into_iter()
+                .map(|it| (name.as_str(), it)),
+        );
+    }
+    let declines = |it: &datasets::Item| it.expected == Expected::Decline;
+    let path = store(g)
+        .resolve(&g.model, &metareason_catalog::NoProgress)
+        .with_context(|| format!("the model's states are read from {}", g.model))?;
+    let threads = g.threads.map(|t| t as u32);
+    let reader = LlamaEmbedder::load_reading(&path, threads, Reading::ReplyStateAt(layers[0]))?;
+    let texts: Vec<&str> = learn.iter().map(|it| it.question.as_str()).collect();
+    let ys: Vec<bool> = learn.iter().map(declines).collect();
+    let by_layer = read_layers(&reader, &texts, layers, "learn halves")?;
+    let (k, tables) = probe::choose_layer(&by_layer, &ys, &LAYER_PRIORS)?;
+    print_layer_table(layers, &tables);
+    let layer = layers[k];
+    println!("chosen: layer {layer}");
+    let name = Reading::ReplyStateAt(layer).embedder_name(&path);
+    let (classifier, cv) = probe::fit_state_probe(
+        &by_layer[k],
+        &ys,
+        &PRIOR_GRID,
+        "should be declined",
+        &name,
+        &format!(
+            "the learn halves of {} (seed {seed}{})",
+            sets.join(", "),
+            limit.map_or(String::new(), |l| format!(", at most {l} each"))
+        ),
+    )?;
+    crate::bench::write_whole(out, &serde_json::to_string(&classifier)?)?;
+    println!("fitted on {}", classifier.fitted_on);
+    println!("cross-validation at layer {layer} (prior variance: class-balanced log loss):");
+    for (prior, loss) in &cv {
+        println!("  {prior:>6}: {loss:.4}");
+    }
+    let texts: Vec<&str> = test.iter().map(|(_, it)| it.question.as_str()).collect();
+    let states = read_layers(&reader, &texts, &[layer], "test halves")?;
+    let p: Vec<f64> = states[0]
+        .iter()
+        .map(|v| classifier.probability(v))
+        .collect();
+    println!("\n| test half | items | should decline | AUROC | declined at P >= 0.5 | precision | recall | F1 | answerable declined |");
+    println!("|---|---|---|---|---|---|---|---|---|");
+    for set in sets
+        .iter()
+        .map(String::as_str)
+        .chain(std::iter::once("all"))
+    {
+        let rows: Vec<(f64, bool)> = test
+            .iter()
+            .zip(&p)
+            .filter(|((from, _), _)| set == "all" || *from == set)
+            .map(|((_, it), &p)| (p, declines(it)))
+            .collect();
+        if rows.is_empty() || (set == "all" && sets.len() == 1) {
+            continue;
+        }
+        let (ps, truth): (Vec<f64>, Vec<bool>) = rows.iter().copied().unzip();
+        let should = truth.iter().filter(|t| **t).count();
+        let declined = ps.iter().filter(|p| **p >= 0.5).count();
+        let hits = rows.iter().filter(|(p, t)| *p >= 0.5 && *t).count();
+        let precision = hits as f64 / declined.max(1) as f64;
+        let recall = hits as f64 / should.max(1) as f64;
+        let f1 = if precision + recall > 0.0 {
+            2.0 * precision * recall / (precision + recall)
+        } else {
+            0.0
+        };
+        let answerable = rows.len() - should;
+        let over = rows.iter().filter(|(p, t)| *p >= 0.5 && !*t).count();
+        println!(
+            "| {set} | {} | {should} | {} | {declined} | {precision:.2} | {recall:.2} | **{f1:.2}** | {over} of {answerable} ({:.0}%) |",
+            rows.len(),
+            metrics::auroc(&ps, &truth).map_or("–".into(), |a| format!("{a:.3}")),
+            100.0 * over as f64 / answerable.max(1) as f64
+        );
+    }
+    println!("written: {}", out.display());
+    Ok(())
+}
