@@ -406,14 +406,15 @@ mod tests {
         let posterior = LogisticRegression {
             mean: vec![0.0, 1.0, 1.0],
             cov: vec![
-                1.0, 0.0, 0.0, //
+                0.0, 0.0, 0.0, //
                 0.0, 1.0, -0.9, //
                 0.0, -0.9, 1.0,
             ],
         };
         let c = EmbeddingClassifier::from_posterior("x", "e", &posterior, 1.0, "");
         assert_eq!(c.variance_scale, 1.0);
-        let xs = vec![vec![0.0, 1.0, 1.0]; 3];
+        // Features as the classifier reads them: the bias, then the vector.
+        let xs = vec![vec![1.0, 1.0, 1.0]; 3];
         let c = c.matching_variance(&posterior, &xs);
         // Full: 1 + 1 - 2 * 0.9 = 0.2; diagonal: 2.
         assert!(
@@ -426,8 +427,9 @@ mod tests {
         // Kept through the file; a negative scale is refused.
         let text = serde_json::to_string(&c).unwrap();
         assert_eq!(EmbeddingClassifier::parse(&text, "f").unwrap(), c);
-        let bad = text.replace("\"variance_scale\":0.1", "\"variance_scale\":-1.0");
-        assert!(EmbeddingClassifier::parse(&bad, "f").is_err());
+        let mut bad: serde_json::Value = serde_json::from_str(&text).unwrap();
+        bad["variance_scale"] = serde_json::json!(-1.0);
+        assert!(EmbeddingClassifier::parse(&bad.to_string(), "f").is_err());
     }
 
     #[test]
@@ -471,6 +473,7 @@ mod tests {
             fitted_on: String::new(),
             standardize: None,
             windows: true,
+            variance_scale: 1.0,
         }
         .standardized_by(z);
         assert!((c.probability(&[3.0, 10.0]) - sigmoid(2.0)).abs() < 1e-12);

@@ -73,7 +73,7 @@ pub fn cross_validate(
     xs: &[Vec<f64>],
     ys: &[bool],
     priors: &[f64],
-) -> Result<Vec<(f64, f64)>, DatasetError> {
+) -> Result<CrossValidation, DatasetError> {
     let (positives, negatives) = class_sizes(ys)?;
     let mut out = Vec::with_capacity(priors.len());
     for &prior in priors {
@@ -99,6 +99,10 @@ pub fn cross_validate(
     Ok(out)
 }
 
+/// (prior variance, class-balanced log loss out of fold) for each prior
+/// tried.
+pub type CrossValidation = Vec<(f64, f64)>;
+
 /// Standardised features of a model's state vectors (a bias first), with
 /// the standardisation fitted on them.
 pub fn standardized(vectors: &[Vec<f32>]) -> (Standardize, Vec<Vec<f64>>) {
@@ -114,7 +118,7 @@ pub fn choose_layer(
     by_layer: &[Vec<Vec<f32>>],
     ys: &[bool],
     priors: &[f64],
-) -> Result<(usize, Vec<Vec<(f64, f64)>>), DatasetError> {
+) -> Result<(usize, Vec<CrossValidation>), DatasetError> {
     let mut tables = Vec::with_capacity(by_layer.len());
     let mut best: Option<(f64, usize)> = None;
     for (k, vectors) in by_layer.iter().enumerate() {
@@ -139,7 +143,7 @@ pub fn fit_state_probe(
     label: &str,
     embedder: &str,
     fitted_on: &str,
-) -> Result<(EmbeddingClassifier, Vec<(f64, f64)>), DatasetError> {
+) -> Result<(EmbeddingClassifier, CrossValidation), DatasetError> {
     let (z, xs) = standardized(vectors);
     let cv = cross_validate(&xs, ys, priors)?;
     let prior = cv
