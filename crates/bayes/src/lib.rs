@@ -404,6 +404,20 @@ impl LogisticRegression {
         if prior_variance.is_nan() || prior_variance <= 0.0 {
             return Err(DomainError("the prior variance must be positive".into()));
         }
+        if xs.len() < d {
+            return Self::fit_dual(xs, ys, weights, prior_variance);
+        }
+        Self::fit_primal(xs, ys, weights, prior_variance)
+    }
+
+    /// Newton's method over the d weights: O(n d² + d³) per step.
+    fn fit_primal(
+        xs: &[Vec<f64>],
+        ys: &[bool],
+        weights: &[f64],
+        prior_variance: f64,
+    ) -> Result<Self, DomainError> {
+        let d = xs[0].len();
         let mut w = vec![0.0; d];
         let mut hessian = vec![0.0; d * d];
         for _ in 0..100 {
@@ -454,6 +468,103 @@ impl LogisticRegression {
             }
         }
         Ok(Self { mean: w, cov })
+    }
+
+    /// The same posterior found through the n logits of the observations
+    /// (the weight-space prior N(0, v I) is a linear-kernel Gaussian process
+    /// over them, K = v X Xᵀ; Newton's method as in Rasmussen and Williams,
+    /// algorithm 3.1): O(n² d + n³) per step, so with fewer observations
+    /// than features (a probe over a model's 1536 dimensions fitted on a
+    /// few hundred questions) it is far cheaper. The mean is v Xᵀ a at the
+    /// mode; the covariance v I − v² Xᵀ W^½ B⁻¹ W^½ X with
+    /// B = I + W^½ K W^½ (Woodbury).
+    fn fit_dual(
+        xs: &[Vec<f64>],
+        ys: &[bool],
+        weights: &[f64],
+        prior_variance: f64,
+    ) -> Result<Self, DomainError> {
+        let (n, d) = (xs.len(), xs[0].len());
+        let v = prior_variance;
+        let mut k = vec![0.0; n * n];
+        for i in 0..n {
+            for j in 0..=i {
+                let kij = v * Self::dot(&xs[i], &xs[j]);
+                k[i * n + j] = kij;
+                k[j * n + i] = kij;
+            }
+        }
+        let k_times = |a: &[f64]| -> Vec<f64> {
+            (0..n)
+                .map(|i| (0..n).map(|j| k[i * n + j] * a[j]).sum())
+                .collect()
+        };
+        let target = |i: usize| if ys[i] { 1.0 } else { 0.0 };
+        // W^½ and the Cholesky factor of B at latent values f.
+        let factor = |f: &[f64]| -> Result<(Vec<f64>, Vec<f64>), DomainError> {
+            let sw: Vec<f64> = (0..n)
+                .map(|i| {
+                    let p = sigmoid(f[i]);
+                    (weights[i] * p * (1.0 - p)).sqrt()
+                })
+                .collect();
+            let mut b = vec![0.0; n * n];
+            for i in 0..n {
+                for j in 0..n {
+                    b[i * n + j] = sw[i] * k[i * n + j] * sw[j] + if i == j { 1.0 } else { 0.0 };
+                }
+            }
+            let l = cholesky_strict(&b, n)
+                .ok_or_else(|| DomainError("the Hessian is not positive definite".into()))?;
+            Ok((sw, l))
+        };
+        let mut f = vec![0.0; n];
+        let mut a = vec![0.0; n];
+        for _ in 0..100 {
+            let (sw, l) = factor(&f)?;
+            let b: Vec<f64> = (0..n)
+                .map(|i| {
+                    let p = sigmoid(f[i]);
+                    sw[i] * sw[i] * f[i] + weights[i] * (target(i) - p)
+                })
+                .collect();
+            let kb = k_times(&b);
+            let inner = solve_factored(&l, &(0..n).map(|i| sw[i] * kb[i]).collect::<Vec<_>>(), n);
+            a = (0..n).map(|i| b[i] - sw[i] * inner[i]).collect();
+            let next = k_times(&a);
+            let change = next
+                .iter()
+                .zip(&f)
+                .map(|(x, y)| (x - y).abs())
+                .fold(0.0, f64::max);
+            f = next;
+            if change < 1e-10 {
+                break;
+            }
+        }
+        let mean: Vec<f64> = (0..d)
+            .map(|c| v * (0..n).map(|i| xs[i][c] * a[i]).sum::<f64>())
+            .collect();
+        // V = L⁻¹ W^½ X v (n × d), by forward substitution per column;
+        // then the covariance v I − Vᵀ V.
+        let (sw, l) = factor(&f)?;
+        let mut vm = vec![0.0; n * d];
+        for c in 0..d {
+            for i in 0..n {
+                let s: f64 = (0..i).map(|m| l[i * n + m] * vm[m * d + c]).sum();
+                vm[i * d + c] = (sw[i] * xs[i][c] * v - s) / l[i * n + i];
+            }
+        }
+        let mut cov = vec![0.0; d * d];
+        for r in 0..d {
+            for c in r..d {
+                let s: f64 = (0..n).map(|i| vm[i * d + r] * vm[i * d + c]).sum();
+                let value = if r == c { v - s } else { -s };
+                cov[r * d + c] = value;
+                cov[c * d + r] = value;
+            }
+        }
+        Ok(Self { mean, cov })
     }
 
     /// A draw of the weights (for Thompson sampling), by Cholesky of the covariance.
@@ -700,5 +811,28 @@ mod tests {
         assert!(sep.mean[1].is_finite() && sep.mean[1] > 0.0 && sep.mean[1] < 5.0);
         assert!(LogisticRegression::fit(&[], &[], 1.0).is_err());
         assert!(LogisticRegression::fit(&[vec![1.0]], &[true, false], 1.0).is_err());
+    }
+
+    #[test]
+    fn the_fit_through_the_observations_logits_is_the_same_posterior() {
+        use rand::Rng;
+        // Fewer observations (6) than features (9): fit_weighted takes the
+        // dual path; the primal one must agree on mean and covariance.
+        let mut r = seeded(5);
+        let xs: Vec<Vec<f64>> = (0..6)
+            .map(|_| (0..9).map(|_| r.gen_range(-1.5..1.5)).collect())
+            .collect();
+        let ys = [true, false, true, true, false, false];
+        let weights = [1.0, 2.0, 0.5, 1.0, 1.5, 1.0];
+        let dual = LogisticRegression::fit_weighted(&xs, &ys, &weights, 0.7).unwrap();
+        let primal = LogisticRegression::fit_primal(&xs, &ys, &weights, 0.7).unwrap();
+        for (a, b) in dual.mean.iter().zip(&primal.mean) {
+            assert!((a - b).abs() < 1e-8, "{a} vs {b}");
+        }
+        for (a, b) in dual.cov.iter().zip(&primal.cov) {
+            assert!((a - b).abs() < 1e-8, "{a} vs {b}");
+        }
+        let x = vec![0.3; 9];
+        assert!((dual.predict(&x) - primal.predict(&x)).abs() < 1e-9);
     }
 }
