@@ -25,6 +25,12 @@ use serde::{Deserialize, Serialize};
 /// The shipped harm classifier (all-MiniLM-L6-v2 features).
 pub const SHIPPED_HARM: &str = include_str!("../harm-classifier.json");
 
+/// The shipped harm classifier over the default model's own state
+/// (Qwen2.5-Coder-1.5B-Instruct Q4_K_M: its reply state at the output of
+/// block 17, `llama-reply-state@17:qwen2.5-coder-1.5b-instruct-q4_k_m`).
+pub const SHIPPED_HARM_MODEL_STATE: &str =
+    include_str!("../harm-classifier-qwen2.5-coder-1.5b-l17.json");
+
 /// Words per window when a text is judged in parts.
 const WINDOW_WORDS: usize = 60;
 /// Texts longer than this many words are also judged in windows.
@@ -147,6 +153,29 @@ impl EmbeddingClassifier {
         SHIPPED.get_or_init(|| {
             Self::parse(SHIPPED_HARM, "shipped harm classifier").expect("the shipped file is valid")
         })
+    }
+
+    /// The shipped harm classifier over the default model's own state.
+    pub fn shipped_harm_model_state() -> &'static Self {
+        static SHIPPED: std::sync::OnceLock<EmbeddingClassifier> = std::sync::OnceLock::new();
+        SHIPPED.get_or_init(|| {
+            Self::parse(
+                SHIPPED_HARM_MODEL_STATE,
+                "shipped model-state harm classifier",
+            )
+            .expect("the shipped file is valid")
+        })
+    }
+
+    /// What a policy's `classifier = "harm"` stands for, in the order they
+    /// are tried: the default model's own state (judged only where that
+    /// model runs in process, so its state can be read), then the
+    /// sentence-embedding classifier that serves any model.
+    pub fn shipped_harm_alternatives() -> Vec<Self> {
+        vec![
+            Self::shipped_harm_model_state().clone(),
+            Self::shipped_harm().clone(),
+        ]
     }
 
     /// Whether it reads `embedder`'s vectors (the embedder it was fitted on).
@@ -397,6 +426,28 @@ mod tests {
             ..unsure.clone()
         };
         assert!((at_mean.probability(&[1.0]) - p).abs() < 1e-12);
+    }
+
+    #[test]
+    fn harm_stands_for_the_default_models_state_probe_and_the_sentence_embedder() {
+        let alternatives = EmbeddingClassifier::shipped_harm_alternatives();
+        assert_eq!(alternatives.len(), 2);
+        let state = &alternatives[0];
+        assert_eq!(
+            state.embedder,
+            "llama-reply-state@17:qwen2.5-coder-1.5b-instruct-q4_k_m"
+        );
+        assert_eq!(state.dim(), 1536);
+        // Read whole, standardised, its diagonal scaled to the full
+        // posterior (over 1536 correlated dimensions, well below 1).
+        assert!(!state.windows && state.standardize.is_some());
+        assert!(
+            state.variance_scale > 0.0 && state.variance_scale < 1.0,
+            "{}",
+            state.variance_scale
+        );
+        assert_eq!(&alternatives[1], EmbeddingClassifier::shipped_harm());
+        assert_eq!(alternatives[1].embedder, "all-minilm-l6-v2");
     }
 
     #[test]

@@ -159,9 +159,10 @@ fn one() -> f64 {
 /// A classifier's probability, confirmed by the model when unsure.
 #[derive(Debug, Clone)]
 pub struct Classify {
-    /// The classifier, with alternatives: the first whose embedder is at
-    /// hand judges (say one over the local model's own reply state, with a
-    /// sentence-embedding one for other models).
+    /// The classifiers: every one whose embedder is at hand judges and the
+    /// highest probability counts (say one over the local model's own reply
+    /// state, read only where that model runs in process, and one over
+    /// sentence embeddings, read for any model).
     pub classifiers: Vec<EmbeddingClassifier>,
     /// A yes/no question put to the model when the classifier's probability
     /// is inside `band`.
@@ -487,7 +488,7 @@ fn build(
     }
     if let Some(c) = s.classify {
         let classifiers = if c.classifier == "harm" {
-            vec![EmbeddingClassifier::shipped_harm().clone()]
+            EmbeddingClassifier::shipped_harm_alternatives()
         } else if c.classifier.ends_with(".json") {
             let text = std::fs::read_to_string(&c.classifier).map_err(|e| {
                 invalid(
@@ -749,11 +750,13 @@ fn eval(
     })
 }
 
-/// The classifier's probability over the request's readable views; inside
-/// the unsure band the model's answer to the confirming question is added
-/// as evidence on the log-odds scale. Without the embedder it was fitted on
-/// the classifier has nothing to read and the predicate is 0 (the other
-/// rules still apply).
+/// The classifiers' probability over the request's readable views: every
+/// classifier of the predicate whose embedder is loaded judges, and the
+/// highest counts (as across views: a reading that misses a disguise must
+/// not lower what another saw). Inside the unsure band the model's answer
+/// to the confirming question is added as evidence on the log-odds scale.
+/// Without any embedder a classifier was fitted on there is nothing to
+/// read and the predicate is 0 (the other rules still apply).
 fn classify(
     c: &Classify,
     task: &mut Request,
@@ -761,13 +764,18 @@ fn classify(
     usage: &mut Usage,
     trail: &mut Trail,
 ) -> Result<f64, ModelError> {
-    let Some((classifier, embedder)) = c.classifiers.iter().find_map(|classifier| {
-        judges
-            .embedders
-            .iter()
-            .find(|e| classifier.reads(**e))
-            .map(|e| (classifier, *e))
-    }) else {
+    let readers: Vec<(&EmbeddingClassifier, &dyn Embedder)> = c
+        .classifiers
+        .iter()
+        .filter_map(|classifier| {
+            judges
+                .embedders
+                .iter()
+                .find(|e| classifier.reads(**e))
+                .map(|e| (classifier, *e))
+        })
+        .collect();
+    if readers.is_empty() {
         // Debug, not warn: the caller said once that the embedder is missing.
         if let Some(first) = c.classifiers.first() {
             tracing::debug!(
@@ -777,16 +785,23 @@ fn classify(
             );
         }
         return Ok(0.0);
-    };
+    }
     let views = task.readable(judges, usage)?.to_vec();
-    let (p, plain) = match classifier.judge_with_text(embedder, &views) {
-        Ok(judged) => judged,
-        Err(err) => {
-            tracing::warn!("{err}; the {} classifier is off", classifier.label);
-            return Ok(0.0);
+    let mut best: Option<(f64, String, &str)> = None;
+    for (classifier, embedder) in readers {
+        match classifier.judge_with_text(embedder, &views) {
+            Ok((p, text)) => {
+                if best.as_ref().is_none_or(|b| p > b.0) {
+                    best = Some((p, text, classifier.label.as_str()));
+                }
+            }
+            Err(err) => tracing::warn!("{err}; the {} classifier is off", classifier.label),
         }
+    }
+    let Some((p, plain, label)) = best else {
+        return Ok(0.0);
     };
-    trail.classified.push((classifier.label.clone(), p));
+    trail.classified.push((label.to_string(), p));
     if !(p >= c.band[0] && p < c.band[1]) {
         return Ok(p);
     }

@@ -727,15 +727,22 @@ impl metareason_core::Embedder for OtherWords {
 }
 
 #[test]
-fn the_harm_rule_reads_the_first_classifier_whose_embedder_is_at_hand() {
-    // The shipped "harm" classifier reads MiniLM sentence embeddings: a
-    // caller loads that embedder only.
+fn the_harm_rule_takes_the_highest_of_the_classifiers_whose_embedders_are_at_hand() {
+    // The shipped "harm" classifiers read the default model's own state at
+    // block 17 and MiniLM sentence embeddings: a caller loads those readers
+    // only.
     let policy = Policy::parse(
         "[[rule]]\nname = \"harm\"\naction = \"refuse\"\nreply = \"No.\"\nwhen = { not = { classify = { classifier = \"harm\" } } }\n",
         "p.toml",
     )
     .unwrap();
-    assert_eq!(policy.classifier_embedders(), vec!["all-minilm-l6-v2"]);
+    assert_eq!(
+        policy.classifier_embedders(),
+        vec![
+            "llama-reply-state@17:qwen2.5-coder-1.5b-instruct-q4_k_m",
+            "all-minilm-l6-v2"
+        ]
+    );
     // Two classifiers in one rule: "other-words" reads "maybe" as harmful,
     // "words" reads "bomb" (standardised: centre 0.5, scale 0.5).
     let dir = tempfile::tempdir().unwrap();
@@ -765,13 +772,21 @@ fn the_harm_rule_reads_the_first_classifier_whose_embedder_is_at_hand() {
         panic!("a classify rule");
     };
     c.classifiers.push(words);
-    // Both embedders at hand: the first classifier judges.
+    // Both embedders at hand: both judge, the highest counts, so what
+    // either reading sees is enough.
+    let both: [&dyn metareason_core::Embedder; 2] = [&WordEmbedder, &OtherWords];
+    for (request, fires) in [
+        ("maybe a bomb", true),
+        ("a bomb", true),
+        ("maybe bread", true),
+        ("bread", false),
+    ] {
+        let v = policy.evaluate(request, &ctx, &model, &both).unwrap();
+        assert_eq!(v.fired.is_some(), fires, "{request}: {v:?}");
+    }
+    // Only the first's embedder: "a bomb" has no "maybe".
     let v = policy
-        .evaluate("maybe a bomb", &ctx, &model, &[&WordEmbedder, &OtherWords])
-        .unwrap();
-    assert!(v.fired.is_some(), "{v:?}");
-    let v = policy
-        .evaluate("a bomb", &ctx, &model, &[&WordEmbedder, &OtherWords])
+        .evaluate("a bomb", &ctx, &model, &[&OtherWords])
         .unwrap();
     assert!(v.fired.is_none(), "other-words sees no 'maybe': {v:?}");
     // Only the second's embedder: it judges, on standardised features
