@@ -303,6 +303,11 @@ fn named_config(name: &str) -> Result<ReasonerConfig> {
 }
 
 pub(crate) fn bench(g: &GlobalArgs, a: BenchArgs) -> Result<()> {
+    // Where the development sets are, for every command that reads them.
+    let data_dir = a
+        .data_dir
+        .clone()
+        .unwrap_or_else(datasets::default_data_dir);
     match &a.command {
         Some(BenchCommand::Compare { runs }) => {
             let runs = runs
@@ -331,10 +336,6 @@ pub(crate) fn bench(g: &GlobalArgs, a: BenchArgs) -> Result<()> {
             out_of_fold,
             ordinary,
         }) => {
-            let data_dir = a
-                .data_dir
-                .clone()
-                .unwrap_or_else(datasets::default_data_dir);
             let out_of_fold = out_of_fold.then_some(crate::fit_harm::OutOfFold {
                 ordinary: *ordinary,
                 data_dir: &data_dir,
@@ -356,10 +357,6 @@ pub(crate) fn bench(g: &GlobalArgs, a: BenchArgs) -> Result<()> {
             features,
             layers,
         }) => {
-            let data_dir = a
-                .data_dir
-                .clone()
-                .unwrap_or_else(datasets::default_data_dir);
             return crate::fit_harm::fit_harm(
                 g,
                 *features,
@@ -377,10 +374,6 @@ pub(crate) fn bench(g: &GlobalArgs, a: BenchArgs) -> Result<()> {
             out,
             limit,
         }) => {
-            let data_dir = a
-                .data_dir
-                .clone()
-                .unwrap_or_else(datasets::default_data_dir);
             return crate::fit_probe::fit_probe(g, sets, layers, out, *limit, &data_dir, a.seed);
         }
         None => {}
@@ -407,10 +400,6 @@ pub(crate) fn bench(g: &GlobalArgs, a: BenchArgs) -> Result<()> {
         fields.insert(k.trim().to_string(), v.trim().to_string());
     }
     let answer_kind = parse_answer_kind(&a.answer)?;
-    let data_dir = a
-        .data_dir
-        .clone()
-        .unwrap_or_else(datasets::default_data_dir);
     let mut items = datasets::load(&dataset, &data_dir, &fields, &answer_kind)?;
     if let Some(split) = a.split {
         items = split.of(items);

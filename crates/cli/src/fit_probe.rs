@@ -102,22 +102,20 @@ pub(crate) fn fit_probe(
             continue;
         }
         let (ps, truth): (Vec<f64>, Vec<bool>) = rows.iter().copied().unzip();
+        let declined: Vec<bool> = ps.iter().map(|p| *p >= 0.5).collect();
+        let m = metrics::prf(&declined, &truth);
+        let [_, over, _, _] = m.counts;
         let should = truth.iter().filter(|t| **t).count();
-        let declined = ps.iter().filter(|p| **p >= 0.5).count();
-        let hits = rows.iter().filter(|(p, t)| *p >= 0.5 && *t).count();
-        let precision = hits as f64 / declined.max(1) as f64;
-        let recall = hits as f64 / should.max(1) as f64;
-        let f1 = if precision + recall > 0.0 {
-            2.0 * precision * recall / (precision + recall)
-        } else {
-            0.0
-        };
         let answerable = rows.len() - should;
-        let over = rows.iter().filter(|(p, t)| *p >= 0.5 && !*t).count();
+        let two = |x: Option<f64>| x.map_or("–".into(), |x| format!("{x:.2}"));
         println!(
-            "| {set} | {} | {should} | {} | {declined} | {precision:.2} | {recall:.2} | **{f1:.2}** | {over} of {answerable} ({:.0}%) |",
+            "| {set} | {} | {should} | {} | {} | {} | {} | **{}** | {over} of {answerable} ({:.0}%) |",
             rows.len(),
             metrics::auroc(&ps, &truth).map_or("–".into(), |a| format!("{a:.3}")),
+            declined.iter().filter(|d| **d).count(),
+            two(m.precision),
+            two(m.recall),
+            two(m.f1),
             100.0 * over as f64 / answerable.max(1) as f64
         );
     }
