@@ -66,7 +66,30 @@ pub fn fit_weighted(
     LogisticRegression::fit_weighted(xs, ys, &weights, prior).map_err(|e| fail(e.to_string()))
 }
 
-/// 5-fold cross-validation (folds by row index) of the class-weighted
+/// 5-fold out-of-fold probabilities (folds by row index) of the
+/// class-weighted regression of `ys` on `xs` under a N(0, `prior` I)
+/// prior: each row's P(positive) from the fit on the other four folds.
+/// This is what a probe says of rows it has not seen, so a model stacked
+/// on the probe's output is fitted on honest values.
+pub fn out_of_fold(xs: &[Vec<f64>], ys: &[bool], prior: f64) -> Result<Vec<f64>, DatasetError> {
+    class_sizes(ys)?;
+    let mut p = vec![0.0; xs.len()];
+    for fold in 0..5 {
+        let pick = |i: usize| i % 5 == fold;
+        let train: Vec<usize> = (0..xs.len()).filter(|&i| !pick(i)).collect();
+        let model = fit_weighted(
+            &train.iter().map(|&i| xs[i].clone()).collect::<Vec<_>>(),
+            &train.iter().map(|&i| ys[i]).collect::<Vec<_>>(),
+            prior,
+        )?;
+        for i in (0..xs.len()).filter(|&i| pick(i)) {
+            p[i] = model.predict(&xs[i]);
+        }
+    }
+    Ok(p)
+}
+
+/// 5-fold cross-validation ([`out_of_fold`]) of the class-weighted
 /// regression of `ys` on `xs`: (prior variance, class-balanced log loss
 /// out of fold) for each of `priors`.
 pub fn cross_validate(
@@ -75,28 +98,13 @@ pub fn cross_validate(
     priors: &[f64],
 ) -> Result<CrossValidation, DatasetError> {
     let (positives, negatives) = class_sizes(ys)?;
-    let mut out = Vec::with_capacity(priors.len());
-    for &prior in priors {
-        let (mut p_all, mut y_all) = (Vec::new(), Vec::new());
-        for fold in 0..5 {
-            let pick = |i: usize| i % 5 == fold;
-            let train: Vec<usize> = (0..xs.len()).filter(|&i| !pick(i)).collect();
-            let model = fit_weighted(
-                &train.iter().map(|&i| xs[i].clone()).collect::<Vec<_>>(),
-                &train.iter().map(|&i| ys[i]).collect::<Vec<_>>(),
-                prior,
-            )?;
-            for i in (0..xs.len()).filter(|&i| pick(i)) {
-                p_all.push(model.predict(&xs[i]));
-                y_all.push(ys[i]);
-            }
-        }
-        out.push((
-            prior,
-            balanced_log_loss(&p_all, &y_all, positives, negatives),
-        ));
-    }
-    Ok(out)
+    priors
+        .iter()
+        .map(|&prior| {
+            let p = out_of_fold(xs, ys, prior)?;
+            Ok((prior, balanced_log_loss(&p, ys, positives, negatives)))
+        })
+        .collect()
 }
 
 /// (prior variance, class-balanced log loss out of fold) for each prior
@@ -133,9 +141,21 @@ pub fn choose_layer(
     Ok((best.map_or(0, |b| b.1), tables))
 }
 
+/// A probe fitted by [`fit_state_probe`], with how it was chosen.
+#[derive(Debug, Clone)]
+pub struct StateProbe {
+    /// The probe.
+    pub classifier: EmbeddingClassifier,
+    /// Class-balanced log loss out of fold by prior variance.
+    pub cross_validation: CrossValidation,
+    /// Each row's out-of-fold P(positive) at the chosen prior (what the
+    /// probe says of a row it was not fitted on).
+    pub out_of_fold: Vec<f64>,
+}
+
 /// A probe over a model's states: standardised, read whole, its prior
 /// variance chosen from `priors` by cross-validation, its variances
-/// matched to the full posterior. Returns it with the cross-validation.
+/// matched to the full posterior.
 pub fn fit_state_probe(
     vectors: &[Vec<f32>],
     ys: &[bool],
@@ -143,7 +163,7 @@ pub fn fit_state_probe(
     label: &str,
     embedder: &str,
     fitted_on: &str,
-) -> Result<(EmbeddingClassifier, CrossValidation), DatasetError> {
+) -> Result<StateProbe, DatasetError> {
     let (z, xs) = standardized(vectors);
     let cv = cross_validate(&xs, ys, priors)?;
     let prior = cv
@@ -164,7 +184,11 @@ pub fn fit_state_probe(
     .in_windows(false)
     .matching_variance(&posterior, &xs)
     .standardized_by(z);
-    Ok((classifier, cv))
+    Ok(StateProbe {
+        classifier,
+        cross_validation: cv,
+        out_of_fold: out_of_fold(&xs, ys, prior)?,
+    })
 }
 
 #[cfg(test)]
@@ -204,8 +228,19 @@ mod tests {
         let (k, tables) = choose_layer(&[uninformative, noise.clone()], &ys, &[0.1, 1.0]).unwrap();
         assert_eq!(k, 1, "{tables:?}");
         assert!(tables[1][1].1 < tables[0][1].1);
-        let (probe, cv) = fit_state_probe(&noise, &ys, &[0.1, 1.0], "x", "e", "test").unwrap();
+        let fitted = fit_state_probe(&noise, &ys, &[0.1, 1.0], "x", "e", "test").unwrap();
+        let (probe, cv) = (&fitted.classifier, &fitted.cross_validation);
         assert_eq!(cv.len(), 2);
+        // Out of fold, the probe still reads the label (it is in the data,
+        // not memorised), and each row has its value.
+        assert_eq!(fitted.out_of_fold.len(), 60);
+        let right_oof = fitted
+            .out_of_fold
+            .iter()
+            .zip(&ys)
+            .filter(|(p, &y)| (**p > 0.5) == y)
+            .count();
+        assert!(right_oof >= 54, "{right_oof} of 60 out of fold");
         assert!(!probe.windows && probe.standardize.is_some());
         let right = noise
             .iter()

@@ -190,6 +190,10 @@ enum BenchCommand {
         /// Items of each half of each set at most (a seeded subset).
         #[arg(long)]
         limit: Option<usize>,
+        /// Also write each learn item's out-of-fold P(decline) here (JSON
+        /// lines), for `bench fit-answerability --state-probe`.
+        #[arg(long)]
+        out_of_fold: Option<PathBuf>,
     },
     /// Fit how the mission policy's harm rule weighs the classifier against
     /// the model's own refusal inside its unsure band (Bayesian logistic
@@ -373,8 +377,18 @@ pub(crate) fn bench(g: &GlobalArgs, a: BenchArgs) -> Result<()> {
             layers,
             out,
             limit,
+            out_of_fold,
         }) => {
-            return crate::fit_probe::fit_probe(g, sets, layers, out, *limit, &data_dir, a.seed);
+            return crate::fit_probe::fit_probe(
+                g,
+                sets,
+                layers,
+                out,
+                *limit,
+                out_of_fold.as_deref(),
+                &data_dir,
+                a.seed,
+            );
         }
         None => {}
     }

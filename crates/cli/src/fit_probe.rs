@@ -26,6 +26,7 @@ pub(crate) fn fit_probe(
     layers: &[u32],
     out: &Path,
     limit: Option<usize>,
+    out_of_fold: Option<&Path>,
     data_dir: &Path,
     seed: u64,
 ) -> Result<()> {
@@ -36,11 +37,11 @@ pub(crate) fn fit_probe(
     for name in sets {
         let items = datasets::load(name, data_dir, &BTreeMap::new(), &AnswerKind::Text)
             .with_context(|| format!("cannot load {name} (--data-dir)"))?;
-        learn.extend(datasets::seeded_subset(
-            Split::Learn.of(items.clone()),
-            seed,
-            limit,
-        ));
+        learn.extend(
+            datasets::seeded_subset(Split::Learn.of(items.clone()), seed, limit)
+                .into_iter()
+                .map(|it| (name.as_str(), it)),
+        );
         test.extend(
             datasets::seeded_subset(Split::Test.of(items), seed, limit)
                 .into_iter()
@@ -53,15 +54,15 @@ pub(crate) fn fit_probe(
         .with_context(|| format!("the model's states are read from {}", g.model))?;
     let threads = g.threads.map(|t| t as u32);
     let reader = LlamaEmbedder::load_reading(&path, threads, Reading::ReplyStateAt(layers[0]))?;
-    let texts: Vec<&str> = learn.iter().map(|it| it.question.as_str()).collect();
-    let ys: Vec<bool> = learn.iter().map(declines).collect();
+    let texts: Vec<&str> = learn.iter().map(|(_, it)| it.question.as_str()).collect();
+    let ys: Vec<bool> = learn.iter().map(|(_, it)| declines(it)).collect();
     let by_layer = read_layers(&reader, &texts, layers, "learn halves")?;
     let (k, tables) = probe::choose_layer(&by_layer, &ys, &LAYER_PRIORS)?;
     print_layer_table(layers, &tables);
     let layer = layers[k];
     println!("chosen: layer {layer}");
     let name = Reading::ReplyStateAt(layer).embedder_name(&path);
-    let (classifier, cv) = probe::fit_state_probe(
+    let fitted = probe::fit_state_probe(
         &by_layer[k],
         &ys,
         &PRIOR_GRID,
@@ -73,10 +74,27 @@ pub(crate) fn fit_probe(
             limit.map_or(String::new(), |l| format!(", at most {l} each"))
         ),
     )?;
-    crate::bench::write_whole(out, &serde_json::to_string(&classifier)?)?;
+    let (classifier, cv) = (&fitted.classifier, &fitted.cross_validation);
+    crate::bench::write_whole(out, &serde_json::to_string(classifier)?)?;
+    if let Some(path) = out_of_fold {
+        // One line per learn item: what the probe says of it when fitted
+        // without it (`bench fit-answerability --state-probe` stacks on
+        // these, not on the probe's in-sample values).
+        let mut lines = String::new();
+        for ((set, it), p) in learn.iter().zip(&fitted.out_of_fold) {
+            lines.push_str(&serde_json::to_string(&OutOfFold {
+                set: set.to_string(),
+                id: it.id.clone(),
+                p_decline: *p,
+            })?);
+            lines.push('\n');
+        }
+        crate::bench::write_whole(path, &lines)?;
+        println!("out-of-fold probabilities: {}", path.display());
+    }
     println!("fitted on {}", classifier.fitted_on);
     println!("cross-validation at layer {layer} (prior variance: class-balanced log loss):");
-    for (prior, loss) in &cv {
+    for (prior, loss) in cv {
         println!("  {prior:>6}: {loss:.4}");
     }
     let texts: Vec<&str> = test.iter().map(|(_, it)| it.question.as_str()).collect();
@@ -121,4 +139,15 @@ pub(crate) fn fit_probe(
     }
     println!("written: {}", out.display());
     Ok(())
+}
+
+/// What the probe says of one learn item when fitted without it.
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
+pub(crate) struct OutOfFold {
+    /// The development set.
+    pub set: String,
+    /// The item's id.
+    pub id: String,
+    /// P(should be declined), out of fold.
+    pub p_decline: f64,
 }
