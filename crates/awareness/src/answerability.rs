@@ -22,11 +22,12 @@ use serde::{Deserialize, Serialize};
 
 use metareason_core::AnswerKind;
 
+use crate::classifier::EmbeddingClassifier;
 use crate::policy::Costs;
 use crate::Probes;
 
 /// Names of the features, in order.
-pub const FEATURES: [&str; 9] = [
+pub const FEATURES: [&str; 10] = [
     "bias",
     "logit_p_answerable",
     "logit_p_false_premise",
@@ -36,7 +37,12 @@ pub const FEATURES: [&str; 9] = [
     "logit_p_unknown_reply",
     "question_logprob",
     "ood",
+    "state_logit_decline",
 ];
+
+/// How far the state probe's logit may move the features (a probe fitted
+/// with fewer questions than dimensions can be very sure out of its data).
+const STATE_LOGIT_BOUND: f64 = 6.0;
 
 fn logit(p: f64) -> f64 {
     metareason_bayes::logit(p, 1e-4)
@@ -59,7 +65,14 @@ pub fn features(probes: &Probes, ood: f64) -> Vec<f64> {
             .question_logprob
             .map_or(0.0, |lp| ((lp + 3.0) / 2.0).clamp(-3.0, 3.0)),
         ood.clamp(0.0, 1.0),
+        probes.state_p_decline.map_or(0.0, state_feature),
     ]
+}
+
+/// The `state_logit_decline` feature of the state probe's P(decline): its
+/// logit, bounded.
+pub fn state_feature(p_decline: f64) -> f64 {
+    logit(p_decline).clamp(-STATE_LOGIT_BOUND, STATE_LOGIT_BOUND)
 }
 
 /// A fitted answerability model with where it came from.
@@ -72,6 +85,13 @@ pub struct AnswerabilityModel {
     pub model: LogisticRegression,
     /// What it was fitted on (data, model, command).
     pub fitted_on: String,
+    /// A probe of the model's own state for whether a question should be
+    /// declined (its P feeds `state_logit_decline`); it reads the state of
+    /// one model only, and where that reading is not at hand the feature
+    /// is 0 (no evidence either way). The model was fitted on the probe's
+    /// out-of-fold values, so the two belong together.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub state_probe: Option<EmbeddingClassifier>,
 }
 
 /// The shipped model's JSON.
@@ -114,6 +134,7 @@ impl AnswerabilityModel {
             features: FEATURES.iter().map(|s| s.to_string()).collect(),
             model: LogisticRegression::fit(xs, answerable, prior_variance)?,
             fitted_on,
+            state_probe: None,
         })
     }
 }
@@ -228,13 +249,25 @@ mod tests {
         assert!(m.is_current());
         // Features recorded by the default model on two learn-half
         // questions of known-unknowns: "How often did Abraham Lincoln cut
-        // his toenails?" (unanswerable) and one it can answer.
-        let unknowable = [1.0, -0.32, 0.55, 0.53, 0.0, 0.0, 2.94, -0.23, 1.0];
-        let answerable = [1.0, 0.77, 0.63, 0.47, 0.0, 0.0, -3.04, 0.5, 0.78];
+        // his toenails?" (ku-0, unanswerable) and one it can answer
+        // (ku-11), with the state probe's out-of-fold logits.
+        let unknowable = [1.0, -0.32, 0.55, 0.53, 0.0, 0.0, 2.94, -0.23, 1.0, 1.69];
+        let answerable = [1.0, 0.77, 0.63, 0.47, 0.0, 0.0, -3.04, 0.5, 0.78, 0.53];
         let (a, u) = (m.p_answerable(&answerable), m.p_answerable(&unknowable));
         assert!(a > u + 0.2, "{a} vs {u}");
         let threshold = decline_threshold(&Costs::default(), 0.4);
         assert!(u < threshold && a > threshold, "{u} {a} {threshold}");
+        // The shipped probe reads the default model's state at block 24,
+        // and the model was fitted on its out-of-fold values.
+        let probe = m.state_probe.as_ref().expect("a state probe ships");
+        assert!(probe
+            .embedder
+            .starts_with("llama-reply-state@24:qwen2.5-coder-1.5b"));
+        assert!(
+            m.model.mean[FEATURES.len() - 1] < -0.5,
+            "{:?}",
+            m.model.mean
+        );
         let doubtful = Probes {
             p_false_premise: Some(0.9),
             p_unknowable: Some(0.6),

@@ -84,6 +84,10 @@ pub struct Probes {
     /// The model's own P("unknown") as its answer, when allowed to say so.
     #[serde(default)]
     pub p_unknown_reply: Option<f64>,
+    /// P(should be declined) by the answerability model's probe of the
+    /// model's own state (only where that state can be read).
+    #[serde(default)]
+    pub state_p_decline: Option<f64>,
     /// Cost of the probes.
     pub usage: Usage,
 }
@@ -231,7 +235,9 @@ pub struct Awareness<'a> {
 
 impl Awareness<'_> {
     /// Runs the probes on `task`: the yes/no questions about it (sharing
-    /// one prompt prefix), the model's own P("unknown"), and perplexity.
+    /// one prompt prefix), the model's own P("unknown"), perplexity, and
+    /// the answerability model's probe of the model's state where one of
+    /// the embedders reads that state.
     pub fn probe(&self, task: &str) -> Result<Probes, ModelError> {
         let mut usage = Usage::default();
         let mut ask = |probe: &str| -> Result<f64, ModelError> {
@@ -276,8 +282,25 @@ impl Awareness<'_> {
             p_unknowable: Some(p_unknowable),
             p_context_suffices,
             p_unknown_reply: Some(unknown.total_logprob().exp().clamp(0.0, 1.0)),
+            state_p_decline: self.state_p_decline(task),
             usage,
         })
+    }
+
+    /// The answerability model's state probe on `task`, when one of the
+    /// embedders reads the state it was fitted on. A failed read is
+    /// warned about and leaves the feature out (the other probes still
+    /// speak), as a policy classifier's does.
+    fn state_p_decline(&self, task: &str) -> Option<f64> {
+        let probe = self.answerability.state_probe.as_ref()?;
+        let reader = self.embedders.iter().find(|e| probe.reads(**e))?;
+        match probe.judge(*reader, &[task.to_string()]) {
+            Ok(p) => Some(p),
+            Err(err) => {
+                tracing::warn!("{err}; the answerability state probe is off for this question");
+                None
+            }
+        }
     }
 
     /// Assesses a task before solving it ([`AssessRequest`]); `rng` draws
@@ -433,12 +456,14 @@ impl Awareness<'_> {
                     "the question looks unanswerable ({}): P(answerable) {p:.2} < {threshold:.2}, \
                      where declining (a claim that can be wrong, like an answer) beats \
                      attempting (best strategy's utility {best_mean:.3}); P(True) {}, P(false \
-                     premise) {}, P(unknowable) {}, P(\"unknown\") {}",
+                     premise) {}, P(unknowable) {}, P(\"unknown\") {}, state probe's \
+                     P(decline) {}",
                     verdict.suspect.name(),
                     fmt_p(out.probes.p_true),
                     fmt_p(out.probes.p_false_premise),
                     fmt_p(out.probes.p_unknowable),
                     fmt_p(out.probes.p_unknown_reply),
+                    fmt_p(out.probes.state_p_decline),
                 );
                 out.reply = Some(verdict.suspect.reply().to_string());
                 return Ok(out);

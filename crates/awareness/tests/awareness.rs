@@ -245,6 +245,7 @@ fn sure_answerable() -> AnswerabilityModel {
         features: FEATURES.iter().map(|f| f.to_string()).collect(),
         model: metareason_bayes::LogisticRegression::new(mean, 1e-4),
         fitted_on: "test".into(),
+        state_probe: None,
     }
 }
 
@@ -800,4 +801,72 @@ fn the_harm_rule_takes_the_highest_of_the_classifiers_whose_embedders_are_at_han
         .unwrap();
     assert!((v.evaluations[0].probability - 0.018).abs() < 1e-3, "{v:?}");
     assert!(v.fired.is_none());
+}
+
+#[test]
+fn the_state_probe_speaks_for_answerability_only_where_its_reading_is_at_hand() {
+    use metareason_awareness::answerability::FEATURES;
+    let policy = Policy::parse("", "empty").unwrap();
+    let neutral = ScriptedModel::new()
+        .score("Yes", (0.5f32).ln())
+        .score("No", (0.5f32).ln());
+    // The probe reads the word embedder: "maybe" in the question means
+    // it should be declined (P 0.98), otherwise not (P 0.12).
+    let probe = metareason_awareness::EmbeddingClassifier {
+        label: "should be declined".into(),
+        embedder: "words".into(),
+        mean: vec![-2.0, 0.0, 6.0],
+        variance: vec![0.0; 3],
+        prior_variance: 1.0,
+        fitted_on: "test".into(),
+        standardize: None,
+        windows: false,
+        variance_scale: 1.0,
+    };
+    // The model leans on the probe alone: P(answerable) = sigmoid(1 - 1.5
+    // * its logit).
+    let mut mean = vec![0.0; FEATURES.len()];
+    mean[0] = 1.0;
+    mean[FEATURES.len() - 1] = -1.5;
+    let model = AnswerabilityModel {
+        features: FEATURES.iter().map(|f| f.to_string()).collect(),
+        model: metareason_bayes::LogisticRegression::new(mean, 1e-6),
+        fitted_on: "test".into(),
+        state_probe: Some(probe),
+    };
+    let with = |embedders: &'static [&'static dyn metareason_core::Embedder]| Awareness {
+        model: &neutral,
+        policy: &policy,
+        settings: AwarenessSettings::default(),
+        answerability: &model,
+        embedders,
+    };
+    let read: &'static [&'static dyn metareason_core::Embedder] = &[&OtherWords, &WordEmbedder];
+    let a = with(read);
+    let doubtful = assess(&a, "Who maybe wins the 2040 World Cup?");
+    let p = doubtful
+        .probes
+        .state_p_decline
+        .expect("read by the word embedder");
+    assert!(p > 0.95, "{p}");
+    let v = doubtful.answerability.as_ref().unwrap();
+    assert!(v.declined && v.p_answerable < 0.01, "{v:?}");
+    assert_eq!(doubtful.decision, Decision::Abstain);
+    assert!(
+        doubtful.reason.contains("state probe's P(decline) 0.9"),
+        "{}",
+        doubtful.reason
+    );
+    let plain = assess(&a, "Who won the 2014 World Cup?");
+    assert!(plain.probes.state_p_decline.unwrap() < 0.2);
+    assert_eq!(plain.decision, Decision::Answer, "{}", plain.reason);
+    // Without the reading it was fitted on (another embedder's vectors of
+    // the same size do not count) the probe is silent: the feature is 0
+    // and only the bias speaks.
+    let b = with(&[&OtherWords]);
+    let unread = assess(&b, "Who maybe wins the 2040 World Cup?");
+    assert_eq!(unread.probes.state_p_decline, None);
+    let v = unread.answerability.as_ref().unwrap();
+    assert_eq!(v.features[FEATURES.len() - 1], 0.0);
+    assert!(!v.declined && (v.p_answerable - metareason_bayes::sigmoid(1.0)).abs() < 1e-3);
 }

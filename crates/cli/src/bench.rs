@@ -24,7 +24,7 @@ use metareason_reasoner::{
 use metareason_strategy::answer::AnswerKind;
 
 use crate::{
-    open_embedder, open_model, open_sentence_embedder, open_state_reader, parse_answer_kind,
+    open_embedder, open_model, open_sentence_embedder, open_state_readers, parse_answer_kind,
     GlobalArgs,
 };
 
@@ -137,6 +137,15 @@ enum BenchCommand {
         /// Prior variance of every weight.
         #[arg(long, default_value_t = 1.0)]
         prior_variance: f64,
+        /// A probe of the model's state from `bench fit-probe` to ship
+        /// with the model; its out-of-fold values (`--out-of-fold` of the
+        /// same fit) become the items' `state_logit_decline`.
+        #[arg(long, requires = "state_out_of_fold")]
+        state_probe: Option<PathBuf>,
+        /// The probe's out-of-fold values (JSON lines of `bench fit-probe
+        /// --out-of-fold`), covering every item of the runs.
+        #[arg(long, requires = "state_probe")]
+        state_out_of_fold: Option<PathBuf>,
     },
     /// Fit the mission policy's harm classifier: Bayesian logistic
     /// regression over all-MiniLM-L6-v2 embeddings (or, with `--features
@@ -331,7 +340,15 @@ pub(crate) fn bench(g: &GlobalArgs, a: BenchArgs) -> Result<()> {
             runs,
             out,
             prior_variance,
-        }) => return fit_answerability(runs, out, *prior_variance),
+            state_probe,
+            state_out_of_fold,
+        }) => {
+            let state = match (state_probe, state_out_of_fold) {
+                (Some(p), Some(o)) => Some((p.as_path(), o.as_path())),
+                _ => None,
+            };
+            return fit_answerability(runs, out, *prior_variance, state);
+        }
         Some(BenchCommand::FitRefusal {
             learn,
             test,
@@ -379,16 +396,14 @@ pub(crate) fn bench(g: &GlobalArgs, a: BenchArgs) -> Result<()> {
             limit,
             out_of_fold,
         }) => {
-            return crate::fit_probe::fit_probe(
-                g,
+            let job = crate::fit_probe::ProbeJob {
                 sets,
                 layers,
                 out,
-                *limit,
-                out_of_fold.as_deref(),
-                &data_dir,
-                a.seed,
-            );
+                limit: *limit,
+                out_of_fold: out_of_fold.as_deref(),
+            };
+            return crate::fit_probe::fit_probe(g, &job, &data_dir, a.seed);
         }
         None => {}
     }
@@ -555,7 +570,7 @@ fn run_items(
         Some(path) => Policy::load(path)?,
         None => Policy::default_policy(),
     };
-    let state_reader = open_state_reader(g, &policy);
+    let state_readers = open_state_readers(g, &policy);
     if a.jobs == 0 {
         bail!("--jobs takes at least 1");
     }
@@ -581,7 +596,7 @@ fn run_items(
         };
         let mut reasoner =
             Reasoner::new(model.as_ref(), embedder.as_deref(), memory, policy.clone())?;
-        if let Some(r) = &state_reader {
+        for r in &state_readers {
             reasoner = reasoner.with_state_reader(r.as_ref());
         }
         let mut cfg = config.clone();
@@ -776,12 +791,45 @@ fn replay_run(dir: &Path) -> Result<()> {
 }
 
 /// `bench fit-answerability`: reads the probed items of `runs`, fits
-/// P(answerable) and writes the model to `out`.
-fn fit_answerability(runs: &[PathBuf], out: &Path, prior_variance: f64) -> Result<()> {
-    use metareason_awareness::answerability::{AnswerabilityModel, FEATURES};
+/// P(answerable) and writes the model to `out`. With `state` (a probe file
+/// and its out-of-fold values), each item's `state_logit_decline` is the
+/// probe's out-of-fold value and the probe ships with the model.
+fn fit_answerability(
+    runs: &[PathBuf],
+    out: &Path,
+    prior_variance: f64,
+    state: Option<(&Path, &Path)>,
+) -> Result<()> {
+    use metareason_awareness::answerability::{self, AnswerabilityModel, FEATURES};
+    let state = state
+        .map(|(probe, oof)| -> Result<_> {
+            let text = std::fs::read_to_string(probe)
+                .with_context(|| format!("cannot read the state probe {}", probe.display()))?;
+            let classifier = metareason_awareness::EmbeddingClassifier::parse(
+                &text,
+                &probe.display().to_string(),
+            )?;
+            let text = std::fs::read_to_string(oof)
+                .with_context(|| format!("cannot read {}", oof.display()))?;
+            let mut by_id = BTreeMap::new();
+            for (i, line) in text
+                .lines()
+                .enumerate()
+                .filter(|(_, l)| !l.trim().is_empty())
+            {
+                let row: crate::fit_probe::OutOfFold =
+                    serde_json::from_str(line).with_context(|| {
+                        format!("{}:{}: not an out-of-fold line", oof.display(), i + 1)
+                    })?;
+                by_id.insert(row.id, row.p_decline);
+            }
+            Ok((classifier, by_id))
+        })
+        .transpose()?;
     let (mut xs, mut ys) = (Vec::new(), Vec::new());
     let mut sources = Vec::new();
-    for dir in runs {
+    let mut from_run = Vec::new();
+    for (k, dir) in runs.iter().enumerate() {
         let path = dir.join("results.jsonl");
         let text = std::fs::read_to_string(&path)
             .with_context(|| format!("cannot read {}", path.display()))?;
@@ -792,7 +840,14 @@ fn fit_answerability(runs: &[PathBuf], out: &Path, prior_variance: f64) -> Resul
             }
             let r: ItemResult = serde_json::from_str(line)
                 .with_context(|| format!("{}:{}: not a result", path.display(), i + 1))?;
-            let Some(x) = r.answerability else { continue };
+            let Some(mut x) = r.answerability else {
+                continue;
+            };
+            // A run recorded before the state feature existed has it
+            // missing: no evidence, unless out-of-fold values are given.
+            if x.len() + 1 == FEATURES.len() {
+                x.push(0.0);
+            }
             if x.len() != FEATURES.len() {
                 bail!(
                     "{}:{}: {} answerability features, the model has {}: rerun with this build",
@@ -802,8 +857,21 @@ fn fit_answerability(runs: &[PathBuf], out: &Path, prior_variance: f64) -> Resul
                     FEATURES.len()
                 );
             }
+            if let Some((_, by_id)) = &state {
+                let Some(p) = by_id.get(&r.id) else {
+                    bail!(
+                        "{}:{}: item {} has no out-of-fold value: fit the probe on every item of \
+                         these runs (a larger --limit of bench fit-probe)",
+                        path.display(),
+                        i + 1,
+                        r.id
+                    );
+                };
+                x[FEATURES.len() - 1] = answerability::state_feature(*p);
+            }
             xs.push(x);
             ys.push(!r.should_decline);
+            from_run.push(k);
             n += 1;
         }
         sources.push(format!("{} ({n} items)", dir.display()));
@@ -814,22 +882,55 @@ fn fit_answerability(runs: &[PathBuf], out: &Path, prior_variance: f64) -> Resul
         );
     }
     let answerable = ys.iter().filter(|y| **y).count();
-    let model = AnswerabilityModel::fit(
+    let mut model = AnswerabilityModel::fit(
         &xs,
         &ys,
         prior_variance,
         format!(
-            "{} questions ({answerable} answerable) from {}; prior variance {prior_variance}",
+            "{} questions ({answerable} answerable) from {}; prior variance {prior_variance}{}",
             xs.len(),
-            sources.join(", ")
+            sources.join(", "),
+            state.as_ref().map_or(String::new(), |(c, _)| format!(
+                "; state_logit_decline: out-of-fold values of the state probe ({})",
+                c.fitted_on
+            ))
         ),
     )
     .map_err(|e| anyhow::anyhow!("cannot fit the answerability model: {e}"))?;
+    model.state_probe = state.map(|(c, _)| c);
+    // How well it ranks questions it was not fitted on: 5-fold
+    // cross-validation over all items, read per run.
+    let mut p_oof = vec![0.0; xs.len()];
+    for fold in 0..5 {
+        let train: Vec<usize> = (0..xs.len()).filter(|i| i % 5 != fold).collect();
+        let m = AnswerabilityModel::fit(
+            &train.iter().map(|&i| xs[i].clone()).collect::<Vec<_>>(),
+            &train.iter().map(|&i| ys[i]).collect::<Vec<_>>(),
+            prior_variance,
+            String::new(),
+        )
+        .map_err(|e| anyhow::anyhow!("cannot fit the answerability model: {e}"))?;
+        for i in (0..xs.len()).filter(|i| i % 5 == fold) {
+            p_oof[i] = m.p_answerable(&xs[i]);
+        }
+    }
     write_whole(out, &serde_json::to_string_pretty(&model)?)?;
     println!("fitted on {}", model.fitted_on);
     for (name, (w, i)) in FEATURES.iter().zip(model.model.mean.iter().zip(0..)) {
         let sd = model.model.cov[i * FEATURES.len() + i].sqrt();
         println!("  {name:<26} {w:+.3} ± {sd:.3}");
+    }
+    println!("AUROC of P(answerable) for answerable questions, 5-fold out of fold:");
+    for (k, dir) in runs.iter().enumerate() {
+        let (p, y): (Vec<f64>, Vec<bool>) = (0..xs.len())
+            .filter(|&i| from_run[i] == k)
+            .map(|i| (p_oof[i], ys[i]))
+            .unzip();
+        println!(
+            "  {}: {}",
+            dir.display(),
+            metareason_bench::metrics::auroc(&p, &y).map_or("–".into(), |a| format!("{a:.3}"))
+        );
     }
     println!("written: {}", out.display());
     Ok(())

@@ -18,18 +18,35 @@ use crate::{store, GlobalArgs};
 /// The prior variances of the final fit at the chosen layer.
 const PRIOR_GRID: [f64; 6] = [0.003, 0.01, 0.03, 0.1, 0.3, 1.0];
 
-/// Fits the probe on the learn halves of `sets` at the best of `layers`,
-/// writes it to `out`, and prints it alone on the test halves.
+/// What `bench fit-probe` is asked to fit.
+pub(crate) struct ProbeJob<'a> {
+    /// The development sets.
+    pub sets: &'a [String],
+    /// The blocks tried.
+    pub layers: &'a [u32],
+    /// Where the probe goes.
+    pub out: &'a Path,
+    /// Items of each half of each set at most.
+    pub limit: Option<usize>,
+    /// Where each learn item's out-of-fold P goes, if anywhere.
+    pub out_of_fold: Option<&'a Path>,
+}
+
+/// Fits the probe on the learn halves of the job's sets at the best of its
+/// layers, writes it, and prints it alone on the test halves.
 pub(crate) fn fit_probe(
     g: &GlobalArgs,
-    sets: &[String],
-    layers: &[u32],
-    out: &Path,
-    limit: Option<usize>,
-    out_of_fold: Option<&Path>,
+    job: &ProbeJob<'_>,
     data_dir: &Path,
     seed: u64,
 ) -> Result<()> {
+    let ProbeJob {
+        sets,
+        layers,
+        out,
+        limit,
+        out_of_fold,
+    } = *job;
     if layers.is_empty() {
         bail!("name the layers to try: --layers 6,10,14 (blocks counted from 0)");
     }

@@ -21,7 +21,7 @@ use metareason_core::{
     SamplingParams, ScoreRequest, Scored,
 };
 use metareason_embed::MiniLm;
-use metareason_llama::{LlamaConfig, LlamaEmbedder, LlamaEngine, Reading};
+use metareason_llama::{LlamaConfig, LlamaEmbedder, LlamaEngine, Reading, ReplyStates};
 use metareason_memory::{Decision, Memory};
 use metareason_monitor::{SearchPolicy, SearchSettings};
 use metareason_openai::{OpenAiConfig, OpenAiModel, RewardEndpoint, RewardProtocol};
@@ -574,32 +574,57 @@ fn open_sentence_embedder(g: &GlobalArgs) -> Option<Box<dyn Embedder>> {
     }
 }
 
-/// The local model's own reply state, when some classifier of `policy` was
-/// fitted on it (`bench fit-harm --features model-state`): loaded on the
-/// same memory-mapped file as the engine.
-pub(crate) fn open_state_reader(g: &GlobalArgs, policy: &Policy) -> Option<Box<dyn Embedder>> {
+/// Readings of the local model's own reply state that a classifier of
+/// `policy` or the answerability probe was fitted on (`bench fit-harm
+/// --features model-state`, `bench fit-probe`): loaded on the same
+/// memory-mapped file as the engine, every inner block in one reader that
+/// reads a text once for all of them.
+pub(crate) fn open_state_readers(g: &GlobalArgs, policy: &Policy) -> Vec<Box<dyn Embedder>> {
     if g.backend != Backend::Llama {
-        return None;
+        return Vec::new();
     }
-    let path = store(g)
-        .resolve(&g.model, &metareason_catalog::NoProgress)
-        .ok()?;
-    // The first reading of this model that a policy classifier was fitted
-    // on (the last layer's reply state, or an inner layer's).
-    let reading = policy
+    let Ok(path) = store(g).resolve(&g.model, &metareason_catalog::NoProgress) else {
+        return Vec::new();
+    };
+    let answerability = metareason_awareness::AnswerabilityModel::shipped();
+    let names = policy
         .classifier_embedders()
-        .iter()
-        .find_map(|name| Reading::from_embedder_name(name, &path))
-        .filter(|r| *r != Reading::Mean)?;
-    match LlamaEmbedder::load_reading(&path, g.threads.map(|t| t as u32), reading) {
-        Ok(e) => Some(Box::new(e)),
-        Err(e) => {
-            tracing::warn!(
-                "{e}; the policy reads sentence embeddings instead of the model's state"
-            );
-            None
+        .into_iter()
+        .chain(answerability.state_probe.iter().map(|p| p.embedder.clone()));
+    let (mut layers, mut whole) = (Vec::new(), Vec::new());
+    for reading in names.filter_map(|name| Reading::from_embedder_name(&name, &path)) {
+        match reading {
+            Reading::ReplyStateAt(l) => layers.push(l),
+            Reading::ReplyState if !whole.contains(&reading) => whole.push(reading),
+            // The mean reading serves memory search, not a probe.
+            _ => {}
         }
     }
+    let threads = g.threads.map(|t| t as u32);
+    let mut out: Vec<Box<dyn Embedder>> = Vec::new();
+    if !layers.is_empty() {
+        match ReplyStates::load(&path, threads, &layers) {
+            Ok(states) => out.extend(
+                states
+                    .views()
+                    .into_iter()
+                    .map(|v| Box::new(v) as Box<dyn Embedder>),
+            ),
+            Err(e) => tracing::warn!(
+                "{e}; the probes of the model's state are off (the policy reads sentence \
+                 embeddings, answerability the model's answers to its probes)"
+            ),
+        }
+    }
+    for reading in whole {
+        match LlamaEmbedder::load_reading(&path, threads, reading) {
+            Ok(e) => out.push(Box::new(e)),
+            Err(e) => tracing::warn!(
+                "{e}; the policy reads sentence embeddings instead of the model's state"
+            ),
+        }
+    }
+    out
 }
 
 /// The embedder for memory search: all-MiniLM-L6-v2 (fetched on first
@@ -743,9 +768,9 @@ fn solve(g: &GlobalArgs, a: SolveArgs) -> Result<()> {
     } else {
         open_sentence_embedder(g)
     };
-    let state_reader = open_state_reader(g, &mission);
+    let state_readers = open_state_readers(g, &mission);
     let mut reasoner = Reasoner::new(model.as_ref(), embedder.as_deref(), memory, mission)?;
-    if let Some(r) = &state_reader {
+    for r in &state_readers {
         reasoner = reasoner.with_state_reader(r.as_ref());
     }
     if let Some(r) = &reward {

@@ -11,7 +11,7 @@ use metareason_memory::Memory;
 use metareason_server::{AppState, Engine, ServerConfig};
 
 use crate::{
-    open_embedder, open_model, open_sentence_embedder, open_state_reader, GlobalArgs, MemoryArgs,
+    open_embedder, open_model, open_sentence_embedder, open_state_readers, GlobalArgs, MemoryArgs,
 };
 
 #[derive(Args)]
@@ -122,11 +122,14 @@ pub fn serve(g: &GlobalArgs, a: ServeArgs) -> Result<()> {
         .local_addr()
         .map(|a| a.to_string())
         .unwrap_or(addr.clone());
-    let state_reader = open_state_reader(g, &policy).map(Arc::from);
+    let state_readers = open_state_readers(g, &policy)
+        .into_iter()
+        .map(Arc::from)
+        .collect();
     let engine = Engine {
         model,
         embedder,
-        state_reader,
+        state_readers,
         memory_path,
         policy,
     };

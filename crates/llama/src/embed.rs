@@ -403,3 +403,157 @@ impl Drop for RawContext {
         unsafe { llama_cpp_sys_2::llama_free(self.ctx) };
     }
 }
+
+/// How many texts [`ReplyStates`] remembers (a request and its views, read
+/// by the policy's classifiers and then by the answerability probe).
+const RECENT_TEXTS: usize = 32;
+
+/// The model's reply state at several blocks, read once per text for all of
+/// them: one pass captures every block, and the last texts read are
+/// remembered, so the classifiers that read different blocks of the same
+/// request (the harm probe, the answerability probe) pay for one read.
+/// Each block is served by its own [`ReplyStateView`], an [`Embedder`]
+/// named like a [`Reading::ReplyStateAt`] reader of that block.
+#[derive(Clone)]
+pub struct ReplyStates {
+    shared: std::sync::Arc<SharedStates>,
+}
+
+struct SharedStates {
+    reader: LlamaEmbedder,
+    layers: Vec<u32>,
+    names: Vec<String>,
+    /// The last texts read, each with its state at every block.
+    recent: Mutex<std::collections::VecDeque<(String, Vec<Vec<f32>>)>>,
+    /// Texts read through the model so far.
+    passes: std::sync::atomic::AtomicUsize,
+}
+
+impl ReplyStates {
+    /// Loads the model at `path` to read the reply state at `layers`
+    /// (blocks counted from 0; repeats are read once).
+    pub fn load(path: &Path, threads: Option<u32>, layers: &[u32]) -> Result<Self, ModelError> {
+        let mut unique: Vec<u32> = Vec::with_capacity(layers.len());
+        for l in layers {
+            if !unique.contains(l) {
+                unique.push(*l);
+            }
+        }
+        let Some(first) = unique.first() else {
+            return Err(ModelError::Load(
+                "name at least one layer to read the reply state at".into(),
+            ));
+        };
+        let reader = LlamaEmbedder::load_reading(path, threads, Reading::ReplyStateAt(*first))?;
+        let n_layer = reader
+            .model
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .n_layer();
+        if let Some(l) = unique.iter().find(|l| **l >= n_layer) {
+            return Err(ModelError::Load(format!(
+                "{} has {n_layer} layers (0 to {}); layer {l} does not exist",
+                path.display(),
+                n_layer.saturating_sub(1)
+            )));
+        }
+        Ok(Self {
+            shared: std::sync::Arc::new(SharedStates {
+                names: unique
+                    .iter()
+                    .map(|l| Reading::ReplyStateAt(*l).embedder_name(path))
+                    .collect(),
+                layers: unique,
+                reader,
+                recent: Mutex::new(std::collections::VecDeque::new()),
+                passes: std::sync::atomic::AtomicUsize::new(0),
+            }),
+        })
+    }
+
+    /// How many texts were read through the model so far (a text asked
+    /// for again while remembered, at any block, is not read again).
+    pub fn texts_read(&self) -> usize {
+        self.shared
+            .passes
+            .load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// One embedder per block, in the order of the layers loaded.
+    pub fn views(&self) -> Vec<ReplyStateView> {
+        (0..self.shared.layers.len())
+            .map(|k| ReplyStateView {
+                shared: self.shared.clone(),
+                k,
+            })
+            .collect()
+    }
+}
+
+/// The reply state at one block of a [`ReplyStates`].
+#[derive(Clone)]
+pub struct ReplyStateView {
+    shared: std::sync::Arc<SharedStates>,
+    k: usize,
+}
+
+impl ReplyStateView {
+    /// The block it reads.
+    pub fn layer(&self) -> u32 {
+        self.shared.layers[self.k]
+    }
+}
+
+impl Embedder for ReplyStateView {
+    fn name(&self) -> &str {
+        &self.shared.names[self.k]
+    }
+
+    fn dim(&self) -> usize {
+        self.shared.reader.dim
+    }
+
+    fn embed(&self, texts: &[&str]) -> Result<Vec<Vec<f32>>, EmbedError> {
+        let s = &self.shared;
+        // Held through the read: a second caller with the same text waits
+        // and finds it read (the model is locked for a read anyway).
+        let mut recent = s.recent.lock().unwrap_or_else(|p| p.into_inner());
+        let mut unread: Vec<&str> = Vec::new();
+        for t in texts {
+            if !recent.iter().any(|(r, _)| r == t) && !unread.contains(t) {
+                unread.push(t);
+            }
+        }
+        let fresh = if unread.is_empty() {
+            Vec::new()
+        } else {
+            let states = s.reader.reply_states_at(&unread, &s.layers)?;
+            s.passes
+                .fetch_add(unread.len(), std::sync::atomic::Ordering::Relaxed);
+            states
+        };
+        let out = texts
+            .iter()
+            .map(|t| {
+                let known = recent.iter().find(|(r, _)| r == t).map(|(_, v)| v);
+                let read = || {
+                    unread
+                        .iter()
+                        .position(|u| u == t)
+                        .and_then(|i| fresh.get(i))
+                };
+                known
+                    .or_else(read)
+                    .map(|v| v[self.k].clone())
+                    .ok_or_else(|| EmbedError("the reader returned too few states".into()))
+            })
+            .collect();
+        for (t, v) in unread.iter().zip(fresh) {
+            recent.push_back((t.to_string(), v));
+        }
+        while recent.len() > RECENT_TEXTS {
+            recent.pop_front();
+        }
+        out
+    }
+}

@@ -38,7 +38,7 @@ mod embed;
 mod logits;
 mod worker;
 
-pub use embed::{LlamaEmbedder, Reading};
+pub use embed::{LlamaEmbedder, Reading, ReplyStateView, ReplyStates};
 
 use std::path::{Path, PathBuf};
 use std::sync::{mpsc, Mutex};

@@ -452,3 +452,48 @@ fn a_short_request_finishes_while_a_long_one_is_still_decoding() {
         .unwrap();
     assert_eq!(alone.text, g.sequences[0].text);
 }
+
+#[test]
+fn shared_reply_states_serve_each_block_by_name_and_read_a_text_once() {
+    use metareason_core::Embedder;
+    use metareason_llama::{LlamaEmbedder, Reading, ReplyStates};
+    let Some(path) = model_path() else { return };
+    let states = ReplyStates::load(&path, Some(1), &[20, 3, 20]).expect("load");
+    let views = states.views();
+    // Repeats are read once: one view per block, named like a reader of it.
+    assert_eq!(views.len(), 2);
+    assert_eq!(views[0].layer(), 20);
+    assert_eq!(
+        Reading::from_embedder_name(views[1].name(), &path),
+        Some(Reading::ReplyStateAt(3))
+    );
+    let at3 = LlamaEmbedder::load_reading(&path, Some(1), Reading::ReplyStateAt(3)).unwrap();
+    assert_eq!(views[1].name(), at3.name());
+    assert_eq!(views[1].dim(), 576);
+    let texts = ["What is the capital of France?", "Who will win in 2040?"];
+    let at_3 = views[1].embed(&texts).unwrap();
+    assert_eq!(
+        at_3,
+        at3.embed(&texts).unwrap(),
+        "the view reads as the reader"
+    );
+    assert_eq!(states.texts_read(), 2);
+    // The other block of the same texts, and a repeat: nothing read again.
+    let at_20 = views[0].embed(&[texts[1], texts[0], texts[1]]).unwrap();
+    assert_eq!(states.texts_read(), 2);
+    assert_eq!(at_20.len(), 3);
+    assert_eq!(at_20[0], at_20[2]);
+    assert_ne!(at_20[1], at_3[0], "blocks 20 and 3 differ");
+    let both = at3.reply_states_at(&[texts[0]], &[20]).unwrap();
+    assert_eq!(at_20[1], both[0][0]);
+    // A new text is read once for both blocks.
+    views[0].embed(&["What is 2 + 2?"]).unwrap();
+    views[1].embed(&["What is 2 + 2?"]).unwrap();
+    assert_eq!(states.texts_read(), 3);
+    // A block past the last is refused when loading, with the model named.
+    let err = ReplyStates::load(&path, Some(1), &[3, 30])
+        .err()
+        .expect("no layer 30");
+    assert!(err.to_string().contains("layer 30 does not exist"), "{err}");
+    assert!(ReplyStates::load(&path, Some(1), &[]).is_err());
+}

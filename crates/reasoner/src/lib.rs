@@ -484,8 +484,9 @@ impl MetaParams {
 pub struct Reasoner<'a> {
     model: &'a dyn LanguageModel,
     embedder: Option<&'a dyn Embedder>,
-    /// A reading of the model's own states for the policy's classifiers.
-    state_reader: Option<&'a dyn Embedder>,
+    /// Readings of the model's own states, for the policy's classifiers
+    /// and the answerability probe fitted on them.
+    state_readers: Vec<&'a dyn Embedder>,
     step_judge: Option<&'a dyn StepJudge>,
     memory: Option<Memory>,
     policy: Policy,
@@ -520,7 +521,7 @@ impl<'a> Reasoner<'a> {
         Ok(Self {
             model,
             embedder,
-            state_reader: None,
+            state_readers: Vec::new(),
             step_judge: None,
             memory,
             policy,
@@ -542,11 +543,12 @@ impl<'a> Reasoner<'a> {
         }
     }
 
-    /// Lets the policy's classifiers also read `reader`: the model's own
-    /// state where its reply would begin (for a classifier fitted on it,
-    /// `bench fit-harm --features model-state`).
+    /// Lets self-awareness also read `reader`: a reading of the model's own
+    /// state where its reply would begin, for the policy's classifiers and
+    /// the answerability probe fitted on it (`bench fit-harm --features
+    /// model-state`, `bench fit-probe`). May be called once per reading.
     pub fn with_state_reader(mut self, reader: &'a dyn Embedder) -> Self {
-        self.state_reader = Some(reader);
+        self.state_readers.push(reader);
         self
     }
 
@@ -713,8 +715,12 @@ impl<'a> Reasoner<'a> {
         let mut settings = config.awareness.clone();
         // Withholding later is only an option when the loop may do it.
         settings.abstain_later &= config.abstain_after;
-        let embedders: Vec<&dyn Embedder> =
-            self.state_reader.into_iter().chain(self.embedder).collect();
+        let embedders: Vec<&dyn Embedder> = self
+            .state_readers
+            .iter()
+            .copied()
+            .chain(self.embedder)
+            .collect();
         let awareness = Awareness {
             model: self.model,
             policy: &self.policy,
@@ -1468,13 +1474,14 @@ pub fn summary(r: &EpisodeReport) -> String {
     if let Some(v) = &a.answerability {
         out.push(format!(
             "answerable: P {:.2} (decline below {:.2}); P(false premise) {}, P(unknowable) {}, \
-             P(context suffices) {}, P(\"unknown\") {}",
+             P(context suffices) {}, P(\"unknown\") {}, state probe's P(decline) {}",
             v.p_answerable,
             v.threshold,
             fmt_p(a.probes.p_false_premise),
             fmt_p(a.probes.p_unknowable),
             fmt_p(a.probes.p_context_suffices),
             fmt_p(a.probes.p_unknown_reply),
+            fmt_p(a.probes.state_p_decline),
         ));
     }
     if let Some(p) = a.probes.p_true {

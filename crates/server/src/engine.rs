@@ -22,9 +22,9 @@ pub struct Engine {
     pub model: Arc<dyn LanguageModel>,
     /// Places tasks in memory (optional).
     pub embedder: Option<Arc<dyn Embedder>>,
-    /// The model's own reply state, for the policy classifiers fitted on it
-    /// (optional).
-    pub state_reader: Option<Arc<dyn Embedder>>,
+    /// Readings of the model's own reply state, for the policy classifiers
+    /// and the answerability probe fitted on them (may be empty).
+    pub state_readers: Vec<Arc<dyn Embedder>>,
     /// The memory file (None: nothing is stored, no feedback).
     pub memory_path: Option<PathBuf>,
     /// The mission policy.
@@ -155,7 +155,7 @@ impl Engine {
         if let Some(o) = observer {
             reasoner = reasoner.with_observer(o);
         }
-        if let Some(r) = &self.state_reader {
+        for r in &self.state_readers {
             reasoner = reasoner.with_state_reader(r.as_ref());
         }
         reasoner.run(task, config)

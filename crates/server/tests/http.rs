@@ -107,7 +107,7 @@ impl Server {
         let engine = Engine {
             model,
             embedder: None,
-            state_reader: None,
+            state_readers: Vec::new(),
             memory_path: Some(dir.path().join("memory.sqlite")),
             policy: Policy::default_policy(),
         };
