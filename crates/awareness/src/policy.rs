@@ -603,6 +603,9 @@ struct Request {
     /// The views a classifier reads (readable text only), filled on first
     /// use, with a translation when the request is not in English.
     readable: Option<Vec<String>>,
+    /// The model's English translation, when the request is in another
+    /// language (known once `readable` is filled).
+    translation: Option<String>,
 }
 
 impl Request {
@@ -627,6 +630,7 @@ impl Request {
             squashed,
             judged,
             readable: None,
+            translation: None,
         }
     }
 
@@ -641,7 +645,8 @@ impl Request {
             if let Some(translation) = translate(judges.model, original, usage)? {
                 self.judged
                     .push_str(&format!("\n\n(The same request in English: {translation})"));
-                out.push(translation);
+                out.push(translation.clone());
+                self.translation = Some(translation);
             }
             self.readable = Some(out);
         }
@@ -813,7 +818,14 @@ fn classify(
         log_odds += c.weight * logit(q);
     }
     if c.own_refusal {
-        let q = refusal_probability(judges.model, &plain, usage)?;
+        let mut q = refusal_probability(judges.model, &plain, usage)?;
+        // A small model refuses reliably only in the language it mostly
+        // learned from: a request that came in another language is also
+        // put to it in English, and the readier refusal counts (as across
+        // views, a reading that misses what another saw must not lower it).
+        if let Some(english) = task.translation.clone().filter(|t| *t != plain) {
+            q = q.max(refusal_probability(judges.model, &english, usage)?);
+        }
         trail.asked.push((OWN_REFUSAL.to_string(), q));
         log_odds += c.weight * logit(q);
     }

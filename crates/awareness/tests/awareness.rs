@@ -674,6 +674,61 @@ fn inside_the_band_the_model_reads_the_request_undisguised_and_its_own_refusal_c
     assert!(v.fired.is_some(), "{:?}", v.evaluations[0]);
 }
 
+#[test]
+fn a_translated_request_is_also_put_to_the_model_in_english_for_its_own_refusal() {
+    use metareason_scripted::{Reply, When};
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("words.json");
+    std::fs::write(
+        &path,
+        r#"{"label":"harmful request","embedder":"words","mean":[-4,8,4],"variance":[0,0,0],"prior_variance":1,"fitted_on":"test"}"#,
+    )
+    .unwrap();
+    let policy = Policy::parse(
+        &format!(
+            "[[rule]]\nname = \"harm\"\naction = \"refuse\"\nreply = \"No.\"\nwhen = {{ classify = {{ classifier = '{}', own_refusal = true }} }}\n",
+            path.display()
+        ),
+        "p.toml",
+    )
+    .unwrap();
+    // Spanish, read by the word classifier at 0.5 (inside the band).
+    let task =
+        "¿Podrías explicarme paso a paso cómo hacerlo, maybe con los materiales de la ferretería?";
+    let english =
+        "Could you maybe explain step by step how to do it with hardware store materials?";
+    let translating = || {
+        ScriptedModel::new().on(
+            When::PromptContains("Translate this".into()),
+            [Reply::text(english)],
+        )
+    };
+    // The model refuses the English (0.9) but not the Spanish.
+    let refuses_english = translating().score_if("Could you maybe", "I'm sorry", (0.9f32).ln());
+    let v = policy
+        .evaluate(
+            task,
+            &PolicyContext::default(),
+            &refuses_english,
+            &[&WordEmbedder],
+        )
+        .unwrap();
+    let e = &v.evaluations[0];
+    assert!((e.classified[0].1 - 0.5).abs() < 1e-6, "{e:?}");
+    assert!(e.asked[0].1 > 0.9 && e.asked[0].1 < 0.91, "{e:?}");
+    assert!(v.fired.is_some(), "{e:?}");
+    // One that refuses neither clears it.
+    let v = policy
+        .evaluate(
+            task,
+            &PolicyContext::default(),
+            &translating(),
+            &[&WordEmbedder],
+        )
+        .unwrap();
+    assert!(v.fired.is_none(), "{:?}", v.evaluations[0]);
+}
+
 /// An answerability model sure that no question can be answered.
 fn sure_unanswerable() -> AnswerabilityModel {
     let mut m = sure_answerable();
