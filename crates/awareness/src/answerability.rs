@@ -250,24 +250,15 @@ mod tests {
         // Features recorded by the default model on two learn-half
         // questions of known-unknowns: "How often did Abraham Lincoln cut
         // his toenails?" (ku-0, unanswerable) and one it can answer
-        // (ku-11), with the state probe's out-of-fold logits.
-        let unknowable = [1.0, -0.32, 0.55, 0.53, 0.0, 0.0, 2.94, -0.23, 1.0, 1.69];
-        let answerable = [1.0, 0.77, 0.63, 0.47, 0.0, 0.0, -3.04, 0.5, 0.78, 0.53];
+        // (ku-11). No state probe ships (it declined ordinary questions
+        // such as "What does DNA stand for?"), so its feature reads 0.
+        let unknowable = [1.0, -0.32, 0.55, 0.53, 0.0, 0.0, 2.94, -0.23, 1.0, 0.0];
+        let answerable = [1.0, 0.77, 0.63, 0.47, 0.0, 0.0, -3.04, 0.5, 0.78, 0.0];
         let (a, u) = (m.p_answerable(&answerable), m.p_answerable(&unknowable));
         assert!(a > u + 0.2, "{a} vs {u}");
         let threshold = decline_threshold(&Costs::default(), 0.4);
         assert!(u < threshold && a > threshold, "{u} {a} {threshold}");
-        // The shipped probe reads the default model's state at block 24,
-        // and the model was fitted on its out-of-fold values.
-        let probe = m.state_probe.as_ref().expect("a state probe ships");
-        assert!(probe
-            .embedder
-            .starts_with("llama-reply-state@24:qwen2.5-coder-1.5b"));
-        assert!(
-            m.model.mean[FEATURES.len() - 1] < -0.5,
-            "{:?}",
-            m.model.mean
-        );
+        assert!(m.state_probe.is_none());
         let doubtful = Probes {
             p_false_premise: Some(0.9),
             p_unknowable: Some(0.6),
