@@ -17,13 +17,17 @@ def load(path):
     m = json.load(open(path))
     mean = m["model"]["mean"]
     cov = m["model"]["cov"]
-    return m["features"], mean, cov
+    # Without a probe of its own the loop reads the state feature as 0,
+    # whatever a run recorded with another model's probe.
+    unread = set() if m.get("state_probe") else {"state_logit_decline"}
+    return m["features"], mean, cov, unread
 
 
 def p_answerable(model, x):
-    feats, mean, cov = model
+    feats, mean, cov, unread = model
     d = len(mean)
     x = x[:d] + [0.0] * (d - len(x))
+    x = [0.0 if f in unread else v for f, v in zip(feats, x)]
     mu = sum(a * b for a, b in zip(mean, x))
     s2 = sum(x[i] * cov[i * d + j] * x[j] for i in range(d) for j in range(d))
     z = mu / math.sqrt(1 + math.pi * s2 / 8)
