@@ -72,8 +72,13 @@ pub enum LoopStop {
     /// After the first attempt (no escalation).
     FirstAttempt,
     /// After the first round at which the next round could not put
-    /// another answer ahead of the leader (`monitor::stopping::settled`).
+    /// another answer ahead of the leader (`monitor::stopping::settled`),
+    /// asked after every whole round (the loop with `check_each_reply`
+    /// off).
     Settled,
+    /// The same rule asked after every escalated reply, with a whole round
+    /// as its look-ahead (the loop's default, `check_each_reply`).
+    SettledEachReply,
     /// Where the run stopped: every recorded round.
     Recorded,
 }
@@ -121,6 +126,9 @@ impl Rule {
             }
             Rule::LoopRounds(LoopStop::Settled) => {
                 "the loop's escalation, stopped once the leader is settled".into()
+            }
+            Rule::LoopRounds(LoopStop::SettledEachReply) => {
+                "the loop's escalation, settled asked after every reply".into()
             }
         }
     }
@@ -183,6 +191,7 @@ pub fn loop_rules() -> Vec<Rule> {
         Rule::LoopRounds(LoopStop::FirstAttempt),
         Rule::LoopRounds(LoopStop::Recorded),
         Rule::LoopRounds(LoopStop::Settled),
+        Rule::LoopRounds(LoopStop::SettledEachReply),
     ]
 }
 
@@ -342,8 +351,38 @@ pub fn replay_item(rule: &Rule, samples: &[SampleRecord]) -> Option<Replayed> {
             let rounds = rounds_of(samples);
             let mut used = match stop {
                 LoopStop::FirstAttempt => 1,
-                LoopStop::Settled | LoopStop::Recorded => rounds.len(),
+                LoopStop::Settled | LoopStop::Recorded | LoopStop::SettledEachReply => rounds.len(),
             };
+            if *stop == LoopStop::SettledEachReply {
+                // A whole round (a cycle of the mixture) is the look-ahead,
+                // less where fewer replies were recorded after this one
+                // (the budget ran out there). The first attempt alone is
+                // never judged settled.
+                let cycle = rounds.iter().skip(1).map(|r| r.len()).max().unwrap_or(1);
+                let first = rounds.first().map_or(0, |r| r.len());
+                let mut counts = BTreeMap::new();
+                let mut kept = samples.len();
+                for (i, s) in samples.iter().enumerate() {
+                    if let Some(a) = s.answer.as_deref() {
+                        *counts.entry(a.to_string()).or_default() += 1;
+                    }
+                    let left = samples.len() - i - 1;
+                    if i >= first && left > 0 && settled(&counts, cycle.min(left)) {
+                        kept = i + 1;
+                        break;
+                    }
+                }
+                let kept = &samples[..kept];
+                let w =
+                    |s: &&SampleRecord| ConfidenceMeasure::LowestGroup.vote_weight(&s.confidence);
+                let refs: Vec<&SampleRecord> = kept.iter().collect();
+                let pick = weighted_winner(&refs, |s| s.answer.as_deref(), w, w).map(|i| refs[i]);
+                return Some(Replayed {
+                    correct: right(pick),
+                    samples: refs.len(),
+                    tokens: refs.iter().map(|s| s.tokens).sum(),
+                });
+            }
             if *stop == LoopStop::Settled {
                 // Votes so far, after each round; the first attempt alone
                 // is never judged settled (the loop waits for one round).

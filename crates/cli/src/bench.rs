@@ -715,13 +715,13 @@ fn sample_records(
 ) -> Vec<SampleRecord> {
     let first = report.solve.as_ref().and_then(|t| t.attempts.first());
     let escalated = report.escalation.iter().flat_map(|e| e.attempts.iter());
-    // The round of each escalated reply, from the rounds that drew any.
+    // The round of each escalated reply (its cycle of the mixture, counted
+    // from 1; the first attempt is round 0), from the rounds that drew any.
     let rounds: Vec<usize> = report
         .escalation
         .iter()
         .flat_map(|e| e.rounds.iter().filter(|r| !r.replies.is_empty()))
-        .enumerate()
-        .flat_map(|(i, r)| std::iter::repeat_n(i + 1, r.replies.len()))
+        .flat_map(|r| std::iter::repeat_n(r.cycle + 1, r.replies.len()))
         .collect();
     let firsts = first.into_iter().flat_map(|a| {
         a.outcome

@@ -13,8 +13,11 @@
 //! under the policy's costs; rounds stop earlier when the stopping rule is
 //! sure of the weighted majority, when the leader is settled (the next
 //! round's replies could not put another answer ahead of it, so they could
-//! not change the answer), or at the budget. Every round is recorded
-//! with the numbers that justified it.
+//! not change the answer), or at the budget. By default a round is one
+//! reply (the mixture's strategies take turns) and the rules are asked
+//! after every reply, so a first answer that the first escalated reply
+//! confirms stops there instead of paying for the rest of a cycle. Every
+//! round is recorded with the numbers that justified it.
 
 use metareason_strategy::Definition;
 use std::collections::BTreeMap;
@@ -48,7 +51,7 @@ pub struct EscalationConfig {
     pub enabled: bool,
     /// Replies drawn at most, over all rounds.
     pub max_samples: usize,
-    /// Replies per strategy of the mixture per round.
+    /// Replies per strategy of the mixture per turn.
     pub per_round: usize,
     /// When the weighted majority is sure enough to stop.
     pub rule: StopRule,
@@ -61,6 +64,12 @@ pub struct EscalationConfig {
     /// level): such a round cannot change the answer, whatever the
     /// calibrated confidence says it might gain.
     pub stop_when_settled: bool,
+    /// Ask the stopping rules after every reply (the mixture's strategies
+    /// take turns, one per round) rather than after a whole cycle of the
+    /// mixture. The look-ahead of the settled rule stays a whole cycle,
+    /// and replies keep the seeds they have in cycles, so the two ways
+    /// draw the same replies and differ only in where they stop.
+    pub check_each_reply: bool,
 }
 
 impl Default for EscalationConfig {
@@ -73,6 +82,7 @@ impl Default for EscalationConfig {
             temperature: 0.7,
             weight: ConfidenceMeasure::LowestGroup,
             stop_when_settled: true,
+            check_each_reply: true,
         }
     }
 }
@@ -169,9 +179,14 @@ pub struct PooledReply {
     pub tokens: u64,
 }
 
-/// One round of escalation, as the trace shows it.
+/// One round of escalation, as the trace shows it: one reply of one
+/// strategy of the mixture, or a whole cycle of the mixture (see
+/// [`EscalationConfig::check_each_reply`]).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct EscalationRound {
+    /// The cycle of the mixture the round belongs to (0 for the first).
+    #[serde(default)]
+    pub cycle: usize,
     /// What decided whether to draw it, before it was drawn.
     pub value: RoundValue,
     /// P(the leader is the majority) under the stopping rule, before it.
@@ -408,21 +423,37 @@ pub(crate) fn run(
     };
     let mut usage = Usage::default();
     let mut same_cache: BTreeMap<(String, String), bool> = BTreeMap::new();
-    let round_tokens: f64 = mixture
-        .iter()
-        .map(|s| f64::from(s.strategy().expected_tokens) * config.per_round as f64)
-        .sum();
+    // A cycle draws every strategy of the mixture `per_round` times; a
+    // round is a cycle, or one strategy's turn in it.
+    let cycle_size = mixture.len() * config.per_round;
+    let turns = if config.check_each_reply {
+        mixture.len().max(1)
+    } else {
+        1
+    };
     let settings = SearchSettings {
         temperature: config.temperature,
         ..solve.settings.clone()
     };
     for round in 0.. {
+        let cycle = round / turns;
+        let (first_j, strategies) = if config.check_each_reply && !mixture.is_empty() {
+            let j = round % mixture.len();
+            (j, &mixture[j..=j])
+        } else {
+            (0, mixture)
+        };
+        let round_tokens: f64 = strategies
+            .iter()
+            .map(|s| f64::from(s.strategy().expected_tokens) * config.per_round as f64)
+            .sum();
         let value = RoundValue::of(p, judge.beliefs, judge.costs, round_tokens);
         let majority_posterior = config.rule.confidence_weighted(&pool.votes(measure));
-        let next =
-            (mixture.len() * config.per_round).min(config.max_samples.saturating_sub(report.drawn));
+        let next = cycle_size.min(config.max_samples.saturating_sub(report.drawn));
         let counts = pool.counts();
-        let stop = if report.drawn >= config.max_samples {
+        let stop = if cycle_size == 0 {
+            Some("no strategy or no reply per turn to draw from".to_string())
+        } else if report.drawn >= config.max_samples {
             Some(format!("budget of {} replies reached", config.max_samples))
         } else if round > 0 && config.stop_when_settled && settled(&counts, next) {
             let (a, b) = top_two(&counts);
@@ -443,6 +474,7 @@ pub(crate) fn run(
         };
         if let Some(why) = stop {
             report.rounds.push(EscalationRound {
+                cycle,
                 value,
                 majority_posterior,
                 decision: format!("stop: {why}"),
@@ -454,18 +486,21 @@ pub(crate) fn run(
             break;
         }
         let mut replies = Vec::new();
-        for (j, &strategy) in mixture.iter().enumerate() {
+        for (k, &strategy) in strategies.iter().enumerate() {
+            let j = first_j + k;
             let n = config
                 .per_round
                 .min(config.max_samples.saturating_sub(report.drawn));
             if n == 0 {
                 break;
             }
+            // Seeds depend on the cycle and the strategy's place in the
+            // mixture only, so both ways of checking draw the same replies.
             let cfg = SolveConfig {
                 settings: SearchSettings {
                     seed: settings
                         .seed
-                        .wrapping_add(1_000 * (round as u64 + 1) + j as u64),
+                        .wrapping_add(1_000 * (cycle as u64 + 1) + j as u64),
                     ..settings.clone()
                 },
                 ..solve.clone()
@@ -501,6 +536,7 @@ pub(crate) fn run(
             features = f;
         }
         report.rounds.push(EscalationRound {
+            cycle,
             value,
             majority_posterior,
             decision: "escalate".into(),

@@ -5,7 +5,7 @@ use metareason_awareness::Policy;
 use metareason_bayes::Beta;
 use metareason_memory::{Decision, Memory};
 use metareason_reasoner::{Feedback, Reasoner, ReasonerConfig};
-use metareason_scripted::{Reply, ScriptedModel, When};
+use metareason_scripted::{Call, Reply, ScriptedModel, When};
 use metareason_strategy::StrategyKind;
 
 /// Chain of thought always says 42; the program prints `printed`. Every
@@ -40,8 +40,9 @@ fn config() -> ReasonerConfig {
 #[test]
 fn cheap_tokens_escalate_until_the_pooled_majority_is_sure() {
     // Program and chain of thought agree: every reply says 42. After the
-    // first answer, rounds of one reply each; the Beta rule is sure at 5
-    // agreeing votes (1 - 2^-6 > 0.95 while 4 give 0.9375).
+    // first answer, rounds of one reply each, the strategies in turn; the
+    // Beta rule is sure at 4 agreeing votes (1 - 2^-5 = 0.969 > 0.95, while
+    // 3 give 0.9375).
     // Escalation is believed never to lose a right answer, so only the
     // stopping rule or the budget ends it (the settled rule is off here;
     // see the next test).
@@ -53,7 +54,7 @@ fn cheap_tokens_escalate_until_the_pooled_majority_is_sure() {
     let report = r.run("What is 6 * 7?", &cfg).unwrap();
     let e = report.escalation.as_ref().expect("escalation considered");
     assert_eq!(report.answer.as_deref(), Some("42"));
-    assert_eq!(e.drawn, 4, "{:#?}", e.rounds);
+    assert_eq!(e.drawn, 3, "{:#?}", e.rounds);
     let strategies: Vec<StrategyKind> = e
         .rounds
         .iter()
@@ -65,7 +66,6 @@ fn cheap_tokens_escalate_until_the_pooled_majority_is_sure() {
             StrategyKind::ChainOfThought,
             StrategyKind::ProgramAided,
             StrategyKind::ChainOfThought,
-            StrategyKind::ProgramAided
         ]
     );
     let last = e.rounds.last().unwrap();
@@ -85,23 +85,77 @@ fn cheap_tokens_escalate_until_the_pooled_majority_is_sure() {
 
 #[test]
 fn a_leader_the_next_round_cannot_overturn_stops_the_escalation() {
-    // The same agreeing replies with the settled rule on (the default):
-    // after one round the first answer has 3 votes to none, and a round of
-    // two replies could at best bring another answer level, so the loop
-    // stops there, before the Beta rule would (it wanted 5 votes).
+    // The same agreeing replies with the settled rule on (the default),
+    // asked after every reply: the first escalated reply confirms the
+    // first answer, 2 votes to none, and a round of two more replies could
+    // at best bring another answer level, so the loop stops after one
+    // reply, before the Beta rule would (it wanted 5 votes).
     let m = model("42");
     let mut r = Reasoner::new(&m, None, None, policy(0.0)).unwrap();
     r.params.escalation.loses = Beta::new(1e-3, 1e6).unwrap();
     let report = r.run("What is 6 * 7?", &config()).unwrap();
     let e = report.escalation.as_ref().unwrap();
     assert_eq!(report.answer.as_deref(), Some("42"));
-    assert_eq!(e.drawn, 2, "{:#?}", e.rounds);
+    assert_eq!(e.drawn, 1, "{:#?}", e.rounds);
     let last = e.rounds.last().unwrap();
     assert!(last.decision.contains("settled"), "{}", last.decision);
-    assert!(last.decision.contains("3 votes"), "{}", last.decision);
-    // The rule waits for one drawn round: a lone first answer is never
+    assert!(last.decision.contains("2 votes"), "{}", last.decision);
+    // The rule waits for one drawn reply: a lone first answer is never
     // settled against a round of two.
     assert_eq!(e.rounds[0].decision, "escalate");
+    assert_eq!(e.rounds[0].cycle, 0);
+
+    // Asked only after whole cycles of the mixture, the same rule stops a
+    // reply later: the program's reply is drawn too (3 votes to none).
+    let mut cfg = config();
+    cfg.escalation.check_each_reply = false;
+    let report = r.run("What is 6 * 7?", &cfg).unwrap();
+    let e = report.escalation.as_ref().unwrap();
+    assert_eq!(e.drawn, 2, "{:#?}", e.rounds);
+    let last = e.rounds.last().unwrap();
+    assert!(last.decision.contains("3 votes"), "{}", last.decision);
+}
+
+#[test]
+fn replies_keep_their_seeds_whether_the_rules_are_asked_per_reply_or_per_cycle() {
+    // Without a stopping rule but the budget, both ways draw the same
+    // strategies in the same order, cycle by cycle, and so the same
+    // replies: they differ only in where they may stop.
+    let m = model("40");
+    let mut r = Reasoner::new(&m, None, None, policy(0.0)).unwrap();
+    r.params.escalation.loses = Beta::new(1e-3, 1e6).unwrap();
+    let mut drawn = |each: bool| {
+        let mut cfg = config();
+        cfg.escalation.check_each_reply = each;
+        cfg.escalation.stop_when_settled = false;
+        cfg.escalation.max_samples = 5;
+        let before = m.calls().len();
+        let report = r.run("What is 6 * 7?", &cfg).unwrap();
+        let e = report.escalation.unwrap();
+        let per_round: Vec<(usize, usize)> = e
+            .rounds
+            .iter()
+            .filter(|x| !x.replies.is_empty())
+            .map(|x| (x.cycle, x.replies.len()))
+            .collect();
+        // Escalation samples at its own temperature; everything else of
+        // the episode is greedy.
+        let seeds: Vec<u64> = m.calls()[before..]
+            .iter()
+            .filter_map(|c| match c {
+                Call::Generate(g) if g.params.temperature > 0.0 => Some(g.params.seed),
+                _ => None,
+            })
+            .collect();
+        (per_round, seeds, e.drawn)
+    };
+    let (each_rounds, each_seeds, each_n) = drawn(true);
+    let (cycle_rounds, cycle_seeds, cycle_n) = drawn(false);
+    assert_eq!((each_n, cycle_n), (5, 5));
+    assert_eq!(each_seeds.len(), 5);
+    assert_eq!(each_seeds, cycle_seeds);
+    assert_eq!(each_rounds, [(0, 1), (0, 1), (1, 1), (1, 1), (2, 1)]);
+    assert_eq!(cycle_rounds, [(0, 2), (1, 2), (2, 1)]);
 }
 
 #[test]
@@ -136,6 +190,9 @@ fn a_disagreeing_strategy_runs_to_the_budget_and_lowers_confidence() {
     r.params.escalation.loses = never_loses;
     let mut cfg = config();
     cfg.escalation.max_samples = 6;
+    // Asked after every reply, the settled rule would stop at the second
+    // chain's agreement, before any program disagreed.
+    cfg.escalation.stop_when_settled = false;
     let report = r.run("What is 6 * 7?", &cfg).unwrap();
     let e = report.escalation.as_ref().unwrap();
     // 4 votes for 42 (first answer and three chains) against 3 for 40, all
@@ -166,6 +223,7 @@ fn a_more_confident_minority_outweighs_a_hesitant_majority() {
     r.params.escalation.loses = Beta::new(1e-3, 1e6).unwrap();
     let mut cfg = config();
     cfg.escalation.max_samples = 6;
+    cfg.escalation.stop_when_settled = false;
     let report = r.run("What is 6 * 7?", &cfg).unwrap();
     let e = report.escalation.as_ref().unwrap();
     let last = e
@@ -251,6 +309,8 @@ fn short_text_answers_that_mean_the_same_are_one_answer() {
     cfg.solve.answer_kind = metareason_strategy::answer::AnswerKind::Text;
     cfg.awareness.allow_abstain = false;
     cfg.escalation.max_samples = 2;
+    // A whole cycle, so that the direct reply is drawn beside the chain.
+    cfg.escalation.check_each_reply = false;
     let report = r.run("What is the capital of France?", &cfg).unwrap();
     let e = report.escalation.as_ref().unwrap();
     let last = e
