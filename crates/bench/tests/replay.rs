@@ -123,7 +123,45 @@ fn the_loop_stops_once_the_next_round_cannot_overturn_its_leader() {
         );
         let first = replay_item(&Rule::LoopRounds(LoopStop::FirstAttempt), &s).unwrap();
         assert_eq!((first.correct, first.samples), (true, 1));
+        // Asked after every reply, the rule stops at the first escalated
+        // reply: 42 leads two to none, and a round of two could at best
+        // draw level.
+        let each = replay_item(&Rule::LoopRounds(LoopStop::SettledEachReply), &s).unwrap();
+        assert_eq!((each.correct, each.samples, each.tokens), (true, 2, 200));
     }
+}
+
+#[test]
+fn asked_after_every_reply_the_rule_waits_while_the_next_round_could_overturn() {
+    // A first answer 42, then rounds (40, 42), (40, 40), (40, 42), (42, 42).
+    // After each reply the leader is at most one vote ahead until 40 leads
+    // four to two after the fifth escalated reply, which a round of two
+    // could at best draw level: the rule stops there, on 40.
+    let (p, c) = (StrategyKind::ProgramAided, StrategyKind::ChainOfThought);
+    let at = |strategy, answer: &str, round| SampleRecord {
+        strategy,
+        round: Some(round),
+        ..reply(answer, 5.0, false)
+    };
+    let s = vec![
+        at(p, "42", 0),
+        at(p, "40", 1),
+        at(c, "42", 1),
+        at(p, "40", 2),
+        at(c, "40", 2),
+        at(p, "40", 3),
+        at(c, "42", 3),
+        at(p, "42", 4),
+        at(c, "42", 4),
+    ];
+    let each = replay_item(&Rule::LoopRounds(LoopStop::SettledEachReply), &s).unwrap();
+    assert_eq!((each.correct, each.samples, each.tokens), (false, 6, 600));
+    // Asked only after whole rounds, the leader is never two ahead at a
+    // round's end (2-1, 3-2, 4-3), so every round is drawn and 42 wins
+    // five to four: a finer rule stops sooner, and may stop on a leader a
+    // later round would have overturned.
+    let cycles = replay_item(&Rule::LoopRounds(LoopStop::Settled), &s).unwrap();
+    assert_eq!((cycles.correct, cycles.samples), (true, 9));
 }
 
 #[test]
