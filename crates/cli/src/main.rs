@@ -250,6 +250,11 @@ struct SolveArgs {
     /// Most replies escalation may draw after the first attempt (0-64).
     #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u64).range(0..=64))]
     escalation_samples: u64,
+    /// When escalation asks its stopping rules: after every reply (fewest
+    /// tokens), or after each whole cycle of its strategies (a backend with
+    /// parallel slots draws a cycle at once, so fewer waits for more tokens).
+    #[arg(long, default_value = "reply", value_parser = ["reply", "cycle"])]
+    escalation_step: String,
     /// Always give the answer found, however unsure.
     #[arg(long)]
     no_abstain: bool,
@@ -739,6 +744,7 @@ fn solve(g: &GlobalArgs, a: SolveArgs) -> Result<()> {
         escalation: EscalationConfig {
             enabled: !a.no_escalate,
             max_samples: a.escalation_samples as usize,
+            check_each_reply: a.escalation_step == "reply",
             ..EscalationConfig::default()
         },
         abstain_after: !a.no_abstain,
