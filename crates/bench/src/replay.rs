@@ -349,59 +349,14 @@ pub fn replay_item(rule: &Rule, samples: &[SampleRecord]) -> Option<Replayed> {
         }
         Rule::LoopRounds(stop) => {
             let rounds = rounds_of(samples);
-            let mut used = match stop {
-                LoopStop::FirstAttempt => 1,
-                LoopStop::Settled | LoopStop::Recorded | LoopStop::SettledEachReply => rounds.len(),
+            // How many of the recorded replies the rule keeps, in order.
+            let used = match stop {
+                LoopStop::FirstAttempt => rounds.first().map_or(0, |r| r.len()),
+                LoopStop::Recorded => samples.len(),
+                LoopStop::Settled => settled_after_rounds(&rounds),
+                LoopStop::SettledEachReply => settled_after_replies(samples, &rounds),
             };
-            if *stop == LoopStop::SettledEachReply {
-                // A whole round (a cycle of the mixture) is the look-ahead,
-                // less where fewer replies were recorded after this one
-                // (the budget ran out there). The first attempt alone is
-                // never judged settled.
-                let cycle = rounds.iter().skip(1).map(|r| r.len()).max().unwrap_or(1);
-                let first = rounds.first().map_or(0, |r| r.len());
-                let mut counts = BTreeMap::new();
-                let mut kept = samples.len();
-                for (i, s) in samples.iter().enumerate() {
-                    if let Some(a) = s.answer.as_deref() {
-                        *counts.entry(a.to_string()).or_default() += 1;
-                    }
-                    let left = samples.len() - i - 1;
-                    if i >= first && left > 0 && settled(&counts, cycle.min(left)) {
-                        kept = i + 1;
-                        break;
-                    }
-                }
-                let kept = &samples[..kept];
-                let w =
-                    |s: &&SampleRecord| ConfidenceMeasure::LowestGroup.vote_weight(&s.confidence);
-                let refs: Vec<&SampleRecord> = kept.iter().collect();
-                let pick = weighted_winner(&refs, |s| s.answer.as_deref(), w, w).map(|i| refs[i]);
-                return Some(Replayed {
-                    correct: right(pick),
-                    samples: refs.len(),
-                    tokens: refs.iter().map(|s| s.tokens).sum(),
-                });
-            }
-            if *stop == LoopStop::Settled {
-                // Votes so far, after each round; the first attempt alone
-                // is never judged settled (the loop waits for one round).
-                let mut counts = BTreeMap::new();
-                for (j, round) in rounds
-                    .iter()
-                    .enumerate()
-                    .take(rounds.len().saturating_sub(1))
-                {
-                    for (a, n) in count_votes(round.iter().filter_map(|s| s.answer.as_deref())) {
-                        *counts.entry(a).or_default() += n;
-                    }
-                    if j > 0 && settled(&counts, rounds[j + 1].len()) {
-                        used = j + 1;
-                        break;
-                    }
-                }
-            }
-            let kept: Vec<&SampleRecord> = rounds[..used].iter().flat_map(|r| r.iter()).collect();
+            let kept: Vec<&SampleRecord> = samples[..used].iter().collect();
             let w = |s: &&SampleRecord| ConfidenceMeasure::LowestGroup.vote_weight(&s.confidence);
             let pick = weighted_winner(&kept, |s| s.answer.as_deref(), w, w).map(|i| kept[i]);
             Replayed {
@@ -411,6 +366,45 @@ pub fn replay_item(rule: &Rule, samples: &[SampleRecord]) -> Option<Replayed> {
             }
         }
     })
+}
+
+/// The replies kept when the settled rule is asked after every whole
+/// round: votes so far after each round, with the next round as the
+/// look-ahead; the first attempt alone is never judged settled (the loop
+/// waits for one round).
+fn settled_after_rounds(rounds: &[&[SampleRecord]]) -> usize {
+    let mut counts = BTreeMap::new();
+    let mut kept = 0;
+    for (j, round) in rounds.iter().enumerate() {
+        kept += round.len();
+        for (a, n) in count_votes(round.iter().filter_map(|s| s.answer.as_deref())) {
+            *counts.entry(a).or_default() += n;
+        }
+        if j > 0 && j + 1 < rounds.len() && settled(&counts, rounds[j + 1].len()) {
+            break;
+        }
+    }
+    kept
+}
+
+/// The replies kept when the settled rule is asked after every escalated
+/// reply: a whole round (a cycle of the mixture) is the look-ahead, less
+/// where fewer replies were recorded after this one (the budget ran out
+/// there); the first attempt alone is never judged settled.
+fn settled_after_replies(samples: &[SampleRecord], rounds: &[&[SampleRecord]]) -> usize {
+    let cycle = rounds.iter().skip(1).map(|r| r.len()).max().unwrap_or(1);
+    let first = rounds.first().map_or(0, |r| r.len());
+    let mut counts = BTreeMap::new();
+    for (i, s) in samples.iter().enumerate() {
+        if let Some(a) = s.answer.as_deref() {
+            *counts.entry(a.to_string()).or_default() += 1;
+        }
+        let left = samples.len() - i - 1;
+        if i >= first && left > 0 && settled(&counts, cycle.min(left)) {
+            return i + 1;
+        }
+    }
+    samples.len()
 }
 
 /// One row of a replay table.
