@@ -51,23 +51,28 @@ def replay(rows, cap=None):
     return out
 
 
-for path in sys.argv[1:]:
-    rows = [json.loads(line) for line in open(path)]
-    print(path)
-    for cap in [None, 7, 5, 4, 3]:
-        o = replay(rows, cap)
+def main():
+    for path in sys.argv[1:]:
+        rows = [json.loads(line) for line in open(path)]
+        print(path)
+        for cap in [None, 7, 5, 4, 3]:
+            o = replay(rows, cap)
+            n = len(o)
+            print(
+                f"  at most {cap or 'the budget of'} replies: right {sum(x[0] for x in o)}/{n}, "
+                f"replies {sum(x[1] for x in o) / n:.2f}, tokens {sum(x[2] for x in o) / n:.0f}"
+            )
+        o = replay(rows)
         n = len(o)
-        print(
-            f"  at most {cap or 'the budget of'} replies: right {sum(x[0] for x in o)}/{n}, "
-            f"replies {sum(x[1] for x in o) / n:.2f}, tokens {sum(x[2] for x in o) / n:.0f}"
-        )
-    o = replay(rows)
-    n = len(o)
-    by = collections.defaultdict(lambda: [0, 0, 0])
-    for right, kept, tokens in o:
-        by[kept][0] += 1
-        by[kept][1] += right
-        by[kept][2] += tokens
-    for kept in sorted(by):
-        c, r, t = by[kept]
-        print(f"  {kept} replies: {c} problems, {r} right, {t / n:.0f} of the tokens per problem")
+        by = collections.defaultdict(lambda: [0, 0, 0])
+        for right, kept, tokens in o:
+            by[kept][0] += 1
+            by[kept][1] += right
+            by[kept][2] += tokens
+        for kept in sorted(by):
+            c, r, t = by[kept]
+            print(f"  {kept} replies: {c} problems, {r} right, {t / n:.0f} of the tokens per problem")
+
+
+if __name__ == "__main__":
+    main()

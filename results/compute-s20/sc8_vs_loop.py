@@ -7,37 +7,17 @@ results/compute-s19/caps.py do).
 
     python3 sc8_vs_loop.py SC8_RUN_DIR
 """
-import collections
 import json
+import os
 import sys
+
+# The settled rule asked after every reply, as caps.py replays it.
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "compute-s19"))
+from caps import replay  # noqa: E402
 
 
 def load(path):
     return {json.loads(l)["id"]: json.loads(l) for l in open(path)}
-
-
-def settled_per_reply(r):
-    s = r["samples"]
-    first = sum(1 for x in s if x.get("round") == 0) or 1
-    counts = collections.Counter()
-    kept = len(s)
-    for i, x in enumerate(s):
-        if x["answer"] is not None:
-            counts[x["answer"]] += 1
-        left = len(s) - i - 1
-        top = counts.most_common(2) + [(None, 0), (None, 0)]
-        a, b = top[0][1], top[1][1]
-        if i >= first and left > 0 and a > 0 and a >= b + min(2, left):
-            kept = i + 1
-            break
-    k = s[:kept]
-    votes = collections.defaultdict(float)
-    for x in k:
-        if x["answer"] is not None:
-            votes[x["answer"]] += max(x["confidence"]["lowest_group"], 1e-3)
-    answer = max(votes, key=votes.get) if votes else None
-    right = answer is not None and any(x["answer"] == answer and x["correct"] for x in k)
-    return right, sum(x["tokens"] for x in k)
 
 
 sc = load(f"{sys.argv[1]}/results.jsonl")
@@ -53,5 +33,5 @@ for name, runs in [("greedy chain of thought (2eb47cd)", greedy), ("self-consist
     right = sum(bool(runs[i]["candidate_correct"]) for i in ids)
     tokens = sum(runs[i]["generated_tokens"] for i in ids) / n
     print(f"| {name} | {right}/{n} | {tokens:.0f} |")
-rep = [settled_per_reply(loop[i]) for i in ids]
-print(f"| the whole loop, settled asked after every reply (replayed; sampled tokens) | {sum(r for r, _ in rep)}/{n} | {sum(t for _, t in rep) / n:.0f} |")
+rep = replay([loop[i] for i in ids])
+print(f"| the whole loop, settled asked after every reply (replayed; sampled tokens) | {sum(r for r, _, _ in rep)}/{n} | {sum(t for _, _, t in rep) / n:.0f} |")
