@@ -147,6 +147,28 @@ enum BenchCommand {
         #[arg(long, requires = "state_probe")]
         state_out_of_fold: Option<PathBuf>,
     },
+    /// Refit the calibrator (P(correct) of a final answer) on the graded
+    /// episodes that runs of the whole loop kept in their memory (run
+    /// directories holding memory.sqlite; typically `--config full --split
+    /// learn` runs of gsm8k-train): Bayesian logistic regression, the prior
+    /// variance chosen by 5-fold cross-validation by problem. Writes the
+    /// model as JSON, then scores the recorded, shipped and refitted
+    /// confidences on the episodes of the `--test` runs.
+    FitCalibration {
+        /// Run directories whose episodes the model is fitted on.
+        #[arg(required = true)]
+        learn: Vec<PathBuf>,
+        /// Run directories to score it on (not fitted on).
+        #[arg(long, num_args = 1..)]
+        test: Vec<PathBuf>,
+        /// Where the model goes (the shipped one is
+        /// crates/reflection/calibration.json).
+        #[arg(long)]
+        out: PathBuf,
+        /// Prior variances of the weights to choose from.
+        #[arg(long, value_delimiter = ',', num_args = 1.., default_values_t = [0.1, 0.3, 1.0, 3.0, 10.0])]
+        prior_variances: Vec<f64>,
+    },
     /// Fit the mission policy's harm classifier: Bayesian logistic
     /// regression over all-MiniLM-L6-v2 embeddings (or, with `--features
     /// model-state`, the local model's own reply state) of the learn half of
@@ -348,6 +370,14 @@ pub(crate) fn bench(g: &GlobalArgs, a: BenchArgs) -> Result<()> {
                 _ => None,
             };
             return fit_answerability(runs, out, *prior_variance, state);
+        }
+        Some(BenchCommand::FitCalibration {
+            learn,
+            test,
+            out,
+            prior_variances,
+        }) => {
+            return crate::fit_calibration::fit_calibration(learn, test, out, prior_variances);
         }
         Some(BenchCommand::FitRefusal {
             learn,

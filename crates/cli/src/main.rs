@@ -1,6 +1,7 @@
 //! The `metareason` command: a thin edge over the library crates.
 
 mod bench;
+mod fit_calibration;
 mod fit_harm;
 mod fit_probe;
 mod progress;

@@ -184,6 +184,24 @@ impl Calibrator {
         }
     }
 
+    /// The posterior after `episodes` (features and whether the answer was
+    /// right) from the prior N(0, `prior_variance` · I), fitted at once
+    /// (the mode by Newton's method), not in the order-dependent online way
+    /// [`Self::observe`] learns: how a shipped model is made from recorded
+    /// episodes (`metareason bench fit-calibration`).
+    pub fn fit(
+        episodes: &[(CalibrationFeatures, bool)],
+        prior_variance: f64,
+    ) -> Result<Self, metareason_bayes::DomainError> {
+        let xs: Vec<Vec<f64>> = episodes.iter().map(|(f, _)| f.vector()).collect();
+        let ys: Vec<bool> = episodes.iter().map(|(_, y)| *y).collect();
+        Ok(Self {
+            features: FEATURE_NAMES.iter().map(|s| s.to_string()).collect(),
+            model: LogisticRegression::fit(&xs, &ys, prior_variance)?,
+            observed: 0,
+        })
+    }
+
     /// Whether a stored model fits the current features.
     pub fn is_current(&self) -> bool {
         self.features == FEATURE_NAMES && self.model.dim() == FEATURE_NAMES.len()

@@ -76,6 +76,53 @@ fn online_calibration_learns_that_a_signal_it_trusted_means_nothing() {
 }
 
 #[test]
+fn a_calibrator_fitted_on_episodes_learns_which_signal_predicts_the_outcome() {
+    // The world: agreement of the pool predicts right answers, the
+    // cross-check (always +1 here, as after escalation) predicts nothing.
+    let mut rng = seeded(5);
+    let episodes: Vec<(CalibrationFeatures, bool)> = (0..400)
+        .map(|_| {
+            let agreement: f64 = rng.gen_range(0.2..1.0);
+            let f = CalibrationFeatures {
+                agreement,
+                cross_check: 1.0,
+                mean_logprob: -0.2,
+                mean_reward: 0.8,
+                min_reward: 0.5,
+                prior: 0.6,
+                p_true: 0.6,
+                ..Default::default()
+            };
+            let right = rng.gen_bool(agreement);
+            (f, right)
+        })
+        .collect();
+    let c = Calibrator::fit(&episodes, 1.0).unwrap();
+    assert!(c.is_current());
+    assert_eq!(c.observed, 0);
+    let at = |agreement: f64| {
+        c.confidence(&CalibrationFeatures {
+            agreement,
+            ..episodes[0].0.clone()
+        })
+    };
+    assert!(at(0.95) > 0.8, "{}", at(0.95));
+    assert!(at(0.25) < 0.45, "{}", at(0.25));
+    // The shipped model, fitted before escalation, trusts the cross-check
+    // and so calls a low-agreement pool far surer than it is.
+    let shipped = Calibrator::shipped().confidence(&CalibrationFeatures {
+        agreement: 0.25,
+        ..episodes[0].0.clone()
+    });
+    assert!(
+        shipped > at(0.25) + 0.2,
+        "shipped {shipped}, fitted {}",
+        at(0.25)
+    );
+    assert!(Calibrator::fit(&[], 1.0).is_err());
+}
+
+#[test]
 fn reward_weights_move_toward_the_signal_that_predicts_outcomes() {
     // Two scripted replies: confident tokens for right answers, hesitant
     // ones for wrong answers.

@@ -1,0 +1,266 @@
+//! `metareason bench fit-calibration`: refits the calibrator (P(correct) of
+//! a final answer) on the graded episodes that runs of the whole loop kept
+//! in their memory, and compares it with the shipped one on other runs.
+//!
+//! The shipped calibrator was fitted on episodes of the loop of its time;
+//! when the loop changes what its final answers are (escalation pools
+//! replies across strategies, so the cross-check agrees far more often),
+//! the same features mean something else and the model is refitted here.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context, Result};
+use metareason_bench::metrics;
+use metareason_memory::Memory;
+use metareason_reflection::{CalibrationFeatures, Calibrator, FEATURE_NAMES};
+use metareason_strategy::answer::AnswerKind;
+
+/// One graded episode: its task (for folds), calibration features, the
+/// confidence the run gave it, and whether its answer was right.
+struct Graded {
+    task: String,
+    features: CalibrationFeatures,
+    recorded: f64,
+    right: bool,
+}
+
+/// The graded episodes of `run`'s memory whose answers are not free text
+/// (free-text replies have a calibrator of their own).
+fn graded_episodes(run: &Path) -> Result<Vec<Graded>> {
+    let path = run.join("memory.sqlite");
+    if !path.is_file() {
+        bail!(
+            "{} has no memory.sqlite: fit-calibration reads the episodes a `bench` run of the \
+             whole loop kept (runs copied into results/ had their memory removed)",
+            run.display()
+        );
+    }
+    let memory = Memory::open(&path).with_context(|| format!("cannot open {}", path.display()))?;
+    let mut out = Vec::new();
+    for e in memory
+        .episodes(true)
+        .with_context(|| format!("cannot read the episodes of {}", path.display()))?
+    {
+        let r = e.record;
+        let (Some(features), Some(right), Some(recorded)) = (r.features, r.outcome, r.confidence)
+        else {
+            continue;
+        };
+        let kind: AnswerKind =
+            serde_json::from_value(features["answer_kind"].clone()).unwrap_or_default();
+        if kind == AnswerKind::FreeText {
+            continue;
+        }
+        let Some(cal) = features.get("calibration") else {
+            continue;
+        };
+        let features: CalibrationFeatures =
+            serde_json::from_value(cal.clone()).with_context(|| {
+                format!(
+                    "{}: episode {} has calibration features this build cannot read",
+                    path.display(),
+                    e.id
+                )
+            })?;
+        out.push(Graded {
+            task: r.task,
+            features,
+            recorded,
+            right,
+        });
+    }
+    Ok(out)
+}
+
+/// The fold (of `k`) of each episode: folds split by task, so the episodes
+/// of one problem (several runs of it) are never on both sides.
+fn folds_by_task(episodes: &[Graded], k: usize) -> Vec<usize> {
+    let mut tasks: Vec<&str> = episodes.iter().map(|e| e.task.as_str()).collect();
+    tasks.sort_unstable();
+    tasks.dedup();
+    // A fixed shuffle (by a hash of the text) so the folds do not follow
+    // alphabetical order.
+    let hash = |s: &str| {
+        s.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
+            (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+        })
+    };
+    tasks.sort_by_key(|t| hash(t));
+    let fold: BTreeMap<&str, usize> = tasks.iter().enumerate().map(|(i, t)| (*t, i % k)).collect();
+    episodes.iter().map(|e| fold[e.task.as_str()]).collect()
+}
+
+/// AUROC, ECE (10 equal-width bins, as `bench` reports it) and mean log
+/// loss of `p` against `right`, formatted for a table row.
+fn scores(p: &[f64], right: &[bool]) -> String {
+    let f = |x: Option<f64>| x.map_or("–".to_string(), |v| format!("{v:.3}"));
+    format!(
+        "{} | {} | {}",
+        f(metrics::auroc(p, right)),
+        f(metrics::ece_equal_width(p, right, 10)),
+        f(metrics::nll(p, right))
+    )
+}
+
+/// `bench fit-calibration`: fits on the episodes of `learn`, the prior
+/// variance chosen among `variances` by out-of-fold log loss (5 folds by
+/// task); writes the model to `out`; then scores the recorded, shipped and
+/// fitted confidences on the episodes of each of `test`.
+pub(crate) fn fit_calibration(
+    learn: &[PathBuf],
+    test: &[PathBuf],
+    out: &Path,
+    variances: &[f64],
+) -> Result<()> {
+    if variances.is_empty() || variances.iter().any(|v| !v.is_finite() || *v <= 0.0) {
+        bail!("--prior-variances needs one or more positive numbers");
+    }
+    let mut episodes = Vec::new();
+    for run in learn {
+        let e = graded_episodes(run)?;
+        println!(
+            "learn: {} ({} graded episodes, {} right)",
+            run.display(),
+            e.len(),
+            e.iter().filter(|e| e.right).count()
+        );
+        episodes.extend(e);
+    }
+    if episodes.len() < 2 * FEATURE_NAMES.len() {
+        bail!(
+            "{} graded episodes are too few to fit {} weights: run the whole loop on more \
+             learn-half problems (e.g. `metareason bench gsm8k-train --split learn --limit 100 \
+             --config full`)",
+            episodes.len(),
+            FEATURE_NAMES.len()
+        );
+    }
+    let right: Vec<bool> = episodes.iter().map(|e| e.right).collect();
+    if right.iter().all(|r| *r) || right.iter().all(|r| !*r) {
+        bail!("every learn episode has the same outcome: nothing to tell right from wrong");
+    }
+    let folds = folds_by_task(&episodes, 5);
+    println!("\nOut of fold on the learn episodes (5 folds by problem):\n");
+    println!("| confidence | AUROC | ECE | log loss |");
+    println!("|---|---|---|---|");
+    let recorded: Vec<f64> = episodes.iter().map(|e| e.recorded).collect();
+    println!("| recorded in the runs | {} |", scores(&recorded, &right));
+    let mut best: Option<(f64, f64)> = None;
+    for &v in variances {
+        let mut p = vec![0.0; episodes.len()];
+        for fold in 0..5 {
+            let train: Vec<(CalibrationFeatures, bool)> = episodes
+                .iter()
+                .zip(&folds)
+                .filter(|(_, f)| **f != fold)
+                .map(|(e, _)| (e.features.clone(), e.right))
+                .collect();
+            let c = Calibrator::fit(&train, v)
+                .map_err(|e| anyhow::anyhow!("cannot fit the calibrator: {e}"))?;
+            for (i, e) in episodes.iter().enumerate() {
+                if folds[i] == fold {
+                    p[i] = c.confidence(&e.features);
+                }
+            }
+        }
+        let loss = metrics::nll(&p, &right).unwrap_or(f64::INFINITY);
+        println!("| refit, prior variance {v} | {} |", scores(&p, &right));
+        if best.is_none_or(|(_, l)| loss < l) {
+            best = Some((v, loss));
+        }
+    }
+    let (variance, _) = best.expect("at least one variance");
+    let all: Vec<(CalibrationFeatures, bool)> = episodes
+        .iter()
+        .map(|e| (e.features.clone(), e.right))
+        .collect();
+    let fitted = Calibrator::fit(&all, variance)
+        .map_err(|e| anyhow::anyhow!("cannot fit the calibrator: {e}"))?;
+    crate::bench::write_whole(out, &serde_json::to_string(&fitted)?)?;
+    println!(
+        "\nfitted on {} episodes, prior variance {variance} (least out-of-fold log loss):",
+        episodes.len()
+    );
+    for (i, name) in FEATURE_NAMES.iter().enumerate() {
+        let sd = fitted.model.cov[i * FEATURE_NAMES.len() + i].sqrt();
+        println!("  {name:<16} {:+.3} ± {sd:.3}", fitted.model.mean[i]);
+    }
+    println!("written: {}", out.display());
+    if test.is_empty() {
+        return Ok(());
+    }
+    let shipped = Calibrator::shipped();
+    println!("\nOn other runs' episodes (the runs' own answers, confidence recomputed):\n");
+    println!("| run | episodes | right | confidence | AUROC | ECE | log loss |");
+    println!("|---|---|---|---|---|---|---|");
+    for run in test {
+        let e = graded_episodes(run)?;
+        let right: Vec<bool> = e.iter().map(|e| e.right).collect();
+        let n_right = right.iter().filter(|r| **r).count();
+        let rows: [(&str, Vec<f64>); 3] = [
+            (
+                "recorded (shipped, learned online)",
+                e.iter().map(|e| e.recorded).collect(),
+            ),
+            (
+                "shipped",
+                e.iter().map(|e| shipped.confidence(&e.features)).collect(),
+            ),
+            (
+                "fitted",
+                e.iter().map(|e| fitted.confidence(&e.features)).collect(),
+            ),
+        ];
+        for (name, p) in rows {
+            println!(
+                "| {} | {} | {n_right} | {name} | {} |",
+                run.display(),
+                e.len(),
+                scores(&p, &right)
+            );
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn graded(task: &str) -> Graded {
+        Graded {
+            task: task.into(),
+            features: CalibrationFeatures::default(),
+            recorded: 0.5,
+            right: true,
+        }
+    }
+
+    #[test]
+    fn folds_keep_every_episode_of_a_problem_together_and_use_every_fold() {
+        let mut episodes = Vec::new();
+        for _run in 0..3 {
+            for t in 0..20 {
+                episodes.push(graded(&format!("problem {t}")));
+            }
+        }
+        let folds = folds_by_task(&episodes, 5);
+        for t in 0..20 {
+            let f: Vec<usize> = (0..3).map(|run| folds[run * 20 + t]).collect();
+            assert!(f.iter().all(|x| *x == f[0]), "problem {t} split: {f:?}");
+        }
+        for k in 0..5 {
+            assert_eq!(folds.iter().filter(|f| **f == k).count(), 12, "fold {k}");
+        }
+    }
+
+    #[test]
+    fn a_run_without_memory_is_a_clear_error() {
+        let dir = std::env::temp_dir().join(format!("mr-fitcal-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let err = graded_episodes(&dir).err().unwrap().to_string();
+        assert!(err.contains("no memory.sqlite"), "{err}");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}
