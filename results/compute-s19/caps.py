@@ -19,7 +19,7 @@ def weight(s):
     return max(s["confidence"]["lowest_group"], 1e-3)
 
 
-def replay(rows, cap=None):
+def replay(rows, cap=None, budget=8):
     out = []
     for r in rows:
         s = r["samples"]
@@ -31,10 +31,15 @@ def replay(rows, cap=None):
         for i, x in enumerate(s):
             if x["answer"] is not None:
                 counts[x["answer"]] += 1
-            left = len(s) - i - 1
+            # The look-ahead is a cycle of two replies, less what is left of
+            # escalation's budget (8 replies after the first attempt, as
+            # the run's manifest says), not less what was recorded: a run
+            # that stopped early still had budget left.
+            recorded_after = len(s) - i - 1
+            left = budget - (i + 1 - first)
             top = counts.most_common(2) + [(None, 0), (None, 0)]
             a, b = top[0][1], top[1][1]
-            if i >= first and left > 0 and a > 0 and a >= b + min(2, left):
+            if i >= first and recorded_after > 0 and left > 0 and a > 0 and a >= b + min(2, left):
                 kept = i + 1
                 break
             if cap and i + 1 >= cap:

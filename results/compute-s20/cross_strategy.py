@@ -32,8 +32,11 @@ def replay(rows, rule, d=0.5):
         kept = len(s)
         for i, x in enumerate(s):
             if x["answer"] is not None: by[x["answer"]].append(x["strategy"])
-            left = len(s) - i - 1
-            if i < first or left == 0: continue
+            # Look-ahead: what is left of escalation's budget of 8 replies
+            # after the first attempt (not of the recorded replies: a run
+            # that stopped early still had budget left).
+            left = 8 - (i + 1 - first)
+            if i < first or left <= 0 or i == len(s) - 1: continue
             if rule == "base" or rule == "cross":
                 cnt = sorted(((len(v), k) for k, v in by.items()), reverse=True) + [(0, None)] * 2
                 (a, ka), (b, _) = cnt[0], cnt[1]

@@ -77,8 +77,15 @@ pub enum LoopStop {
     /// off).
     Settled,
     /// The same rule asked after every escalated reply, with a whole round
-    /// as its look-ahead (the loop's default, `check_each_reply`).
-    SettledEachReply,
+    /// as its look-ahead (the loop's default, `check_each_reply`), less
+    /// where the escalation's budget of replies leaves fewer.
+    SettledEachReply {
+        /// Most replies escalation may draw after the first attempt (the
+        /// run's `escalation.max_samples`). Unknown, the budget is taken to
+        /// end where the recorded replies do — right for a run that drew
+        /// every round, too short a look-ahead for one that stopped early.
+        budget: Option<usize>,
+    },
     /// Where the run stopped: every recorded round.
     Recorded,
 }
@@ -127,7 +134,7 @@ impl Rule {
             Rule::LoopRounds(LoopStop::Settled) => {
                 "the loop's escalation, stopped once the leader is settled".into()
             }
-            Rule::LoopRounds(LoopStop::SettledEachReply) => {
+            Rule::LoopRounds(LoopStop::SettledEachReply { .. }) => {
                 "the loop's escalation, settled asked after every reply".into()
             }
         }
@@ -186,12 +193,12 @@ pub fn default_rules(n: usize) -> Vec<Rule> {
 
 /// The rules `bench replay` reports for a run of the whole loop (replies of
 /// more than one strategy, in rounds).
-pub fn loop_rules() -> Vec<Rule> {
+pub fn loop_rules(budget: Option<usize>) -> Vec<Rule> {
     vec![
         Rule::LoopRounds(LoopStop::FirstAttempt),
         Rule::LoopRounds(LoopStop::Recorded),
         Rule::LoopRounds(LoopStop::Settled),
-        Rule::LoopRounds(LoopStop::SettledEachReply),
+        Rule::LoopRounds(LoopStop::SettledEachReply { budget }),
     ]
 }
 
@@ -354,7 +361,9 @@ pub fn replay_item(rule: &Rule, samples: &[SampleRecord]) -> Option<Replayed> {
                 LoopStop::FirstAttempt => rounds.first().map_or(0, |r| r.len()),
                 LoopStop::Recorded => samples.len(),
                 LoopStop::Settled => settled_after_rounds(&rounds),
-                LoopStop::SettledEachReply => settled_after_replies(samples, &rounds),
+                LoopStop::SettledEachReply { budget } => {
+                    settled_after_replies(samples, &rounds, *budget)
+                }
             };
             let kept: Vec<&SampleRecord> = samples[..used].iter().collect();
             let w = |s: &&SampleRecord| ConfidenceMeasure::LowestGroup.vote_weight(&s.confidence);
@@ -389,9 +398,14 @@ fn settled_after_rounds(rounds: &[&[SampleRecord]]) -> usize {
 
 /// The replies kept when the settled rule is asked after every escalated
 /// reply: a whole round (a cycle of the mixture) is the look-ahead, less
-/// where fewer replies were recorded after this one (the budget ran out
-/// there); the first attempt alone is never judged settled.
-fn settled_after_replies(samples: &[SampleRecord], rounds: &[&[SampleRecord]]) -> usize {
+/// where the budget leaves fewer replies (`budget`, or where the recorded
+/// replies end when it is unknown); the first attempt alone is never
+/// judged settled.
+fn settled_after_replies(
+    samples: &[SampleRecord],
+    rounds: &[&[SampleRecord]],
+    budget: Option<usize>,
+) -> usize {
     let cycle = rounds.iter().skip(1).map(|r| r.len()).max().unwrap_or(1);
     let first = rounds.first().map_or(0, |r| r.len());
     let mut counts = BTreeMap::new();
@@ -399,8 +413,13 @@ fn settled_after_replies(samples: &[SampleRecord], rounds: &[&[SampleRecord]]) -
         if let Some(a) = s.answer.as_deref() {
             *counts.entry(a.to_string()).or_default() += 1;
         }
-        let left = samples.len() - i - 1;
-        if i >= first && left > 0 && settled(&counts, cycle.min(left)) {
+        let recorded_after = samples.len() - i - 1;
+        let left = match budget {
+            // Escalated replies drawn so far: those after the first attempt.
+            Some(b) => b.saturating_sub((i + 1).saturating_sub(first)),
+            None => recorded_after,
+        };
+        if i >= first && recorded_after > 0 && left > 0 && settled(&counts, cycle.min(left)) {
             return i + 1;
         }
     }

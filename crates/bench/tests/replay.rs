@@ -126,7 +126,11 @@ fn the_loop_stops_once_the_next_round_cannot_overturn_its_leader() {
         // Asked after every reply, the rule stops at the first escalated
         // reply: 42 leads two to none, and a round of two could at best
         // draw level.
-        let each = replay_item(&Rule::LoopRounds(LoopStop::SettledEachReply), &s).unwrap();
+        let each = replay_item(
+            &Rule::LoopRounds(LoopStop::SettledEachReply { budget: None }),
+            &s,
+        )
+        .unwrap();
         assert_eq!((each.correct, each.samples, each.tokens), (true, 2, 200));
     }
 }
@@ -154,7 +158,11 @@ fn asked_after_every_reply_the_rule_waits_while_the_next_round_could_overturn() 
         at(p, "42", 4),
         at(c, "42", 4),
     ];
-    let each = replay_item(&Rule::LoopRounds(LoopStop::SettledEachReply), &s).unwrap();
+    let each = replay_item(
+        &Rule::LoopRounds(LoopStop::SettledEachReply { budget: None }),
+        &s,
+    )
+    .unwrap();
     assert_eq!((each.correct, each.samples, each.tokens), (false, 6, 600));
     // Asked only after whole rounds, the leader is never two ahead at a
     // round's end (2-1, 3-2, 4-3), so every round is drawn and 42 wins
@@ -162,6 +170,43 @@ fn asked_after_every_reply_the_rule_waits_while_the_next_round_could_overturn() 
     // later round would have overturned.
     let cycles = replay_item(&Rule::LoopRounds(LoopStop::Settled), &s).unwrap();
     assert_eq!((cycles.correct, cycles.samples), (true, 9));
+}
+
+#[test]
+fn a_run_that_stopped_early_replays_with_its_budget_as_the_look_ahead() {
+    // A first program with no answer, then a program and a chain of
+    // thought both saying 14, where the live loop (budget 8) stopped: after
+    // the first escalated reply 14 led one to none, and a round of two
+    // could still overturn it. Without the budget, replay took the run's
+    // end for the budget's and stopped one reply early.
+    let (p, c) = (StrategyKind::ProgramAided, StrategyKind::ChainOfThought);
+    let at = |strategy, answer: Option<&str>, round| SampleRecord {
+        strategy,
+        round: Some(round),
+        answer: answer.map(str::to_string),
+        correct: Some(answer == Some("14")),
+        ..reply("14", 5.0, false)
+    };
+    let s = vec![at(p, None, 0), at(p, Some("14"), 1), at(c, Some("14"), 1)];
+    let live = replay_item(
+        &Rule::LoopRounds(LoopStop::SettledEachReply { budget: Some(8) }),
+        &s,
+    )
+    .unwrap();
+    assert_eq!((live.correct, live.samples, live.tokens), (true, 3, 300));
+    let inferred = replay_item(
+        &Rule::LoopRounds(LoopStop::SettledEachReply { budget: None }),
+        &s,
+    )
+    .unwrap();
+    assert_eq!(inferred.samples, 2);
+    // With one escalated reply left in the budget, one vote ahead settles.
+    let short = replay_item(
+        &Rule::LoopRounds(LoopStop::SettledEachReply { budget: Some(2) }),
+        &s,
+    )
+    .unwrap();
+    assert_eq!(short.samples, 2);
 }
 
 #[test]

@@ -780,6 +780,15 @@ fn sample_records(
         .collect()
 }
 
+/// The escalation budget (`escalation.max_samples`) of the configuration a
+/// run's manifest records; None for runs without a manifest or the field.
+fn escalation_budget(dir: &Path) -> Option<usize> {
+    let text = std::fs::read_to_string(dir.join("manifest.json")).ok()?;
+    let manifest: Manifest = serde_json::from_str(&text).ok()?;
+    let config: toml::Value = toml::from_str(&manifest.config).ok()?;
+    usize::try_from(config.get("escalation")?.get("max_samples")?.as_integer()?).ok()
+}
+
 /// `bench replay`: stopping and voting rules over the replies a run
 /// recorded; prints the table and writes it to RUN/replay.md.
 fn replay_run(dir: &Path) -> Result<()> {
@@ -804,7 +813,7 @@ fn replay_run(dir: &Path) -> Result<()> {
             || r.samples.windows(2).any(|w| w[0].strategy != w[1].strategy)
     });
     let rules = if whole_loop {
-        replay::loop_rules()
+        replay::loop_rules(escalation_budget(dir))
     } else {
         replay::default_rules(most)
     };
