@@ -8,18 +8,22 @@ where the tokens go by the number of replies drawn.
 
 Votes are weighted by each reply's lowest group confidence, as in the loop.
 The first attempt (round 0) is never judged settled; the look-ahead is a
-cycle of two replies (a program and a chain of thought), less where fewer
-were recorded after a reply."""
+cycle of two replies (a program and a chain of thought), less where
+escalation's budget (BUDGET replies after the first attempt) leaves fewer."""
 import collections
 import json
 import sys
+
+# Escalation's budget of replies after the first attempt
+# (`escalation.max_samples` in the runs' manifests).
+BUDGET = 8
 
 
 def weight(s):
     return max(s["confidence"]["lowest_group"], 1e-3)
 
 
-def replay(rows, cap=None, budget=8):
+def replay(rows, cap=None, budget=BUDGET):
     out = []
     for r in rows:
         s = r["samples"]
@@ -32,9 +36,8 @@ def replay(rows, cap=None, budget=8):
             if x["answer"] is not None:
                 counts[x["answer"]] += 1
             # The look-ahead is a cycle of two replies, less what is left of
-            # escalation's budget (8 replies after the first attempt, as
-            # the run's manifest says), not less what was recorded: a run
-            # that stopped early still had budget left.
+            # escalation's budget, not less what was recorded: a run that
+            # stopped early still had budget left.
             recorded_after = len(s) - i - 1
             left = budget - (i + 1 - first)
             top = counts.most_common(2) + [(None, 0), (None, 0)]

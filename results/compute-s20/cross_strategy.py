@@ -4,7 +4,7 @@ with three forms of the settled rule asked after every reply, to test whether
 agreement within one strategy should count for less than agreement across
 strategies:
 
-  base   the shipped rule: stop once the leader is ahead by min(2, replies left)
+  base   the shipped rule: stop once the leader is ahead by min(2, budget left)
   cross  the same, but only once the leader has votes from two strategies
   disc   votes of one strategy for one answer count 1 + d(n - 1) (d = 0.25-0.75)
 
@@ -13,9 +13,10 @@ strategies:
 Votes are weighted by each reply's lowest group confidence, as in the loop;
 the first attempt (round 0, or the first reply where rounds were not
 recorded) is never judged settled."""
-import collections, json, sys
+import collections, json, os, sys
 
-def weight(s): return max(s["confidence"]["lowest_group"], 1e-3)
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "compute-s19"))
+from caps import BUDGET, weight  # noqa: E402
 
 def eff(votes, d):
     # votes: list of strategies voting for one answer
@@ -32,10 +33,9 @@ def replay(rows, rule, d=0.5):
         kept = len(s)
         for i, x in enumerate(s):
             if x["answer"] is not None: by[x["answer"]].append(x["strategy"])
-            # Look-ahead: what is left of escalation's budget of 8 replies
-            # after the first attempt (not of the recorded replies: a run
-            # that stopped early still had budget left).
-            left = 8 - (i + 1 - first)
+            # Look-ahead: what is left of escalation's budget (not of the
+            # recorded replies: a run that stopped early still had budget left).
+            left = BUDGET - (i + 1 - first)
             if i < first or left <= 0 or i == len(s) - 1: continue
             if rule == "base" or rule == "cross":
                 cnt = sorted(((len(v), k) for k, v in by.items()), reverse=True) + [(0, None)] * 2

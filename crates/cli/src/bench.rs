@@ -780,12 +780,19 @@ fn sample_records(
         .collect()
 }
 
+/// The manifest of the run in `dir`; None for runs made before manifests
+/// (or an unreadable one).
+fn read_manifest(dir: &Path) -> Option<Manifest> {
+    let text = std::fs::read_to_string(dir.join("manifest.json")).ok()?;
+    serde_json::from_str(&text).ok()
+}
+
 /// The escalation budget (`escalation.max_samples`) of the configuration a
 /// run's manifest records; None for runs without a manifest or the field.
+/// Read as TOML values, not as today's configuration type, so manifests of
+/// older configurations still answer.
 fn escalation_budget(dir: &Path) -> Option<usize> {
-    let text = std::fs::read_to_string(dir.join("manifest.json")).ok()?;
-    let manifest: Manifest = serde_json::from_str(&text).ok()?;
-    let config: toml::Value = toml::from_str(&manifest.config).ok()?;
+    let config: toml::Value = toml::from_str(&read_manifest(dir)?.config).ok()?;
     usize::try_from(config.get("escalation")?.get("max_samples")?.as_integer()?).ok()
 }
 
@@ -984,15 +991,11 @@ fn runs_dirs(a: &BenchArgs) -> Vec<PathBuf> {
 
 /// How the compared runs' manifests differ from the first's.
 fn manifest_differences(dirs: Vec<PathBuf>) -> Result<String> {
-    let read = |d: &PathBuf| -> Option<Manifest> {
-        let text = std::fs::read_to_string(d.join("manifest.json")).ok()?;
-        serde_json::from_str(&text).ok()
-    };
     let Some(first) = dirs.first() else {
         return Ok(String::new());
     };
     let mut out = String::from("\nManifests:\n");
-    let Some(base) = read(first) else {
+    let Some(base) = read_manifest(first) else {
         out.push_str(&format!(
             "- {}: no manifest (made before manifests)\n",
             first.display()
@@ -1018,7 +1021,7 @@ fn manifest_differences(dirs: Vec<PathBuf>) -> Result<String> {
         base.seed
     ));
     for d in &dirs[1..] {
-        match read(d) {
+        match read_manifest(d) {
             None => out.push_str(&format!("- {}: no manifest\n", d.display())),
             Some(m) => {
                 let diffs = base.differences(&m);
