@@ -42,7 +42,7 @@ pub fn seeded(seed: u64) -> ChaCha8Rng {
 /// Parameters outside their domain.
 #[derive(Debug, thiserror::Error, PartialEq)]
 #[error("{0}")]
-pub struct DomainError(String);
+pub struct DomainError(pub String);
 
 /// Beta(a, b) over a probability.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
@@ -407,7 +407,36 @@ impl LogisticRegression {
         if xs.len() < d {
             return Self::fit_dual(xs, ys, weights, prior_variance);
         }
-        Self::fit_primal(xs, ys, weights, prior_variance)
+        Self::fit_primal(xs, ys, weights, &vec![0.0; d], prior_variance)
+    }
+
+    /// The Laplace posterior of a batch of observations under the prior
+    /// N(`prior_mean`, `prior_variance` · I): how an earlier model's weights
+    /// become the prior of a refit, so that what the new data does not
+    /// speak to (a feature that never varies in it) keeps the earlier
+    /// weight instead of falling to zero.
+    pub fn fit_around(
+        xs: &[Vec<f64>],
+        ys: &[bool],
+        prior_mean: &[f64],
+        prior_variance: f64,
+    ) -> Result<Self, DomainError> {
+        let d = prior_mean.len();
+        if xs.is_empty() {
+            return Err(DomainError("no observations to fit".into()));
+        }
+        if xs.len() != ys.len() || xs.iter().any(|x| x.len() != d) {
+            return Err(DomainError(
+                "every observation needs one feature per prior weight and a label".into(),
+            ));
+        }
+        if prior_variance.is_nan() || prior_variance <= 0.0 {
+            return Err(DomainError("the prior variance must be positive".into()));
+        }
+        if prior_mean.iter().any(|m| !m.is_finite()) {
+            return Err(DomainError("the prior weights must be finite".into()));
+        }
+        Self::fit_primal(xs, ys, &vec![1.0; xs.len()], prior_mean, prior_variance)
     }
 
     /// Newton's method over the d weights: O(n d² + d³) per step.
@@ -415,14 +444,44 @@ impl LogisticRegression {
         xs: &[Vec<f64>],
         ys: &[bool],
         weights: &[f64],
+        prior_mean: &[f64],
         prior_variance: f64,
     ) -> Result<Self, DomainError> {
         let d = xs[0].len();
-        let mut w = vec![0.0; d];
+        // The negative log posterior, for the step-halving below.
+        let objective = |w: &[f64]| -> f64 {
+            let prior: f64 = w
+                .iter()
+                .zip(prior_mean)
+                .map(|(wi, mi)| (wi - mi).powi(2))
+                .sum::<f64>()
+                / (2.0 * prior_variance);
+            let data: f64 = xs
+                .iter()
+                .zip(ys)
+                .zip(weights)
+                .map(|((x, &y), &weight)| {
+                    // -log σ(±z), computed stably.
+                    let z = Self::dot(w, x) * if y { 1.0 } else { -1.0 };
+                    weight
+                        * (if z > 0.0 {
+                            (-z).exp().ln_1p()
+                        } else {
+                            -z + z.exp().ln_1p()
+                        })
+                })
+                .sum();
+            prior + data
+        };
+        let mut w = prior_mean.to_vec();
         let mut hessian = vec![0.0; d * d];
         for _ in 0..100 {
             // Gradient and Hessian of the negative log posterior.
-            let mut g: Vec<f64> = w.iter().map(|wi| wi / prior_variance).collect();
+            let mut g: Vec<f64> = w
+                .iter()
+                .zip(prior_mean)
+                .map(|(wi, mi)| (wi - mi) / prior_variance)
+                .collect();
             hessian.iter_mut().for_each(|h| *h = 0.0);
             for i in 0..d {
                 hessian[i * d + i] = 1.0 / prior_variance;
@@ -447,10 +506,22 @@ impl LogisticRegression {
             }
             let step = solve_spd(&hessian, &g, d)
                 .ok_or_else(|| DomainError("the Hessian is not positive definite".into()))?;
-            let size: f64 = step.iter().map(|s| s * s).sum::<f64>().sqrt();
-            for (wi, si) in w.iter_mut().zip(&step) {
-                *wi -= si;
+            // A full Newton step can overshoot where the start saturates
+            // (a prior mean that predicts 0 or 1 with a flat Hessian):
+            // halve it until the objective does not rise.
+            let before = objective(&w);
+            let mut scale = 1.0;
+            let mut next: Vec<f64> = w.iter().zip(&step).map(|(wi, si)| wi - si).collect();
+            while objective(&next) > before + 1e-12 && scale > 1e-6 {
+                scale /= 2.0;
+                next = w
+                    .iter()
+                    .zip(&step)
+                    .map(|(wi, si)| wi - scale * si)
+                    .collect();
             }
+            let size: f64 = scale * step.iter().map(|s| s * s).sum::<f64>().sqrt();
+            w = next;
             if size < 1e-10 {
                 break;
             }
@@ -769,6 +840,33 @@ mod tests {
     }
 
     #[test]
+    fn a_fit_around_earlier_weights_keeps_what_the_data_cannot_tell() {
+        // The second feature never varies (always 0): the data say nothing
+        // about its weight, which stays at the prior mean; the first is
+        // learned from the data even from a saturating start.
+        let mut rng = seeded(4);
+        let xs: Vec<Vec<f64>> = (0..300)
+            .map(|_| vec![1.0, 0.0, rng.gen::<f64>() * 4.0 - 2.0])
+            .collect();
+        let ys: Vec<bool> = xs
+            .iter()
+            .map(|x| rng.gen::<f64>() < sigmoid(1.5 * x[2]))
+            .collect();
+        let around = LogisticRegression::fit_around(&xs, &ys, &[8.0, -4.0, -6.0], 3.0).unwrap();
+        assert!((around.mean[1] + 4.0).abs() < 1e-9, "{:?}", around.mean);
+        assert!((around.mean[2] - 1.5).abs() < 0.5, "{:?}", around.mean);
+        let zero = LogisticRegression::fit(&xs, &ys, 3.0).unwrap();
+        assert!(zero.mean[1].abs() < 1e-9);
+        // Around a zero mean it is the ordinary fit.
+        let same = LogisticRegression::fit_around(&xs, &ys, &[0.0; 3], 3.0).unwrap();
+        for (a, b) in same.mean.iter().zip(&zero.mean) {
+            assert!((a - b).abs() < 1e-8);
+        }
+        assert!(LogisticRegression::fit_around(&xs, &ys, &[0.0; 2], 3.0).is_err());
+        assert!(LogisticRegression::fit_around(&xs, &ys, &[f64::NAN; 3], 3.0).is_err());
+    }
+
+    #[test]
     fn thompson_sampling_prefers_the_better_arm_and_is_reproducible() {
         let arms = [
             Beta::new(80.0, 20.0).unwrap(),
@@ -825,7 +923,7 @@ mod tests {
         let ys = [true, false, true, true, false, false];
         let weights = [1.0, 2.0, 0.5, 1.0, 1.5, 1.0];
         let dual = LogisticRegression::fit_weighted(&xs, &ys, &weights, 0.7).unwrap();
-        let primal = LogisticRegression::fit_primal(&xs, &ys, &weights, 0.7).unwrap();
+        let primal = LogisticRegression::fit_primal(&xs, &ys, &weights, &[0.0; 9], 0.7).unwrap();
         for (a, b) in dual.mean.iter().zip(&primal.mean) {
             assert!((a - b).abs() < 1e-8, "{a} vs {b}");
         }

@@ -147,8 +147,9 @@ enum BenchCommand {
         #[arg(long, requires = "state_probe")]
         state_out_of_fold: Option<PathBuf>,
     },
-    /// Refit the calibrator (P(correct) of a final answer) on the graded
-    /// episodes that runs of the whole loop kept in their memory (run
+    /// Refit the calibrator of numeric answers (P(correct) of a final
+    /// answer) on the graded episodes that runs of the whole loop kept in
+    /// their memory (run
     /// directories holding memory.sqlite; typically `--config full --split
     /// learn` runs of gsm8k-train): Bayesian logistic regression, the prior
     /// variance chosen by 5-fold cross-validation by problem. Writes the
@@ -168,6 +169,11 @@ enum BenchCommand {
         /// Prior variances of the weights to choose from.
         #[arg(long, value_delimiter = ',', num_args = 1.., default_values_t = [0.1, 0.3, 1.0, 3.0, 10.0])]
         prior_variances: Vec<f64>,
+        /// A calibrator JSON whose weights centre the prior (an earlier
+        /// model, e.g. crates/reflection/calibration-short-answers.json);
+        /// without it the prior is centred on zero.
+        #[arg(long)]
+        prior_centre: Option<PathBuf>,
     },
     /// Fit the mission policy's harm classifier: Bayesian logistic
     /// regression over all-MiniLM-L6-v2 embeddings (or, with `--features
@@ -376,8 +382,15 @@ pub(crate) fn bench(g: &GlobalArgs, a: BenchArgs) -> Result<()> {
             test,
             out,
             prior_variances,
+            prior_centre,
         }) => {
-            return crate::fit_calibration::fit_calibration(learn, test, out, prior_variances);
+            return crate::fit_calibration::fit_calibration(
+                learn,
+                test,
+                out,
+                prior_variances,
+                prior_centre.as_deref(),
+            );
         }
         Some(BenchCommand::FitRefusal {
             learn,

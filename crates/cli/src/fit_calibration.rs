@@ -25,8 +25,9 @@ struct Graded {
     right: bool,
 }
 
-/// The graded episodes of `run`'s memory whose answers are not free text
-/// (free-text replies have a calibrator of their own).
+/// The graded episodes of `run`'s memory whose answers are numbers (the
+/// calibrator refitted here; short answers and free-text replies have
+/// calibrators of their own).
 fn graded_episodes(run: &Path) -> Result<Vec<Graded>> {
     let path = run.join("memory.sqlite");
     if !path.is_file() {
@@ -49,7 +50,7 @@ fn graded_episodes(run: &Path) -> Result<Vec<Graded>> {
         };
         let kind: AnswerKind =
             serde_json::from_value(features["answer_kind"].clone()).unwrap_or_default();
-        if kind == AnswerKind::FreeText {
+        if kind != AnswerKind::Number {
             continue;
         }
         let Some(cal) = features.get("calibration") else {
@@ -106,18 +107,49 @@ fn scores(p: &[f64], right: &[bool]) -> String {
 }
 
 /// `bench fit-calibration`: fits on the episodes of `learn`, the prior
-/// variance chosen among `variances` by out-of-fold log loss (5 folds by
-/// task); writes the model to `out`; then scores the recorded, shipped and
-/// fitted confidences on the episodes of each of `test`.
+/// centred on the weights of the calibrator in `centre` (zero without
+/// one) and its variance chosen among `variances` by out-of-fold log loss
+/// (5 folds by task); writes the model to `out`; then scores the recorded,
+/// shipped and fitted confidences on the episodes of each of `test`.
 pub(crate) fn fit_calibration(
     learn: &[PathBuf],
     test: &[PathBuf],
     out: &Path,
     variances: &[f64],
+    centre: Option<&Path>,
 ) -> Result<()> {
     if variances.is_empty() || variances.iter().any(|v| !v.is_finite() || *v <= 0.0) {
         bail!("--prior-variances needs one or more positive numbers");
     }
+    let centre: Option<Calibrator> = match centre {
+        None => None,
+        Some(path) => {
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("cannot read the prior centre {}", path.display()))?;
+            let c: Calibrator = serde_json::from_str(&text).with_context(|| {
+                format!(
+                    "{} is not a calibrator (a JSON file as `fit-calibration --out` writes)",
+                    path.display()
+                )
+            })?;
+            if !c.is_current() {
+                bail!(
+                    "{} has other features than this build ({}): centre the prior on a \
+                     calibrator of the current features, or leave --prior-centre out",
+                    path.display(),
+                    FEATURE_NAMES.join(", ")
+                );
+            }
+            Some(c)
+        }
+    };
+    let fit = |episodes: &[(CalibrationFeatures, bool)], v: f64| -> Result<Calibrator> {
+        match &centre {
+            Some(c) => Calibrator::fit_around(c, episodes, v),
+            None => Calibrator::fit(episodes, v),
+        }
+        .map_err(|e| anyhow::anyhow!("cannot fit the calibrator: {e}"))
+    };
     let mut episodes = Vec::new();
     for run in learn {
         let e = graded_episodes(run)?;
@@ -158,8 +190,7 @@ pub(crate) fn fit_calibration(
                 .filter(|(_, f)| **f != fold)
                 .map(|(e, _)| (e.features.clone(), e.right))
                 .collect();
-            let c = Calibrator::fit(&train, v)
-                .map_err(|e| anyhow::anyhow!("cannot fit the calibrator: {e}"))?;
+            let c = fit(&train, v)?;
             for (i, e) in episodes.iter().enumerate() {
                 if folds[i] == fold {
                     p[i] = c.confidence(&e.features);
@@ -177,12 +208,17 @@ pub(crate) fn fit_calibration(
         .iter()
         .map(|e| (e.features.clone(), e.right))
         .collect();
-    let fitted = Calibrator::fit(&all, variance)
-        .map_err(|e| anyhow::anyhow!("cannot fit the calibrator: {e}"))?;
+    let fitted = fit(&all, variance)?;
     crate::bench::write_whole(out, &serde_json::to_string(&fitted)?)?;
     println!(
-        "\nfitted on {} episodes, prior variance {variance} (least out-of-fold log loss):",
-        episodes.len()
+        "\nfitted on {} episodes, prior centred on {}, variance {variance} (least out-of-fold \
+         log loss):",
+        episodes.len(),
+        if centre.is_some() {
+            "the given calibrator"
+        } else {
+            "zero"
+        }
     );
     for (i, name) in FEATURE_NAMES.iter().enumerate() {
         let sd = fitted.model.cov[i * FEATURE_NAMES.len() + i].sqrt();
@@ -255,6 +291,26 @@ mod tests {
         for k in 0..5 {
             assert_eq!(folds.iter().filter(|f| **f == k).count(), 12, "fold {k}");
         }
+    }
+
+    #[test]
+    fn a_prior_centre_that_is_not_a_calibrator_is_a_clear_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let bad = dir.path().join("centre.json");
+        std::fs::write(&bad, "{\"weights\": [1, 2]}").unwrap();
+        let out = dir.path().join("out.json");
+        let err = fit_calibration(&[], &[], &out, &[1.0], Some(&bad))
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(err.contains("is not a calibrator"), "{err}");
+        let missing = dir.path().join("missing.json");
+        let err = fit_calibration(&[], &[], &out, &[1.0], Some(&missing))
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(err.contains("cannot read the prior centre"), "{err}");
+        assert!(!out.exists(), "nothing written");
     }
 
     #[test]

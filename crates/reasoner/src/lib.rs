@@ -92,8 +92,10 @@ pub fn declines(answer: &str) -> bool {
 
 /// Names of the learned parameters in memory.
 pub mod param_names {
-    /// The calibration model.
+    /// The calibration model of numeric answers.
     pub const CALIBRATION: &str = "calibration";
+    /// The calibration model of short answers (yes/no, choice, short text).
+    pub const CALIBRATION_SHORT_ANSWERS: &str = "calibration_short_answers";
     /// The calibration model of free-text replies.
     pub const CALIBRATION_FREE_TEXT: &str = "calibration_free_text";
     /// The solvability model.
@@ -373,8 +375,14 @@ pub struct FeedbackReport {
 /// The learned parameters of I and E.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct MetaParams {
-    /// P(correct) of answers (numbers, yes/no, choices, short text).
+    /// P(correct) of numeric answers.
     pub calibration: Calibrator,
+    /// P(correct) of short answers (yes/no, choices, short text). A model
+    /// of its own since numbers were refitted on the escalating loop's
+    /// episodes; a memory from before the split starts it from the shipped
+    /// model.
+    #[serde(default = "Calibrator::shipped_short_answers")]
+    pub calibration_short_answers: Calibrator,
     /// P(correct) of free-text replies: a prior of its own until feedback
     /// arrives (the shipped calibration was fitted on arithmetic and says
     /// nothing about prose).
@@ -395,6 +403,7 @@ impl Default for MetaParams {
     fn default() -> Self {
         Self {
             calibration: Calibrator::shipped(),
+            calibration_short_answers: Calibrator::shipped_short_answers(),
             calibration_free_text: free_text_prior(),
             solvability: default_solvability(),
             reward: RewardLearner::from_weights(&RewardWeights::default(), 0.25),
@@ -430,8 +439,11 @@ impl MetaParams {
     /// The calibration model for answers of `kind`.
     pub fn calibration_for(&self, kind: &AnswerKind) -> &Calibrator {
         match kind {
+            AnswerKind::Number => &self.calibration,
             AnswerKind::FreeText => &self.calibration_free_text,
-            _ => &self.calibration,
+            AnswerKind::YesNo | AnswerKind::Choice { .. } | AnswerKind::Text => {
+                &self.calibration_short_answers
+            }
         }
     }
 
@@ -444,6 +456,10 @@ impl MetaParams {
                 .parameter::<Calibrator>(param_names::CALIBRATION)?
                 .filter(Calibrator::is_current)
                 .unwrap_or(d.calibration),
+            calibration_short_answers: memory
+                .parameter::<Calibrator>(param_names::CALIBRATION_SHORT_ANSWERS)?
+                .filter(Calibrator::is_current)
+                .unwrap_or(d.calibration_short_answers),
             calibration_free_text: memory
                 .parameter::<Calibrator>(param_names::CALIBRATION_FREE_TEXT)?
                 .filter(Calibrator::is_current)
@@ -469,6 +485,10 @@ impl MetaParams {
     /// Stores them.
     pub fn save(&self, memory: &Memory) -> Result<(), MemoryError> {
         memory.set_parameter(param_names::CALIBRATION, &self.calibration)?;
+        memory.set_parameter(
+            param_names::CALIBRATION_SHORT_ANSWERS,
+            &self.calibration_short_answers,
+        )?;
         memory.set_parameter(
             param_names::CALIBRATION_FREE_TEXT,
             &self.calibration_free_text,
@@ -1253,6 +1273,7 @@ impl<'a> Reasoner<'a> {
         })?;
         let d = MetaParams::default();
         self.params.calibration = d.calibration;
+        self.params.calibration_short_answers = d.calibration_short_answers;
         self.params.calibration_free_text = d.calibration_free_text;
         self.params.solvability = d.solvability;
         self.params.escalation = d.escalation;
@@ -1296,14 +1317,17 @@ impl MetaParams {
             .trace
             .clone()
             .and_then(|t| serde_json::from_value(t).ok());
-        if let Some(f) = stored.and_then(|s| s.calibration.as_ref()) {
-            if stored.map(|s| &s.answer_kind) == Some(&AnswerKind::FreeText) {
-                self.calibration_free_text.observe(f, correct);
-                updated.push("free-text calibration".into());
-            } else {
-                self.calibration.observe(f, correct);
-                updated.push("calibration".into());
-            }
+        if let Some((s, f)) = stored.and_then(|s| Some((s, s.calibration.as_ref()?))) {
+            let (model, name) = match s.answer_kind {
+                AnswerKind::Number => (&mut self.calibration, "calibration"),
+                AnswerKind::FreeText => (&mut self.calibration_free_text, "free-text calibration"),
+                AnswerKind::YesNo | AnswerKind::Choice { .. } | AnswerKind::Text => (
+                    &mut self.calibration_short_answers,
+                    "short-answer calibration",
+                ),
+            };
+            model.observe(f, correct);
+            updated.push(name.into());
         }
         if let Some(x) = stored.and_then(|s| s.solvability.as_ref()) {
             if x.len() == self.solvability.dim() {

@@ -11,6 +11,12 @@ use metareason_strategy::StrategyKind;
 /// Chain of thought always says 42; the program prints `printed`. Every
 /// token of both is equally likely, so votes weigh the same.
 fn model(printed: &str) -> ScriptedModel {
+    model_with_p_true(printed, 0.9)
+}
+
+/// [`model`] whose P(Yes) to every yes/no question (P(True) among them) is
+/// `p_yes`.
+fn model_with_p_true(printed: &str, p_yes: f32) -> ScriptedModel {
     ScriptedModel::new()
         .on(
             When::PromptContains("program".into()),
@@ -20,8 +26,8 @@ fn model(printed: &str) -> ScriptedModel {
             When::Always,
             [Reply::text("6 * 7 = 42\nThe answer is 42.").logprob(-0.3)],
         )
-        .score("Yes", (0.9f32).ln())
-        .score("No", (0.1f32).ln())
+        .score("Yes", p_yes.ln())
+        .score("No", (1.0 - p_yes).ln())
 }
 
 /// A policy whose tokens cost `per_1k` per thousand.
@@ -264,10 +270,14 @@ fn dear_tokens_answer_at_once_and_say_why() {
 
 #[test]
 fn feedback_on_an_escalated_episode_teaches_what_escalation_does() {
-    let m = model("40");
+    // P(True) of one half: the first answer is unsure, so escalation runs
+    // (at 0.9 the calibrated P(correct) of this first answer is 0.99).
+    let m = model_with_p_true("40", 0.5);
     let mut r = Reasoner::new(&m, None, Some(Memory::in_memory().unwrap()), policy(0.0)).unwrap();
     let mut cfg = config();
     cfg.escalation.max_samples = 2;
+    // So unsure a model would be declined before trying; here it tries.
+    cfg.awareness.allow_abstain = false;
     let report = r.run("What is 6 * 7?", &cfg).unwrap();
     assert_eq!(report.decision, Decision::Answer);
     assert!(report.escalation.as_ref().unwrap().escalated());

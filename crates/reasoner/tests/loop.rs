@@ -97,6 +97,73 @@ fn an_answered_episode_is_stored_and_feedback_teaches_and_distills() {
 }
 
 #[test]
+fn numbers_and_short_answers_learn_in_calibrators_of_their_own() {
+    let model = ScriptedModel::new()
+        .on(
+            When::Always,
+            [Reply::text("He wrote it in 1600.\nThe answer is Shakespeare.").logprob(-0.05)],
+        )
+        .score("Yes", (0.9f32).ln())
+        .score("No", (0.1f32).ln());
+    let mut r = Reasoner::new(
+        &model,
+        None,
+        Some(Memory::in_memory().unwrap()),
+        Policy::default_policy(),
+    )
+    .unwrap();
+    // A memory from before the split holds no short-answer model: the
+    // shipped one stands in.
+    assert_eq!(
+        r.params.calibration_short_answers,
+        metareason_reflection::Calibrator::shipped_short_answers()
+    );
+    assert_ne!(
+        r.params.calibration_short_answers,
+        metareason_reflection::Calibrator::shipped(),
+        "numbers have a model of their own"
+    );
+    let cfg = ReasonerConfig {
+        infer_answer_kind: false,
+        solve: metareason_solver::SolveConfig {
+            answer_kind: metareason_strategy::answer::AnswerKind::Text,
+            ..Default::default()
+        },
+        ..quiet()
+    };
+    let report = r.run("Who wrote Hamlet?", &cfg).unwrap();
+    assert_eq!(
+        report.answer.as_deref(),
+        Some("shakespeare"),
+        "{}",
+        report.reason
+    );
+    let numbers = r.params.calibration.clone();
+    let short = r.params.calibration_short_answers.clone();
+    let fb = r
+        .feedback(
+            report.episode_id.unwrap(),
+            &Feedback::Answer("Shakespeare".into()),
+        )
+        .unwrap();
+    assert!(fb.correct);
+    assert!(
+        fb.updated.contains(&"short-answer calibration".to_string()),
+        "{:?}",
+        fb.updated
+    );
+    assert_eq!(r.params.calibration, numbers);
+    assert_ne!(r.params.calibration_short_answers, short);
+    // Stored for the next process, and read back.
+    let again = MetaParams::load(r.memory().unwrap()).unwrap();
+    assert_eq!(
+        again.calibration_short_answers,
+        r.params.calibration_short_answers
+    );
+    assert_eq!(again.calibration, numbers);
+}
+
+#[test]
 fn answers_that_decline_are_recognised() {
     use metareason_reasoner::declines;
     for a in [
@@ -216,8 +283,11 @@ fn a_cross_check_that_disagrees_lowers_the_confidence() {
                 When::Always,
                 [Reply::text("6 * 7 = 42\nThe answer is 42.").logprob(-0.3)],
             )
-            .score("Yes", (0.9f32).ln())
-            .score("No", (0.1f32).ln())
+            // An unsure P(True), so the confidence is not saturated near 1
+            // (where any odds ratio is compressed by the weights'
+            // uncertainty).
+            .score("Yes", (0.5f32).ln())
+            .score("No", (0.5f32).ln())
     };
     let mut cfg = ReasonerConfig {
         cross_check: CrossCheck::Always,
@@ -227,6 +297,7 @@ fn a_cross_check_that_disagrees_lowers_the_confidence() {
     };
     // The cross-check is the loop's check when escalation is off.
     cfg.escalation.enabled = false;
+    cfg.awareness.allow_abstain = false;
     // The program-aided cross-check runs in the sandbox; its program
     // prints 42 or 40.
     let run = |m: &ScriptedModel| {

@@ -3,8 +3,10 @@
 //! - [`Calibrator`]: P(correct) of a final answer from the signals of its
 //!   episode (answer agreement, log-probabilities, step rewards, verifier
 //!   verdicts, prior solvability, P(True)) by Bayesian logistic regression;
-//!   default weights are fit on development data and shipped
-//!   (`calibration.json`), then updated online from observed outcomes;
+//!   default weights are fit on development data and shipped (numbers:
+//!   `calibration.json`; yes/no, choices and short text:
+//!   `calibration-short-answers.json`), then updated online from observed
+//!   outcomes;
 //! - [`RewardLearner`]: the step-reward weights of E, updated from outcomes
 //!   (the chosen reply's mean step signals against right/wrong — outcome
 //!   supervision of a process reward);
@@ -29,8 +31,18 @@ use metareason_solver::Trace;
 use metareason_verify::{Finding, Verdict};
 use serde::{Deserialize, Serialize};
 
-/// The shipped calibration model.
+/// The shipped calibration model of numeric answers, fitted on the graded
+/// episodes of the whole loop on GSM8K problems
+/// (`metareason bench fit-calibration`).
 pub const SHIPPED_CALIBRATION: &str = include_str!("../calibration.json");
+
+/// The shipped calibration model of short answers (yes/no, a choice, a
+/// short text): the model fitted on arithmetic episodes before escalation,
+/// which the abstention sets were measured with. Numbers got a model of
+/// their own when escalation changed what their features mean; no refit
+/// on short answers has been measured, so they keep this one.
+pub const SHIPPED_CALIBRATION_SHORT_ANSWERS: &str =
+    include_str!("../calibration-short-answers.json");
 
 /// The signals of an episode that calibration maps to P(correct).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -166,10 +178,18 @@ pub struct Calibrator {
 }
 
 impl Calibrator {
-    /// The shipped model.
+    /// The shipped model of numeric answers.
     pub fn shipped() -> Self {
         let c: Calibrator =
             serde_json::from_str(SHIPPED_CALIBRATION).expect("shipped calibration is valid");
+        debug_assert_eq!(c.features, FEATURE_NAMES);
+        c
+    }
+
+    /// The shipped model of short answers (yes/no, a choice, a short text).
+    pub fn shipped_short_answers() -> Self {
+        let c: Calibrator = serde_json::from_str(SHIPPED_CALIBRATION_SHORT_ANSWERS)
+            .expect("shipped short-answer calibration is valid");
         debug_assert_eq!(c.features, FEATURE_NAMES);
         c
     }
@@ -198,6 +218,29 @@ impl Calibrator {
         Ok(Self {
             features: FEATURE_NAMES.iter().map(|s| s.to_string()).collect(),
             model: LogisticRegression::fit(&xs, &ys, prior_variance)?,
+            observed: 0,
+        })
+    }
+
+    /// [`Self::fit`] with the prior centred on `earlier`'s weights,
+    /// N(earlier, `prior_variance` · I): the refit moves the weights only
+    /// as far as the episodes say, and a signal they never show (no answer
+    /// at all, say) keeps its earlier weight.
+    pub fn fit_around(
+        earlier: &Calibrator,
+        episodes: &[(CalibrationFeatures, bool)],
+        prior_variance: f64,
+    ) -> Result<Self, metareason_bayes::DomainError> {
+        if !earlier.is_current() {
+            return Err(metareason_bayes::DomainError(
+                "the earlier calibrator has other features than this build".into(),
+            ));
+        }
+        let xs: Vec<Vec<f64>> = episodes.iter().map(|(f, _)| f.vector()).collect();
+        let ys: Vec<bool> = episodes.iter().map(|(_, y)| *y).collect();
+        Ok(Self {
+            features: FEATURE_NAMES.iter().map(|s| s.to_string()).collect(),
+            model: LogisticRegression::fit_around(&xs, &ys, &earlier.model.mean, prior_variance)?,
             observed: 0,
         })
     }
