@@ -396,14 +396,7 @@ impl LogisticRegression {
                 "every observation needs a finite, non-negative weight".into(),
             ));
         }
-        if xs.len() != ys.len() || xs.iter().any(|x| x.len() != d) {
-            return Err(DomainError(
-                "every observation needs the same number of features and a label".into(),
-            ));
-        }
-        if prior_variance.is_nan() || prior_variance <= 0.0 {
-            return Err(DomainError("the prior variance must be positive".into()));
-        }
+        Self::check_batch(xs, ys, d, prior_variance)?;
         if xs.len() < d {
             return Self::fit_dual(xs, ys, weights, prior_variance);
         }
@@ -421,22 +414,35 @@ impl LogisticRegression {
         prior_mean: &[f64],
         prior_variance: f64,
     ) -> Result<Self, DomainError> {
-        let d = prior_mean.len();
         if xs.is_empty() {
             return Err(DomainError("no observations to fit".into()));
         }
+        Self::check_batch(xs, ys, prior_mean.len(), prior_variance)?;
+        if prior_mean.iter().any(|m| !m.is_finite()) {
+            return Err(DomainError("the prior weights must be finite".into()));
+        }
+        Self::fit_primal(xs, ys, &vec![1.0; xs.len()], prior_mean, prior_variance)
+    }
+
+    /// That every observation has `d` features and a label, and the prior
+    /// variance is positive.
+    fn check_batch(
+        xs: &[Vec<f64>],
+        ys: &[bool],
+        d: usize,
+        prior_variance: f64,
+    ) -> Result<(), DomainError> {
         if xs.len() != ys.len() || xs.iter().any(|x| x.len() != d) {
             return Err(DomainError(
-                "every observation needs one feature per prior weight and a label".into(),
+                "every observation needs the same number of features (one per prior weight) \
+                 and a label"
+                    .into(),
             ));
         }
         if prior_variance.is_nan() || prior_variance <= 0.0 {
             return Err(DomainError("the prior variance must be positive".into()));
         }
-        if prior_mean.iter().any(|m| !m.is_finite()) {
-            return Err(DomainError("the prior weights must be finite".into()));
-        }
-        Self::fit_primal(xs, ys, &vec![1.0; xs.len()], prior_mean, prior_variance)
+        Ok(())
     }
 
     /// Newton's method over the d weights: O(n d² + d³) per step.
