@@ -299,16 +299,15 @@ mod tests {
         let bad = dir.path().join("centre.json");
         std::fs::write(&bad, "{\"weights\": [1, 2]}").unwrap();
         let out = dir.path().join("out.json");
-        let err = fit_calibration(&[], &[], &out, &[1.0], Some(&bad))
-            .err()
-            .unwrap()
-            .to_string();
+        let error_with = |centre: &Path| {
+            fit_calibration(&[], &[], &out, &[1.0], Some(centre))
+                .err()
+                .unwrap()
+                .to_string()
+        };
+        let err = error_with(&bad);
         assert!(err.contains("is not a calibrator"), "{err}");
-        let missing = dir.path().join("missing.json");
-        let err = fit_calibration(&[], &[], &out, &[1.0], Some(&missing))
-            .err()
-            .unwrap()
-            .to_string();
+        let err = error_with(&dir.path().join("missing.json"));
         assert!(err.contains("cannot read the prior centre"), "{err}");
         assert!(!out.exists(), "nothing written");
     }

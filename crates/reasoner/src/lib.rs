@@ -413,6 +413,23 @@ impl Default for MetaParams {
     }
 }
 
+/// Which calibrator answers of a kind belong to (the one place that says).
+enum CalibrationOf {
+    Numbers,
+    ShortAnswers,
+    FreeText,
+}
+
+impl CalibrationOf {
+    fn kind(kind: &AnswerKind) -> Self {
+        match kind {
+            AnswerKind::Number => Self::Numbers,
+            AnswerKind::YesNo | AnswerKind::Choice { .. } | AnswerKind::Text => Self::ShortAnswers,
+            AnswerKind::FreeText => Self::FreeText,
+        }
+    }
+}
+
 /// The prior calibration of free-text replies: the strategy's prior
 /// P(success) and the reply's mean token log-probability carry it; an
 /// empty reply or a failed check pulls it down. About 0.7 for a fluent reply
@@ -438,12 +455,23 @@ fn free_text_prior() -> Calibrator {
 impl MetaParams {
     /// The calibration model for answers of `kind`.
     pub fn calibration_for(&self, kind: &AnswerKind) -> &Calibrator {
-        match kind {
-            AnswerKind::Number => &self.calibration,
-            AnswerKind::FreeText => &self.calibration_free_text,
-            AnswerKind::YesNo | AnswerKind::Choice { .. } | AnswerKind::Text => {
-                &self.calibration_short_answers
-            }
+        match CalibrationOf::kind(kind) {
+            CalibrationOf::Numbers => &self.calibration,
+            CalibrationOf::ShortAnswers => &self.calibration_short_answers,
+            CalibrationOf::FreeText => &self.calibration_free_text,
+        }
+    }
+
+    /// [`Self::calibration_for`], to learn in, with the name feedback
+    /// reports it by.
+    fn calibration_for_mut(&mut self, kind: &AnswerKind) -> (&mut Calibrator, &'static str) {
+        match CalibrationOf::kind(kind) {
+            CalibrationOf::Numbers => (&mut self.calibration, "calibration"),
+            CalibrationOf::ShortAnswers => (
+                &mut self.calibration_short_answers,
+                "short-answer calibration",
+            ),
+            CalibrationOf::FreeText => (&mut self.calibration_free_text, "free-text calibration"),
         }
     }
 
@@ -1318,14 +1346,7 @@ impl MetaParams {
             .clone()
             .and_then(|t| serde_json::from_value(t).ok());
         if let Some((s, f)) = stored.and_then(|s| Some((s, s.calibration.as_ref()?))) {
-            let (model, name) = match s.answer_kind {
-                AnswerKind::Number => (&mut self.calibration, "calibration"),
-                AnswerKind::FreeText => (&mut self.calibration_free_text, "free-text calibration"),
-                AnswerKind::YesNo | AnswerKind::Choice { .. } | AnswerKind::Text => (
-                    &mut self.calibration_short_answers,
-                    "short-answer calibration",
-                ),
-            };
+            let (model, name) = self.calibration_for_mut(&s.answer_kind);
             model.observe(f, correct);
             updated.push(name.into());
         }

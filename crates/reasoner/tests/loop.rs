@@ -28,6 +28,15 @@ fn model() -> ScriptedModel {
         .score("No", (0.1f32).ln())
 }
 
+/// A model whose every reply is `reply`, each token at `logprob`, and
+/// that answers P(Yes) 0.9 to every yes/no question.
+fn says(reply: &str, logprob: f32) -> ScriptedModel {
+    ScriptedModel::new()
+        .on(When::Always, [Reply::text(reply).logprob(logprob)])
+        .score("Yes", (0.9f32).ln())
+        .score("No", (0.1f32).ln())
+}
+
 fn quiet() -> ReasonerConfig {
     ReasonerConfig {
         cross_check: CrossCheck::Never,
@@ -98,13 +107,7 @@ fn an_answered_episode_is_stored_and_feedback_teaches_and_distills() {
 
 #[test]
 fn numbers_and_short_answers_learn_in_calibrators_of_their_own() {
-    let model = ScriptedModel::new()
-        .on(
-            When::Always,
-            [Reply::text("He wrote it in 1600.\nThe answer is Shakespeare.").logprob(-0.05)],
-        )
-        .score("Yes", (0.9f32).ln())
-        .score("No", (0.1f32).ln());
+    let model = says("He wrote it in 1600.\nThe answer is Shakespeare.", -0.05);
     let mut r = Reasoner::new(
         &model,
         None,
@@ -208,13 +211,7 @@ fn refusals_are_stored_and_cannot_be_graded() {
 
 #[test]
 fn a_low_confidence_answer_is_withheld_when_abstaining_is_cheaper() {
-    let model = ScriptedModel::new()
-        .on(
-            When::Always,
-            [Reply::text("6 * 7 = 41\nThe answer is 41.").logprob(-2.5)],
-        )
-        .score("Yes", (0.9f32).ln())
-        .score("No", (0.1f32).ln());
+    let model = says("6 * 7 = 41\nThe answer is 41.", -2.5);
     let mut r = Reasoner::new(&model, None, None, Policy::default_policy()).unwrap();
     let report = r.run("What is 6 * 7?", &quiet()).unwrap();
     assert_eq!(report.decision, Decision::Abstain, "{}", report.reason);
@@ -228,12 +225,6 @@ fn a_low_confidence_answer_is_withheld_when_abstaining_is_cheaper() {
 
 #[test]
 fn the_model_s_own_unknown_blames_the_question_and_no_answer_blames_the_attempt() {
-    let says = |reply: &str| {
-        ScriptedModel::new()
-            .on(When::Always, [Reply::text(reply).logprob(-0.05)])
-            .score("Yes", (0.9f32).ln())
-            .score("No", (0.1f32).ln())
-    };
     let cfg = ReasonerConfig {
         infer_answer_kind: false,
         solve: metareason_solver::SolveConfig {
@@ -242,7 +233,7 @@ fn the_model_s_own_unknown_blames_the_question_and_no_answer_blames_the_attempt(
         },
         ..quiet()
     };
-    let unknown = says("Nobody recorded that.\nThe answer is unknown.");
+    let unknown = says("Nobody recorded that.\nThe answer is unknown.", -0.05);
     let mut r = Reasoner::new(&unknown, None, None, Policy::default_policy()).unwrap();
     let report = r
         .run("What did Caesar eat on his tenth birthday?", &cfg)
@@ -255,7 +246,7 @@ fn the_model_s_own_unknown_blames_the_question_and_no_answer_blames_the_attempt(
         report.reason
     );
     // A number is asked for and the reply holds none.
-    let silent = says("Let me think about it.");
+    let silent = says("Let me think about it.", -0.05);
     let mut r = Reasoner::new(&silent, None, None, Policy::default_policy()).unwrap();
     let numeric = ReasonerConfig {
         infer_answer_kind: false,

@@ -213,13 +213,12 @@ impl Calibrator {
         episodes: &[(CalibrationFeatures, bool)],
         prior_variance: f64,
     ) -> Result<Self, metareason_bayes::DomainError> {
-        let xs: Vec<Vec<f64>> = episodes.iter().map(|(f, _)| f.vector()).collect();
-        let ys: Vec<bool> = episodes.iter().map(|(_, y)| *y).collect();
-        Ok(Self {
-            features: FEATURE_NAMES.iter().map(|s| s.to_string()).collect(),
-            model: LogisticRegression::fit(&xs, &ys, prior_variance)?,
-            observed: 0,
-        })
+        let (xs, ys) = Self::batch(episodes);
+        Ok(Self::fitted(LogisticRegression::fit(
+            &xs,
+            &ys,
+            prior_variance,
+        )?))
     }
 
     /// [`Self::fit`] with the prior centred on `earlier`'s weights,
@@ -236,13 +235,27 @@ impl Calibrator {
                 "the earlier calibrator has other features than this build".into(),
             ));
         }
-        let xs: Vec<Vec<f64>> = episodes.iter().map(|(f, _)| f.vector()).collect();
-        let ys: Vec<bool> = episodes.iter().map(|(_, y)| *y).collect();
-        Ok(Self {
+        let (xs, ys) = Self::batch(episodes);
+        Ok(Self::fitted(LogisticRegression::fit_around(
+            &xs,
+            &ys,
+            &earlier.model.mean,
+            prior_variance,
+        )?))
+    }
+
+    /// The feature vectors and outcomes of `episodes`, for a batch fit.
+    fn batch(episodes: &[(CalibrationFeatures, bool)]) -> (Vec<Vec<f64>>, Vec<bool>) {
+        episodes.iter().map(|(f, y)| (f.vector(), *y)).unzip()
+    }
+
+    /// A calibrator of today's features around a freshly fitted `model`.
+    fn fitted(model: LogisticRegression) -> Self {
+        Self {
             features: FEATURE_NAMES.iter().map(|s| s.to_string()).collect(),
-            model: LogisticRegression::fit_around(&xs, &ys, &earlier.model.mean, prior_variance)?,
+            model,
             observed: 0,
-        })
+        }
     }
 
     /// Whether a stored model fits the current features.
