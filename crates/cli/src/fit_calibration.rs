@@ -14,20 +14,88 @@ use anyhow::{bail, Context, Result};
 use metareason_bench::metrics;
 use metareason_memory::Memory;
 use metareason_reflection::{CalibrationFeatures, Calibrator, FEATURE_NAMES};
-use metareason_strategy::answer::AnswerKind;
+use metareason_solver::Trace;
+use metareason_strategy::answer::{AnswerKind, Extract};
 
-/// One graded episode: its task (for folds), calibration features, the
-/// confidence the run gave it, and whether its answer was right.
+/// Which answer of an episode a graded row is: the first reply, judged
+/// alone before escalation, or the answer the episode gave.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum State {
+    First,
+    Final,
+}
+
+/// One graded answer: its task (for folds), which answer of the episode it
+/// is, its calibration features, the confidence the run gave it, and
+/// whether it was right.
 struct Graded {
     task: String,
+    state: State,
     features: CalibrationFeatures,
     recorded: f64,
     right: bool,
 }
 
-/// The graded episodes of `run`'s memory whose answers are numbers (the
+/// What a run's `results.jsonl` says of one item, to grade a first answer
+/// that escalation replaced.
+#[derive(serde::Deserialize)]
+struct ItemRow {
+    answer: Option<String>,
+    reference: Option<String>,
+}
+
+/// The references of the items of `run`, in the order its memory stored
+/// their episodes, when its `results.jsonl` lines up with the episodes
+/// (same count, the same answer wherever one was given); `None` otherwise.
+fn references_in_episode_order(
+    run: &Path,
+    episodes: &[metareason_memory::Episode],
+) -> Option<Vec<Option<String>>> {
+    let text = std::fs::read_to_string(run.join("results.jsonl")).ok()?;
+    let rows: Vec<ItemRow> = text
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(serde_json::from_str)
+        .collect::<Result<_, _>>()
+        .ok()?;
+    let lined_up = rows.len() == episodes.len()
+        && rows.iter().zip(episodes).all(|(r, e)| {
+            r.answer
+                .as_ref()
+                .is_none_or(|a| e.record.answer.as_ref() == Some(a))
+        });
+    lined_up.then(|| rows.into_iter().map(|r| r.reference).collect())
+}
+
+/// The features of an episode's first reply, judged alone: as stored with
+/// its escalation, or rebuilt from the first attempt of its trace (runs
+/// from before they were stored).
+fn first_features(trace: &serde_json::Value, p_true: f64) -> Option<CalibrationFeatures> {
+    let escalation = trace.get("escalation")?;
+    if let Some(f) = escalation.get("first_features").filter(|f| !f.is_null()) {
+        return serde_json::from_value(f.clone()).ok();
+    }
+    let solve: Trace = serde_json::from_value(trace.get("solve")?.clone()).ok()?;
+    let strategy = serde_json::to_value(solve.attempts.get(solve.final_attempt)?.strategy).ok()?;
+    let prior = trace
+        .pointer("/assessment/options")
+        .and_then(|o| o.as_array())
+        .and_then(|options| {
+            options
+                .iter()
+                .find(|o| o.get("strategy") == Some(&strategy))
+        })
+        .and_then(|o| o.get("p_success")?.as_f64())
+        .unwrap_or(0.5);
+    Some(CalibrationFeatures::from_trace(&solve, None, prior, p_true))
+}
+
+/// The graded answers of `run`'s memory whose answers are numbers (the
 /// calibrator refitted here; short answers and free-text replies have
-/// calibrators of their own).
+/// calibrators of their own): each episode's answer and, where escalation
+/// drew more replies, its first reply judged alone, when that reply's fate
+/// is known (it is the final answer, the run's results give the
+/// reference, or the final answer differs and is right).
 fn graded_episodes(run: &Path) -> Result<Vec<Graded>> {
     let path = run.join("memory.sqlite");
     if !path.is_file() {
@@ -38,11 +106,12 @@ fn graded_episodes(run: &Path) -> Result<Vec<Graded>> {
         );
     }
     let memory = Memory::open(&path).with_context(|| format!("cannot open {}", path.display()))?;
+    let all = memory
+        .episodes(false)
+        .with_context(|| format!("cannot read the episodes of {}", path.display()))?;
+    let references = references_in_episode_order(run, &all);
     let mut out = Vec::new();
-    for e in memory
-        .episodes(true)
-        .with_context(|| format!("cannot read the episodes of {}", path.display()))?
-    {
+    for (i, e) in all.into_iter().enumerate() {
         let r = e.record;
         let (Some(features), Some(right), Some(recorded)) = (r.features, r.outcome, r.confidence)
         else {
@@ -56,17 +125,59 @@ fn graded_episodes(run: &Path) -> Result<Vec<Graded>> {
         let Some(cal) = features.get("calibration") else {
             continue;
         };
-        let features: CalibrationFeatures =
-            serde_json::from_value(cal.clone()).with_context(|| {
+        let mut final_features: CalibrationFeatures = serde_json::from_value(cal.clone())
+            .with_context(|| {
                 format!(
                     "{}: episode {} has calibration features this build cannot read",
                     path.display(),
                     e.id
                 )
             })?;
+        let trace = r.trace.unwrap_or_default();
+        let escalation = trace.get("escalation").filter(|x| !x.is_null());
+        let drawn = escalation
+            .and_then(|x| x.get("drawn")?.as_u64())
+            .unwrap_or(0);
+        if cal.get("single_reply").is_none() {
+            // Stored before the feature: one reply unless escalation drew
+            // more or a cross-check answered.
+            final_features.single_reply = if drawn == 0 && final_features.cross_check == 0.0 {
+                1.0
+            } else {
+                0.0
+            };
+        }
+        if drawn > 0 {
+            let first_answer = escalation.and_then(|x| x.get("first_answer")?.as_str());
+            let first_right = match (first_answer, r.answer.as_deref()) {
+                (Some(a), Some(b)) if kind.same_meaning(a, b) => Some(right),
+                (Some(a), _) => match references.as_ref().and_then(|refs| refs[i].as_deref()) {
+                    Some(reference) => {
+                        Some(metareason_bench::grade::is_correct(&kind, reference, a))
+                    }
+                    None if right => Some(false),
+                    None => None,
+                },
+                (None, _) => Some(false),
+            };
+            let first = first_features(&trace, final_features.p_true);
+            let first_recorded = escalation.and_then(|x| x.get("first_confidence")?.as_f64());
+            if let (Some(first_right), Some(features), Some(recorded)) =
+                (first_right, first, first_recorded)
+            {
+                out.push(Graded {
+                    task: r.task.clone(),
+                    state: State::First,
+                    features,
+                    recorded,
+                    right: first_right,
+                });
+            }
+        }
         out.push(Graded {
             task: r.task,
-            features,
+            state: State::Final,
+            features: final_features,
             recorded,
             right,
         });
@@ -153,11 +264,16 @@ pub(crate) fn fit_calibration(
     let mut episodes = Vec::new();
     for run in learn {
         let e = graded_episodes(run)?;
+        let count = |state: State| {
+            let of: Vec<&Graded> = e.iter().filter(|e| e.state == state).collect();
+            (of.len(), of.iter().filter(|e| e.right).count())
+        };
+        let ((answered, answered_right), (first, first_right)) =
+            (count(State::Final), count(State::First));
         println!(
-            "learn: {} ({} graded episodes, {} right)",
+            "learn: {} ({answered} graded answers, {answered_right} right; {first} first replies \
+             of escalated episodes, {first_right} right)",
             run.display(),
-            e.len(),
-            e.iter().filter(|e| e.right).count()
         );
         episodes.extend(e);
     }
@@ -229,34 +345,44 @@ pub(crate) fn fit_calibration(
         return Ok(());
     }
     let shipped = Calibrator::shipped();
-    println!("\nOn other runs' episodes (the runs' own answers, confidence recomputed):\n");
-    println!("| run | episodes | right | confidence | AUROC | ECE | log loss |");
-    println!("|---|---|---|---|---|---|---|");
+    println!(
+        "\nOn other runs' episodes (the runs' own answers, confidence recomputed; \
+         \"answered\": the answer each episode gave, \"first reply\": an escalated \
+         episode's first reply judged alone):\n"
+    );
+    println!("| run | answers | episodes | right | confidence | AUROC | ECE | log loss |");
+    println!("|---|---|---|---|---|---|---|---|");
     for run in test {
-        let e = graded_episodes(run)?;
-        let right: Vec<bool> = e.iter().map(|e| e.right).collect();
-        let n_right = right.iter().filter(|r| **r).count();
-        let rows: [(&str, Vec<f64>); 3] = [
-            (
-                "recorded (shipped, learned online)",
-                e.iter().map(|e| e.recorded).collect(),
-            ),
-            (
-                "shipped",
-                e.iter().map(|e| shipped.confidence(&e.features)).collect(),
-            ),
-            (
-                "fitted",
-                e.iter().map(|e| fitted.confidence(&e.features)).collect(),
-            ),
-        ];
-        for (name, p) in rows {
-            println!(
-                "| {} | {} | {n_right} | {name} | {} |",
-                run.display(),
-                e.len(),
-                scores(&p, &right)
-            );
+        let all = graded_episodes(run)?;
+        for (state, label) in [(State::Final, "answered"), (State::First, "first reply")] {
+            let e: Vec<&Graded> = all.iter().filter(|e| e.state == state).collect();
+            if e.is_empty() {
+                continue;
+            }
+            let right: Vec<bool> = e.iter().map(|e| e.right).collect();
+            let n_right = right.iter().filter(|r| **r).count();
+            let rows: [(&str, Vec<f64>); 3] = [
+                (
+                    "recorded (shipped, learned online)",
+                    e.iter().map(|e| e.recorded).collect(),
+                ),
+                (
+                    "shipped",
+                    e.iter().map(|e| shipped.confidence(&e.features)).collect(),
+                ),
+                (
+                    "fitted",
+                    e.iter().map(|e| fitted.confidence(&e.features)).collect(),
+                ),
+            ];
+            for (name, p) in rows {
+                println!(
+                    "| {} | {label} | {} | {n_right} | {name} | {} |",
+                    run.display(),
+                    e.len(),
+                    scores(&p, &right)
+                );
+            }
         }
     }
     Ok(())
@@ -269,6 +395,7 @@ mod tests {
     fn graded(task: &str) -> Graded {
         Graded {
             task: task.into(),
+            state: State::Final,
             features: CalibrationFeatures::default(),
             recorded: 0.5,
             right: true,

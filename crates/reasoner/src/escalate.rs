@@ -208,6 +208,12 @@ pub struct EscalationReport {
     pub first_answer: Option<String>,
     /// Its calibrated P(correct).
     pub first_confidence: f64,
+    /// The calibration features of the first answer (what the first
+    /// confidence was read from); feedback teaches the calibrator the
+    /// first answer's fate with them when it is known. Absent in traces
+    /// stored before they were kept.
+    #[serde(default)]
+    pub first_features: Option<CalibrationFeatures>,
     /// Every round considered (the last one usually not drawn).
     pub rounds: Vec<EscalationRound>,
     /// The sampled attempts, in the order drawn.
@@ -299,6 +305,14 @@ impl Pool {
         )
     }
 
+    /// How many replies gave an answer.
+    pub(crate) fn answered(&self) -> usize {
+        self.replies
+            .iter()
+            .filter(|(_, c, _)| c.answer.is_some())
+            .count()
+    }
+
     /// Share of replies giving `answer`.
     pub(crate) fn agreement(&self, answer: &str) -> f64 {
         if self.replies.is_empty() {
@@ -372,6 +386,7 @@ impl Judgement<'_> {
             self.p_true,
         );
         f.cross_check = pool.cross_check(answer);
+        f.single_reply = if pool.answered() <= 1 { 1.0 } else { 0.0 };
         Some(f)
     }
 }
@@ -415,6 +430,7 @@ pub(crate) fn run(
     let mut report = EscalationReport {
         first_answer: trace.answer.clone(),
         first_confidence,
+        first_features: Some(features.clone()),
         rounds: Vec::new(),
         attempts: Vec::new(),
         answer: leader.clone(),

@@ -961,6 +961,11 @@ impl<'a> Reasoner<'a> {
                     Some(false) => -1.0,
                     None => 0.0,
                 };
+                if agrees.is_some() {
+                    // A second reply with an answer now backs (or
+                    // contradicts) the first.
+                    features.single_reply = 0.0;
+                }
                 out.features = features;
                 self.emit(TraceEvent::CrossCheck {
                     strategy: second,
@@ -1382,6 +1387,13 @@ impl MetaParams {
             };
             self.escalation.observe(first_right, correct);
             updated.push("escalation".into());
+            // The first answer was judged on its own features (one reply)
+            // before escalation: the calibrator learns that state too,
+            // where the first answer's fate is known.
+            if let (Some(right), Some(f)) = (first_right, e.first_features.as_ref()) {
+                let (model, _) = self.calibration_for_mut(&kind);
+                model.observe(f, right);
+            }
         }
         // The step rewards are those of the first attempt: they learn from
         // its answer's fate, known unless escalation changed it.
@@ -1431,13 +1443,14 @@ struct CalibratedScorer<'c> {
 impl AttemptScorer for CalibratedScorer<'_> {
     fn p_correct(&self, e: &AttemptEvidence<'_>) -> f64 {
         let prior = self.priors.get(&e.strategy).copied().unwrap_or(0.5);
-        let f = CalibrationFeatures::from_reply(
+        let mut f = CalibrationFeatures::from_reply(
             e.candidate,
             e.agreement,
             e.findings,
             prior,
             self.p_true,
         );
+        f.single_reply = if e.replies <= 1 { 1.0 } else { 0.0 };
         self.calibration.confidence(&f)
     }
 }

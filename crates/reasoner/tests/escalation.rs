@@ -280,12 +280,20 @@ fn feedback_on_an_escalated_episode_teaches_what_escalation_does() {
     cfg.awareness.allow_abstain = false;
     let report = r.run("What is 6 * 7?", &cfg).unwrap();
     assert_eq!(report.decision, Decision::Answer);
-    assert!(report.escalation.as_ref().unwrap().escalated());
+    let e = report.escalation.as_ref().unwrap();
+    assert!(e.escalated());
+    // The first answer was judged as one reply; the pooled one is not.
+    assert_eq!(e.first_features.as_ref().unwrap().single_reply, 1.0);
+    assert_eq!(report.features.as_ref().unwrap().single_reply, 0.0);
     let before = r.params.escalation.loses.mean();
+    let observed = r.params.calibration.observed;
     // The first answer (42) was kept and was right: escalation lost nothing.
     let fb = r
         .feedback(report.episode_id.unwrap(), &Feedback::Correct)
         .unwrap();
+    // The calibrator learns both states: the pooled answer and the first
+    // reply alone (the same answer, so its fate is known).
+    assert_eq!(r.params.calibration.observed, observed + 2);
     assert!(
         fb.updated.iter().any(|u| u == "escalation"),
         "{:?}",

@@ -33,14 +33,17 @@ use serde::{Deserialize, Serialize};
 
 /// The shipped calibration model of numeric answers, fitted on the graded
 /// episodes of the whole loop on GSM8K problems
-/// (`metareason bench fit-calibration`).
+/// (`metareason bench fit-calibration`): both the answer each episode gave
+/// and, where escalation drew more replies, its first reply judged alone.
 pub const SHIPPED_CALIBRATION: &str = include_str!("../calibration.json");
 
 /// The shipped calibration model of short answers (yes/no, a choice, a
 /// short text): the model fitted on arithmetic episodes before escalation,
 /// which the abstention sets were measured with. Numbers got a model of
 /// their own when escalation changed what their features mean; no refit
-/// on short answers has been measured, so they keep this one.
+/// on short answers has been measured, so they keep this one (its
+/// `single_reply` weight is 0 with prior variance 0.01: it barely moves
+/// their confidence until feedback teaches it).
 pub const SHIPPED_CALIBRATION_SHORT_ANSWERS: &str =
     include_str!("../calibration-short-answers.json");
 
@@ -69,10 +72,16 @@ pub struct CalibrationFeatures {
     pub p_true: f64,
     /// 1 when no answer could be extracted.
     pub no_answer: f64,
+    /// 1 when the answer rests on a single reply (no other reply with an
+    /// answer was drawn): its agreement of 1 is then no evidence, where
+    /// the same agreement over a pool of replies is. Episodes stored
+    /// before this feature read 0.
+    #[serde(default)]
+    pub single_reply: f64,
 }
 
 /// Names of the entries of [`CalibrationFeatures::vector`].
-pub const FEATURE_NAMES: [&str; 11] = [
+pub const FEATURE_NAMES: [&str; 12] = [
     "bias",
     "agreement",
     "cross_check",
@@ -84,6 +93,7 @@ pub const FEATURE_NAMES: [&str; 11] = [
     "logit_prior",
     "logit_p_true",
     "no_answer",
+    "single_reply",
 ];
 
 fn logit(p: f64) -> f64 {
@@ -108,12 +118,20 @@ impl CalibrationFeatures {
             None => 0.0,
         };
         f.no_answer = if trace.answer.is_none() { 1.0 } else { 0.0 };
+        let answered = attempt
+            .outcome
+            .candidates
+            .iter()
+            .filter(|c| c.answer.is_some())
+            .count();
+        f.single_reply = if answered <= 1 { 1.0 } else { 0.0 };
         f
     }
 
     /// The features of one reply: its tokens and step rewards, the share of
     /// replies agreeing with it, what the verifiers found; not
-    /// cross-checked.
+    /// cross-checked, and read as resting on that reply alone
+    /// (`single_reply` 1) until the caller says a pool backs it.
     pub fn from_reply(
         best: &Candidate,
         agreement: f64,
@@ -144,6 +162,7 @@ impl CalibrationFeatures {
             prior,
             p_true,
             no_answer: if best.answer.is_none() { 1.0 } else { 0.0 },
+            single_reply: 1.0,
         }
     }
 
@@ -161,6 +180,7 @@ impl CalibrationFeatures {
             logit(self.prior),
             logit(self.p_true),
             self.no_answer,
+            self.single_reply,
         ]
     }
 }

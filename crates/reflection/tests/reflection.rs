@@ -177,3 +177,32 @@ fn distillation_prompts_carry_the_task_and_return_the_models_words() {
     let rendered = format!("{:?}", calls[1]);
     assert!(rendered.contains("the right answer is 120"), "{rendered}");
 }
+
+#[test]
+fn a_lone_reply_is_not_read_as_a_unanimous_pool() {
+    // One greedy reply: its agreement of 1 rests on itself alone.
+    let m = ScriptedModel::new().on(When::Always, [Reply::text("6 * 7 = 42\nThe answer is 42")]);
+    let trace = Solver::new(&m)
+        .solve("What is 6 * 7?", &SolveConfig::default())
+        .unwrap();
+    let lone = CalibrationFeatures::from_trace(&trace, None, 0.7, 0.6);
+    assert_eq!(lone.agreement, 1.0);
+    assert_eq!(lone.single_reply, 1.0);
+    // The same signals backed by a pool of replies that all agree.
+    let pooled = CalibrationFeatures {
+        single_reply: 0.0,
+        ..lone.clone()
+    };
+    let c = Calibrator::shipped();
+    assert!(
+        c.confidence(&lone) + 0.05 < c.confidence(&pooled),
+        "lone {}, pooled {}",
+        c.confidence(&lone),
+        c.confidence(&pooled)
+    );
+    // Short answers keep the earlier model, which never saw the feature
+    // (weight 0, prior variance 0.01): their confidence barely moves.
+    let s = Calibrator::shipped_short_answers();
+    let (a, b) = (s.confidence(&lone), s.confidence(&pooled));
+    assert!(a <= b && b - a < 0.001, "lone {a}, pooled {b}");
+}

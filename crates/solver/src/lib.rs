@@ -257,10 +257,18 @@ pub struct AttemptEvidence<'e> {
     pub candidate: &'e Candidate,
     /// Share of the attempt's replies agreeing with its answer.
     pub agreement: f64,
+    /// How many of the attempt's replies gave an answer (the pool the
+    /// agreement is a share of).
+    pub replies: usize,
     /// What the verifiers found.
     pub findings: &'e [Finding],
     /// The model's own P(correct) from a critique, when one ran.
     pub critique: Option<f64>,
+}
+
+/// How many of `candidates` gave an answer.
+fn answered(candidates: &[Candidate]) -> usize {
+    candidates.iter().filter(|c| c.answer.is_some()).count()
 }
 
 /// P(an attempt's answer is right). The solver picks between attempts and
@@ -324,7 +332,7 @@ impl<'a> Solver<'a> {
         &self,
         strategy: StrategyKind,
         candidate: &Candidate,
-        agreement: f64,
+        (agreement, replies): (f64, usize),
         findings: &[Finding],
         critique: Option<f64>,
     ) -> f64 {
@@ -332,6 +340,7 @@ impl<'a> Solver<'a> {
             strategy,
             candidate,
             agreement,
+            replies,
             findings,
             critique,
         })
@@ -620,7 +629,13 @@ impl<'a> Solver<'a> {
         } else {
             None
         };
-        let confidence = self.score(kind, &best, outcome.agreement, &findings, critique);
+        let confidence = self.score(
+            kind,
+            &best,
+            (outcome.agreement, answered(&outcome.candidates)),
+            &findings,
+            critique,
+        );
         Ok(Attempt {
             strategy: kind,
             prompt,
@@ -751,7 +766,13 @@ impl<'a> Solver<'a> {
             .as_ref()
             .and_then(|a| attempt.outcome.votes.get(&a.normalized))
             .map_or(0.0, |&v| v as f64 / attempt.outcome.candidates.len() as f64);
-        let confidence = self.score(attempt.strategy, &continued, agreement, &findings, None);
+        let confidence = self.score(
+            attempt.strategy,
+            &continued,
+            (agreement, answered(&attempt.outcome.candidates)),
+            &findings,
+            None,
+        );
         let accepted = confidence > attempt.confidence;
         Ok(Some(Revision {
             round,
@@ -870,7 +891,13 @@ impl<'a> Solver<'a> {
             usage,
         )?;
         let c = outcome.best().clone();
-        let confidence = self.score(attempt.strategy, &c, outcome.agreement, &findings, None);
+        let confidence = self.score(
+            attempt.strategy,
+            &c,
+            (outcome.agreement, answered(&outcome.candidates)),
+            &findings,
+            None,
+        );
         Ok(Some(Attempt {
             strategy: attempt.strategy,
             prompt: Prompt {
