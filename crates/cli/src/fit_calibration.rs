@@ -440,6 +440,40 @@ mod tests {
     }
 
     #[test]
+    fn a_first_reply_is_read_from_its_escalation_or_rebuilt_from_the_trace() {
+        use metareason_scripted::{Reply, ScriptedModel, When};
+        use metareason_solver::{SolveConfig, Solver};
+        let m =
+            ScriptedModel::new().on(When::Always, [Reply::text("6 * 7 = 42\nThe answer is 42")]);
+        let solve = Solver::new(&m)
+            .solve("What is 6 * 7?", &SolveConfig::default())
+            .unwrap();
+        let strategy = solve.attempts[solve.final_attempt].strategy;
+        let mut trace = serde_json::json!({
+            "solve": solve,
+            "escalation": {"drawn": 1},
+            "assessment": {"options": [{"strategy": strategy, "p_success": 0.8}]},
+        });
+        // A run from before the features were kept: rebuilt from the first
+        // attempt with the prior of its strategy.
+        let rebuilt = first_features(&trace, 0.6).unwrap();
+        assert_eq!(
+            rebuilt,
+            CalibrationFeatures::from_trace(&solve, None, 0.8, 0.6)
+        );
+        assert_eq!(rebuilt.single_reply, 1.0);
+        // Kept with the escalation: read as kept.
+        let kept = CalibrationFeatures {
+            agreement: 0.5,
+            ..Default::default()
+        };
+        trace["escalation"]["first_features"] = serde_json::to_value(&kept).unwrap();
+        assert_eq!(first_features(&trace, 0.6).unwrap(), kept);
+        // No escalation: no first reply apart from the answer.
+        assert!(first_features(&serde_json::json!({ "solve": solve }), 0.6).is_none());
+    }
+
+    #[test]
     fn a_run_without_memory_is_a_clear_error() {
         let dir = tempfile::tempdir().unwrap();
         let err = graded_episodes(dir.path()).err().unwrap().to_string();
