@@ -118,13 +118,11 @@ impl CalibrationFeatures {
             None => 0.0,
         };
         f.no_answer = if trace.answer.is_none() { 1.0 } else { 0.0 };
-        let answered = attempt
-            .outcome
-            .candidates
-            .iter()
-            .filter(|c| c.answer.is_some())
-            .count();
-        f.single_reply = if answered <= 1 { 1.0 } else { 0.0 };
+        f.single_reply = if metareason_solver::answered(&attempt.outcome.candidates) <= 1 {
+            1.0
+        } else {
+            0.0
+        };
         f
     }
 

@@ -266,8 +266,9 @@ pub struct AttemptEvidence<'e> {
     pub critique: Option<f64>,
 }
 
-/// How many of `candidates` gave an answer.
-fn answered(candidates: &[Candidate]) -> usize {
+/// How many of `candidates` gave an answer (the pool an agreement is a
+/// share of).
+pub fn answered(candidates: &[Candidate]) -> usize {
     candidates.iter().filter(|c| c.answer.is_some()).count()
 }
 
