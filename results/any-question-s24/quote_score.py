@@ -1,9 +1,11 @@
-"""Scores quote.py's output: AUROC of features of the copied sentence for
-"unsolvable", alone and beside the assess run's P(answerable).
+"""Scores quote.py's output: AUROC of each feature of the copied sentence
+for "unsolvable", on the questions that RUN_RESULTS.jsonl also holds.
 
-usage: python3 quote_score.py QUOTES.jsonl ASSESS_RESULTS.jsonl
+usage: python3 quote_score.py QUOTES.jsonl RUN_RESULTS.jsonl [list]
 """
-import json, re, sys
+import json, os, re, sys
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "compute-s23"))
+from first_reply import auroc  # one definition of the metric
 
 STOP = set("""a an the of in on at to for from by with about as into over after before
 during between through under above is are was were be been being do does did
@@ -45,14 +47,6 @@ def features(r):
         "not_in_context": 1.0 - in_context if not none else 1.0,
         "ctx_missing_share": len(ctx_missing) / len(qw) if qw else 0.0,
     }
-
-def auroc(scores, labels):
-    pos = [s for s, l in zip(scores, labels) if l]
-    neg = [s for s, l in zip(scores, labels) if not l]
-    if not pos or not neg:
-        return float("nan")
-    wins = sum((p > n) + 0.5 * (p == n) for p in pos for n in neg)
-    return wins / (len(pos) * len(neg))
 
 def main():
     quotes = {json.loads(l)["id"]: json.loads(l) for l in open(sys.argv[1])}
