@@ -156,10 +156,12 @@ enum BenchCommand {
     /// model as JSON, then scores the recorded, shipped and refitted
     /// confidences on the episodes of the `--test` runs.
     FitCalibration {
-        /// Run directories whose episodes the model is fitted on.
+        /// Run directories (or files of `export-graded`) whose episodes the
+        /// model is fitted on.
         #[arg(required = true)]
         learn: Vec<PathBuf>,
-        /// Run directories to score it on (not fitted on).
+        /// Run directories (or files of `export-graded`) to score it on (not
+        /// fitted on).
         #[arg(long, num_args = 1..)]
         test: Vec<PathBuf>,
         /// Where the model goes (the shipped one is
@@ -174,6 +176,21 @@ enum BenchCommand {
         /// without it the prior is centred on zero.
         #[arg(long)]
         prior_centre: Option<PathBuf>,
+    },
+    /// Write the graded numeric answers of runs of the whole loop (run
+    /// directories holding memory.sqlite) as JSON lines: each answer's
+    /// calibration features, the confidence the run gave it and whether it
+    /// was right, the task as a hash (no dataset text). `fit-calibration`
+    /// reads such a file in place of a run directory, so a calibrator can
+    /// be refitted from files kept with the results after the runs'
+    /// memories are gone.
+    ExportGraded {
+        /// Run directories (or earlier exports) to read.
+        #[arg(required = true)]
+        runs: Vec<PathBuf>,
+        /// Where the JSON lines go.
+        #[arg(long)]
+        out: PathBuf,
     },
     /// Fit the mission policy's harm classifier: Bayesian logistic
     /// regression over all-MiniLM-L6-v2 embeddings (or, with `--features
@@ -391,6 +408,10 @@ pub(crate) fn bench(g: &GlobalArgs, a: BenchArgs) -> Result<()> {
                 prior_variances,
                 prior_centre.as_deref(),
             );
+        }
+        Some(BenchCommand::ExportGraded { runs, out }) => {
+            crate::fit_calibration::export_graded(runs, out)?;
+            return Ok(());
         }
         Some(BenchCommand::FitRefusal {
             learn,

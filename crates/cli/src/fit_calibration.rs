@@ -19,7 +19,8 @@ use metareason_strategy::answer::{AnswerKind, Extract};
 
 /// Which answer of an episode a graded row is: the first reply, judged
 /// alone before escalation, or the answer the episode gave.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
 enum State {
     First,
     Final,
@@ -27,8 +28,12 @@ enum State {
 
 /// One graded answer: its task (for folds), which answer of the episode it
 /// is, its calibration features, the confidence the run gave it, and
-/// whether it was right.
+/// whether it was right. `bench export-graded` writes these as JSON lines,
+/// which `fit-calibration` reads back in place of a run directory.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 struct Graded {
+    /// A hash of the task's text: folds need only to know which answers
+    /// share a problem, and an exported file then holds no dataset text.
     task: String,
     state: State,
     features: CalibrationFeatures,
@@ -96,7 +101,13 @@ fn first_features(trace: &serde_json::Value, p_true: f64) -> Option<CalibrationF
 /// drew more replies, its first reply judged alone, when that reply's fate
 /// is known (it is the final answer, the run's results give the
 /// reference, or the final answer differs and is right).
+///
+/// `run` may also be a file of graded answers as `bench export-graded`
+/// writes it; its rows are read as they are.
 fn graded_episodes(run: &Path) -> Result<Vec<Graded>> {
+    if run.is_file() {
+        return read_graded(run);
+    }
     let path = run.join("memory.sqlite");
     if !path.is_file() {
         bail!(
@@ -166,7 +177,7 @@ fn graded_episodes(run: &Path) -> Result<Vec<Graded>> {
                 (first_right, first, first_recorded)
             {
                 out.push(Graded {
-                    task: r.task.clone(),
+                    task: task_key(&r.task),
                     state: State::First,
                     features,
                     recorded,
@@ -175,7 +186,7 @@ fn graded_episodes(run: &Path) -> Result<Vec<Graded>> {
             }
         }
         out.push(Graded {
-            task: r.task,
+            task: task_key(&r.task),
             state: State::Final,
             features: final_features,
             recorded,
@@ -183,6 +194,60 @@ fn graded_episodes(run: &Path) -> Result<Vec<Graded>> {
         });
     }
     Ok(out)
+}
+
+/// The key of a task in graded rows: a 64-bit FNV-1a hash of its text, in
+/// hex.
+fn task_key(task: &str) -> String {
+    let h = task.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+    });
+    format!("{h:016x}")
+}
+
+/// Graded answers from a JSON-lines file of `bench export-graded`.
+fn read_graded(path: &Path) -> Result<Vec<Graded>> {
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+    text.lines()
+        .enumerate()
+        .filter(|(_, l)| !l.trim().is_empty())
+        .map(|(i, l)| {
+            serde_json::from_str(l).with_context(|| {
+                format!(
+                    "{} line {}: not a graded answer as `bench export-graded` writes it \
+                     (give a run directory or such a file)",
+                    path.display(),
+                    i + 1
+                )
+            })
+        })
+        .collect()
+}
+
+/// `bench export-graded`: writes the graded answers of `runs` (run
+/// directories, or files of earlier exports) to `out` as JSON lines, one
+/// answer per line, so a calibrator can be refitted after the runs'
+/// memories are gone: features, the run's confidence and the grade, with
+/// the task as a hash (no dataset text). Returns how many were written.
+pub(crate) fn export_graded(runs: &[PathBuf], out: &Path) -> Result<usize> {
+    let mut text = String::new();
+    let mut n = 0;
+    for run in runs {
+        let rows = graded_episodes(run)?;
+        for row in &rows {
+            text.push_str(&serde_json::to_string(row)?);
+            text.push('\n');
+        }
+        println!("{}: {} graded answers", run.display(), rows.len());
+        n += rows.len();
+    }
+    if n == 0 {
+        bail!("the runs hold no graded numeric answers: nothing to export");
+    }
+    crate::bench::write_whole(out, &text)?;
+    println!("written: {} ({n} graded answers)", out.display());
+    Ok(n)
 }
 
 /// The fold (of `k`) of each episode: folds split by task, so the episodes
@@ -418,6 +483,84 @@ mod tests {
         for k in 0..5 {
             assert_eq!(folds.iter().filter(|f| **f == k).count(), 12, "fold {k}");
         }
+    }
+
+    #[test]
+    fn exported_answers_read_back_and_refit_without_the_runs_memory() {
+        let dir = tempfile::tempdir().unwrap();
+        // Sixty answers of thirty problems, right ones more agreed upon.
+        let rows: Vec<Graded> = (0..60)
+            .map(|i| {
+                let right = i % 3 != 0;
+                Graded {
+                    task: task_key(&format!("problem {}", i / 2)),
+                    state: if i % 2 == 0 {
+                        State::First
+                    } else {
+                        State::Final
+                    },
+                    features: CalibrationFeatures {
+                        agreement: if right { 0.8 } else { 0.3 } + (i % 5) as f64 * 0.02,
+                        mean_logprob: -0.1 * (i % 7) as f64,
+                        p_true: 0.6,
+                        prior: 0.5,
+                        ..CalibrationFeatures::default()
+                    },
+                    recorded: 0.5,
+                    right,
+                }
+            })
+            .collect();
+        let first = dir.path().join("first.jsonl");
+        let lines: String = rows
+            .iter()
+            .map(|r| serde_json::to_string(r).unwrap() + "\n")
+            .collect();
+        std::fs::write(&first, lines).unwrap();
+        // An export of an export is the same answers.
+        let again = dir.path().join("again.jsonl");
+        assert_eq!(
+            export_graded(std::slice::from_ref(&first), &again).unwrap(),
+            60
+        );
+        assert_eq!(read_graded(&again).unwrap(), rows);
+        // And the file stands in for a run directory when fitting.
+        let out = dir.path().join("calibration.json");
+        let again = std::slice::from_ref(&again);
+        fit_calibration(again, again, &out, &[1.0], None).unwrap();
+        let fitted: Calibrator =
+            serde_json::from_str(&std::fs::read_to_string(&out).unwrap()).unwrap();
+        let sure = CalibrationFeatures {
+            agreement: 0.9,
+            p_true: 0.6,
+            prior: 0.5,
+            ..CalibrationFeatures::default()
+        };
+        let unsure = CalibrationFeatures {
+            agreement: 0.3,
+            ..sure.clone()
+        };
+        assert!(fitted.confidence(&sure) > fitted.confidence(&unsure));
+    }
+
+    #[test]
+    fn a_task_is_exported_as_a_hash_and_a_bad_line_is_a_clear_error() {
+        let key = task_key("Natalia sold clips to 48 of her friends");
+        assert_eq!(key.len(), 16);
+        assert!(key.chars().all(|c| c.is_ascii_hexdigit()));
+        assert_eq!(key, task_key("Natalia sold clips to 48 of her friends"));
+        assert_ne!(key, task_key("Natalia sold clips to 49 of her friends"));
+        let dir = tempfile::tempdir().unwrap();
+        let bad = dir.path().join("bad.jsonl");
+        std::fs::write(&bad, "{\"task\": \"x\"}\n").unwrap();
+        let err = format!("{:#}", read_graded(&bad).unwrap_err());
+        assert!(
+            err.contains("line 1") && err.contains("export-graded"),
+            "{err}"
+        );
+        let out = dir.path().join("out.jsonl");
+        assert!(export_graded(&[bad], &out).is_err());
+        assert!(!out.exists(), "nothing written");
     }
 
     #[test]
