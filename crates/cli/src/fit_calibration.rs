@@ -199,10 +199,14 @@ fn graded_episodes(run: &Path) -> Result<Vec<Graded>> {
 /// The key of a task in graded rows: a 64-bit FNV-1a hash of its text, in
 /// hex.
 fn task_key(task: &str) -> String {
-    let h = task.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
+    format!("{:016x}", fnv1a(task))
+}
+
+/// 64-bit FNV-1a of a text: a fixed hash, the same on every build.
+fn fnv1a(s: &str) -> u64 {
+    s.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
         (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
-    });
-    format!("{h:016x}")
+    })
 }
 
 /// Graded answers from a JSON-lines file of `bench export-graded`.
@@ -260,12 +264,7 @@ fn folds_by_task(episodes: &[Graded], k: usize) -> Vec<usize> {
     tasks.dedup();
     // A fixed shuffle (by a hash of the text) so the folds do not follow
     // alphabetical order.
-    let hash = |s: &str| {
-        s.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
-            (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
-        })
-    };
-    tasks.sort_by_key(|t| hash(t));
+    tasks.sort_by_key(|t| fnv1a(t));
     let fold: BTreeMap<&str, usize> = tasks.iter().enumerate().map(|(i, t)| (*t, i % k)).collect();
     episodes.iter().map(|e| fold[e.task.as_str()]).collect()
 }
