@@ -343,11 +343,7 @@ pub fn truthfulqa(root: &Path) -> Result<Vec<Item>, DatasetError> {
             .iter()
             .map(|(k, v)| (k, v.as_f64() == Some(1.0)))
             .collect();
-        options.sort_by_key(|(k, _)| {
-            k.bytes().fold(0xcbf29ce484222325u64, |h, b| {
-                (h ^ u64::from(b)).wrapping_mul(0x100000001b3)
-            })
-        });
+        options.sort_by_key(|(k, _)| fnv1a(k));
         options.truncate(labels.len());
         let Some(right) = options.iter().position(|(_, t)| *t) else {
             continue;
@@ -575,13 +571,15 @@ impl std::str::FromStr for Split {
 /// FNV-1a of an item's id up to any `~`: variants of one item ("ID~style")
 /// share it, and with it their half and their fold.
 fn base_hash(id: &str) -> u64 {
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    let base = id.split('~').next().unwrap_or(id);
-    for b in base.bytes() {
-        h ^= u64::from(b);
-        h = h.wrapping_mul(0x0000_0100_0000_01b3);
-    }
-    h
+    fnv1a(id.split('~').next().unwrap_or(id))
+}
+
+/// 64-bit FNV-1a of a text: a fixed hash, the same on every build and
+/// platform, for splits, folds and stable choices by id.
+pub fn fnv1a(s: &str) -> u64 {
+    s.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3)
+    })
 }
 
 /// The fold (of `folds`) of an item in a cross-validation within one half:

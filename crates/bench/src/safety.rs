@@ -189,10 +189,7 @@ fn seed_values(text: &str) -> Vec<String> {
 
 /// A stable choice among `n` by the id, so a request keeps its disguise.
 fn pick(id: &str, n: usize) -> usize {
-    let h = id.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
-        (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3)
-    });
-    (h % n as u64) as usize
+    (crate::datasets::fnv1a(id) % n as u64) as usize
 }
 
 /// `question` disguised in `style`.

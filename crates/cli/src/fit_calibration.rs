@@ -11,6 +11,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
+use metareason_bench::datasets::fnv1a;
 use metareason_bench::metrics;
 use metareason_memory::Memory;
 use metareason_reflection::{CalibrationFeatures, Calibrator, FEATURE_NAMES};
@@ -200,13 +201,6 @@ fn graded_episodes(run: &Path) -> Result<Vec<Graded>> {
 /// hex.
 fn task_key(task: &str) -> String {
     format!("{:016x}", fnv1a(task))
-}
-
-/// 64-bit FNV-1a of a text: a fixed hash, the same on every build.
-fn fnv1a(s: &str) -> u64 {
-    s.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
-        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
-    })
 }
 
 /// Graded answers from a JSON-lines file of `bench export-graded`.
