@@ -29,12 +29,28 @@ if ! PYTHONPATH=target/pydeps python3 -c 'import openai, sys; sys.exit(openai.__
     --target target/pydeps --upgrade openai==3.57.0 >&2
 fi
 # A real OpenAI-compatible server for the HTTP backend's tests:
-# llama-cpp-python's (pinned; built from source by pip, about 10 minutes the
-# first time, then from pip's wheel cache), into target/pydeps-llama.
-if ! PYTHONPATH=target/pydeps-llama python3 -c 'import llama_cpp, sys; sys.exit(llama_cpp.__version__ != "0.3.36")' 2>/dev/null; then
-  echo "metareason test: installing llama-cpp-python's server (compiles llama.cpp)" >&2
+# llama-cpp-python's (pinned), into target/pydeps-llama. Built from source
+# once (about 10 minutes), portable (GGML_NATIVE=OFF): pip's own wheel cache
+# is shared by machines with different CPUs, and a wheel built for one CPU's
+# instructions dies of SIGILL on the first request on another. So the wheel
+# is built without pip's cache and kept in metareason's own cache under a
+# name that says how it was built.
+LLAMA_PY=0.3.36
+LLAMA_WHEELS="${XDG_CACHE_HOME:-$HOME/.cache}/metareason/wheels/llama-cpp-python-$LLAMA_PY-portable"
+LLAMA_MARK=target/pydeps-llama/.metareason-portable-build
+if ! { [ -f "$LLAMA_MARK" ] && PYTHONPATH=target/pydeps-llama python3 -c "import llama_cpp, sys; sys.exit(llama_cpp.__version__ != '$LLAMA_PY')" 2>/dev/null; }; then
   rm -rf target/pydeps-llama
+  if ! ls "$LLAMA_WHEELS"/llama_cpp_python-"$LLAMA_PY"-*.whl >/dev/null 2>&1; then
+    echo "metareason test: building llama-cpp-python $LLAMA_PY's server (compiles llama.cpp, portable)" >&2
+    rm -rf "$LLAMA_WHEELS.part"
+    CMAKE_ARGS="-DGGML_NATIVE=OFF" python3 -m pip wheel --quiet --disable-pip-version-check \
+      --no-cache-dir --no-deps --wheel-dir "$LLAMA_WHEELS.part" "llama-cpp-python==$LLAMA_PY" >&2
+    rm -rf "$LLAMA_WHEELS"
+    mv "$LLAMA_WHEELS.part" "$LLAMA_WHEELS"
+  fi
+  wheel=$(ls "$LLAMA_WHEELS"/llama_cpp_python-"$LLAMA_PY"-*.whl | head -n 1)
   python3 -m pip install --quiet --disable-pip-version-check --no-warn-conflicts \
-    --target target/pydeps-llama 'llama-cpp-python[server]==0.3.36' >&2
+    --target target/pydeps-llama "$wheel[server]" >&2
+  touch "$LLAMA_MARK"
 fi
 cargo test --release --locked --workspace "$@"

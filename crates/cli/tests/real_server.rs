@@ -143,25 +143,35 @@ impl Drop for PythonServer {
     }
 }
 
-fn json_of(o: &Output, log: &Mutex<String>) -> Value {
-    assert!(
-        o.status.success(),
-        "metareason failed: {}\nserver log:\n{}",
-        String::from_utf8_lossy(&o.stderr),
-        log.lock().unwrap()
-    );
+fn json_of(o: &Output, server: &mut PythonServer) -> Value {
+    if !o.status.success() {
+        // Whether the server is still there tells a metareason fault from a
+        // server that died under the request (SIGILL from a wheel built for
+        // another CPU was one).
+        let state = match server.child.try_wait() {
+            Ok(Some(status)) => format!("the server had ended: {status}"),
+            Ok(None) => "the server is still running".to_string(),
+            Err(e) => format!("the server's state is unknown: {e}"),
+        };
+        panic!(
+            "metareason failed ({state}): {}\nserver log:\n{}",
+            String::from_utf8_lossy(&o.stderr),
+            server.log.lock().unwrap()
+        );
+    }
     serde_json::from_slice(&o.stdout).expect("JSON on stdout")
 }
 
 /// One server for both checks: loading it is the slow part.
 #[test]
 fn the_http_backend_runs_the_whole_loop_on_a_real_openai_compatible_server() {
-    let server = PythonServer::start(&smollm2_path());
+    let mut server = PythonServer::start(&smollm2_path());
+    let base_url = server.base_url.clone();
     let backend = [
         "--backend",
         "openai",
         "--base-url",
-        server.base_url.as_str(),
+        base_url.as_str(),
         "--model",
         "smollm2",
     ];
@@ -182,7 +192,7 @@ fn the_http_backend_runs_the_whole_loop_on_a_real_openai_compatible_server() {
         "3",
         "Name a colour.",
     ]);
-    let g = json_of(&metareason(&args), &server.log);
+    let g = json_of(&metareason(&args), &mut server);
     let seqs = g["sequences"].as_array().unwrap();
     assert_eq!(seqs.len(), 3, "{g}");
     for s in seqs {
@@ -209,7 +219,7 @@ fn the_http_backend_runs_the_whole_loop_on_a_real_openai_compatible_server() {
         "--json",
         "What is 2 + 3?",
     ]);
-    let e = json_of(&metareason(&args), &server.log);
+    let e = json_of(&metareason(&args), &mut server);
     let decision = e["decision"].as_str().unwrap_or_default();
     assert!(
         ["answer", "abstain"].contains(&decision),

@@ -199,7 +199,7 @@ impl OpenAiModel {
                         return Err(transport_error(url, &e, self));
                     }
                     retry_after = None;
-                    tracing::warn!(%url, error = %e, attempt, "retrying");
+                    tracing::warn!(%url, error = %error_chain(&e), attempt, "retrying");
                 }
             }
             std::thread::sleep(retry_after.unwrap_or(delay));
@@ -257,6 +257,7 @@ fn truncate(s: &str, n: usize) -> String {
 }
 
 fn transport_error(url: &str, e: &reqwest::Error, m: &OpenAiModel) -> ModelError {
+    let why = error_chain(e);
     if e.is_timeout() {
         ModelError::Unreachable(format!(
             "{url} gave no answer within {:?}; the server is overloaded or the request too \
@@ -265,11 +266,31 @@ fn transport_error(url: &str, e: &reqwest::Error, m: &OpenAiModel) -> ModelError
         ))
     } else if e.is_connect() {
         ModelError::Unreachable(format!(
-            "cannot connect to {url}: is the server running and is --base-url right? ({e})"
+            "cannot connect to {url}: is the server running and is --base-url right? ({why})"
         ))
     } else {
-        ModelError::Unreachable(format!("{url}: {e}"))
+        ModelError::Unreachable(format!(
+            "{url}: {why} (a connection closed mid-answer often means the server crashed: \
+             see its log)"
+        ))
     }
+}
+
+/// The error and its causes, outermost first: reqwest's own message
+/// ("error sending request") hides whether the connection was refused or
+/// closed mid-answer, which is what tells a user where to look.
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut out = e.to_string();
+    let mut cause = e.source();
+    while let Some(c) = cause {
+        let text = c.to_string();
+        if !out.contains(&text) {
+            out.push_str(": ");
+            out.push_str(&text);
+        }
+        cause = c.source();
+    }
+    out
 }
 
 fn no_logprobs(what: &str) -> ModelError {

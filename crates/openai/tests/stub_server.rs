@@ -340,9 +340,45 @@ fn a_server_that_is_down_is_unreachable() {
     let m = OpenAiModel::new(c).unwrap();
     let e = m.generate(&request(1)).unwrap_err();
     assert!(
-        matches!(e, ModelError::Unreachable(ref s) if s.contains("is the server running")),
+        matches!(e, ModelError::Unreachable(ref s) if s.contains("is the server running")
+            && s.contains("refused")),
         "{e}"
     );
+}
+
+#[test]
+fn a_server_that_dies_mid_request_says_so_with_the_cause() {
+    // What a crashing server looks like from outside (llama-cpp-python
+    // killed by SIGILL on its first request, seen in CI): the connection is
+    // accepted, the request read, then closed without a reply.
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}/v1", listener.local_addr().unwrap());
+    let accepted = Arc::new(Mutex::new(0usize));
+    let count = accepted.clone();
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { break };
+            *count.lock().unwrap() += 1;
+            let mut buf = [0u8; 4096];
+            let _ = stream.read(&mut buf);
+            drop(stream);
+        }
+    });
+    let mut c = config(&url);
+    c.max_retries = 1;
+    let m = OpenAiModel::new(c).unwrap();
+    let e = m.generate(&request(1)).unwrap_err();
+    let ModelError::Unreachable(text) = &e else {
+        panic!("not Unreachable: {e}")
+    };
+    // The cause beneath reqwest's "error sending request" is named.
+    assert!(
+        text.contains("closed") || text.contains("reset") || text.contains("incomplete"),
+        "{text}"
+    );
+    assert!(text.contains("server crashed"), "{text}");
+    // Retried once, then given up: two connections, no hang.
+    assert_eq!(*accepted.lock().unwrap(), 2);
 }
 
 #[test]
