@@ -430,11 +430,21 @@ impl<'a> Solver<'a> {
                 }
             }
             let unanswered = attempt.outcome.best().answer.is_none();
+            // A sandbox that cannot start fails every program: say so, or
+            // the user sees only "no answer" and never learns why.
+            let sandbox_failure = attempt
+                .findings
+                .iter()
+                .find(|f| f.message.starts_with(SANDBOX_FAILED))
+                .map(|f| f.message.clone());
             attempts.push(attempt);
             let Some(&next) = plan.get(i + 1) else { break };
             let reason = match (collapsed, unanswered) {
                 (Some((step, why)), _) => format!("step rewards collapsed: {why} (step {step})"),
-                (None, true) => "no answer could be extracted".to_string(),
+                (None, true) => match sandbox_failure {
+                    Some(why) => format!("no answer could be extracted: {why}"),
+                    None => "no answer could be extracted".to_string(),
+                },
                 (None, false) => break,
             };
             switches.push(Switch {
@@ -913,6 +923,9 @@ impl<'a> Solver<'a> {
     }
 }
 
+/// How a finding of a sandbox that could not run a program begins.
+const SANDBOX_FAILED: &str = "the sandbox could not run the program";
+
 /// Runs the program of reply `i`; when the sandbox itself fails, the reply
 /// has no answer and a finding says why (one reply's failed sandbox run is
 /// a failed attempt, not an aborted solve). The finding carries no weight
@@ -932,7 +945,7 @@ fn run_or_fail(
                     verifier: VerifierKind::Program,
                     verdict: Verdict::Fail,
                     step: None,
-                    message: format!("the sandbox could not run the program: {e}"),
+                    message: format!("{SANDBOX_FAILED}: {e}"),
                     confidence: 0.0,
                 },
             ));

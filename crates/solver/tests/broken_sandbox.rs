@@ -63,4 +63,12 @@ fn a_sandbox_that_cannot_start_sends_the_task_to_the_next_strategy() {
         f.message
     );
     assert_eq!(t.switches.len(), 1);
+    // The switch, which `solve` prints, names the cause: without it the
+    // user saw only "no answer could be extracted".
+    let reason = &t.switches[0].reason;
+    assert!(
+        reason.starts_with("no answer could be extracted: the sandbox could not run the program")
+            && reason.contains("No permissions to create new namespace"),
+        "{reason}"
+    );
 }
