@@ -7,10 +7,19 @@ as the loop weighs them). Answering all only: a cut run's calibrated
 confidence, and so its abstention, cannot be replayed from the record.
 
     python3 results/compute-s27/depth.py NAME=RUN_DIR...
+
+Unlike `results/compute-s19/caps.py`, whose `replay` also asks the
+settled rule again after every reply, this cuts the recorded replies
+only, so "as run" is the run's own reply count; the vote weight is
+caps.py's.
 """
 import json
+import os
 import sys
 from collections import defaultdict
+
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "compute-s19"))
+from caps import weight  # noqa: E402
 
 
 def leader_right(replies):
@@ -18,8 +27,7 @@ def leader_right(replies):
     for r in replies:
         if r["answer"] is None:
             continue
-        conf = r.get("confidence") or {}
-        votes[r["answer"]] += conf.get("lowest_group", 1.0)
+        votes[r["answer"]] += weight(r)
         right[r["answer"]] = r["correct"]
     if not votes:
         return False
