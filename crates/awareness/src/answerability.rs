@@ -5,8 +5,9 @@
 //! regression over cheap signals of the model (its P(True) that the
 //! question can be answered, its P(Yes) that the question rests on a false
 //! premise, that it asks the unknowable, that a given context suffices, its
-//! own P("unknown") as the answer, the question's perplexity) and the
-//! distance of the task to what memory has seen. The shipped weights
+//! own P("unknown") as the answer, the question's perplexity, how often
+//! its sampled short answers agree) and the distance of the task to what
+//! memory has seen. The shipped weights
 //! (`answerability.json`) were fitted on the learn halves of the
 //! development abstention sets (see the README for the command and the
 //! test-half figures).
@@ -27,7 +28,7 @@ use crate::policy::Costs;
 use crate::Probes;
 
 /// Names of the features, in order.
-pub const FEATURES: [&str; 10] = [
+pub const FEATURES: [&str; 11] = [
     "bias",
     "logit_p_answerable",
     "logit_p_false_premise",
@@ -38,6 +39,7 @@ pub const FEATURES: [&str; 10] = [
     "question_logprob",
     "ood",
     "state_logit_decline",
+    "sample_agreement",
 ];
 
 /// How far the state probe's logit may move the features (a probe fitted
@@ -66,6 +68,11 @@ pub fn features(probes: &Probes, ood: f64) -> Vec<f64> {
             .map_or(0.0, |lp| ((lp + 3.0) / 2.0).clamp(-3.0, 3.0)),
         ood.clamp(0.0, 1.0),
         probes.state_p_decline.map_or(0.0, state_feature),
+        // Centred so that "not sampled" (0) sits between agreement and
+        // disagreement.
+        probes
+            .sample_agreement
+            .map_or(0.0, |s| 2.0 * s.clamp(0.0, 1.0) - 1.0),
     ]
 }
 
@@ -252,8 +259,8 @@ mod tests {
         // his toenails?" (ku-0, unanswerable) and one it can answer
         // (ku-11). No state probe ships (it declined ordinary questions
         // such as "What does DNA stand for?"), so its feature reads 0.
-        let unknowable = [1.0, -0.32, 0.55, 0.53, 0.0, 0.0, 2.94, -0.23, 1.0, 0.0];
-        let answerable = [1.0, 0.77, 0.63, 0.47, 0.0, 0.0, -3.04, 0.5, 0.78, 0.0];
+        let unknowable = [1.0, -0.32, 0.55, 0.53, 0.0, 0.0, 2.94, -0.23, 1.0, 0.0, 0.0];
+        let answerable = [1.0, 0.77, 0.63, 0.47, 0.0, 0.0, -3.04, 0.5, 0.78, 0.0, 0.0];
         let (a, u) = (m.p_answerable(&answerable), m.p_answerable(&unknowable));
         assert!(a > u + 0.2, "{a} vs {u}");
         let threshold = decline_threshold(&Costs::default(), 0.4);

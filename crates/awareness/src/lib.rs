@@ -28,9 +28,11 @@ pub mod prompts;
 
 use metareason_bayes::{sigmoid, LogisticRegression};
 use metareason_core::{
-    AnswerKind, Embedder, LanguageModel, ModelError, Prompt, ScoreRequest, Usage,
+    AnswerKind, Embedder, GenerateRequest, LanguageModel, ModelError, Prompt, SamplingParams,
+    ScoreRequest, Usage,
 };
 use metareason_memory::{Decision, Memory, MemoryError};
+use metareason_strategy::answer::Extract;
 use metareason_strategy::StrategyKind;
 use rand::Rng;
 use serde::{Deserialize, Serialize};
@@ -88,6 +90,12 @@ pub struct Probes {
     /// model's own state (only where that state can be read).
     #[serde(default)]
     pub state_p_decline: Option<f64>,
+    /// How often sampled short answers agree: the share of the samples in
+    /// the largest group of answers that mean the same (a discrete form of
+    /// semantic entropy; only for short-text questions, and only when
+    /// [`AwarenessSettings::agreement_samples`] asks for samples).
+    #[serde(default)]
+    pub sample_agreement: Option<f64>,
     /// Cost of the probes.
     pub usage: Usage,
 }
@@ -148,6 +156,49 @@ pub struct AwarenessSettings {
     /// token cost instead of P·v − (1 − P)·w − token cost. Pre-task
     /// abstention then happens only where even that option does not pay.
     pub abstain_later: bool,
+    /// How many short answers to sample for the agreement probe of a
+    /// short-text question (0 or 1: the probe is off, its feature reads
+    /// "no evidence").
+    pub agreement_samples: usize,
+}
+
+/// Samples the agreement probe draws by default. Off: the probe was
+/// measured on the development sets and did not earn its tokens (see the
+/// README, "Any question").
+pub const AGREEMENT_SAMPLES: usize = 0;
+
+/// Sampling of the agreement probe: the model's own distribution
+/// (temperature 1), one short line, seeded so that a run repeats.
+fn agreement_params() -> SamplingParams {
+    SamplingParams {
+        temperature: 1.0,
+        max_tokens: 32,
+        stop: vec!["\n".into()],
+        top_logprobs: 0,
+        seed: 0x5eed,
+        ..SamplingParams::default()
+    }
+}
+
+/// The share of `answers` in the largest group of short-text answers that
+/// mean the same ([`Extract::meaning_groups`]); an answer that could not be
+/// read (None) is a group of its own. 0 for no answers.
+pub fn agreement_share(answers: &[Option<String>]) -> f64 {
+    let read: Vec<&str> = answers.iter().flatten().map(String::as_str).collect();
+    if answers.is_empty() || read.is_empty() {
+        return if answers.is_empty() {
+            0.0
+        } else {
+            1.0 / answers.len() as f64
+        };
+    }
+    let groups = AnswerKind::Text.meaning_groups(&read);
+    let mut sizes = vec![0usize; read.len()];
+    for g in groups {
+        sizes[g] += 1;
+    }
+    let largest = sizes.into_iter().max().unwrap_or(0).max(1);
+    largest as f64 / answers.len() as f64
 }
 
 impl Default for AwarenessSettings {
@@ -158,6 +209,7 @@ impl Default for AwarenessSettings {
             probes: true,
             allow_abstain: true,
             abstain_later: true,
+            agreement_samples: AGREEMENT_SAMPLES,
         }
     }
 }
@@ -235,10 +287,11 @@ pub struct Awareness<'a> {
 
 impl Awareness<'_> {
     /// Runs the probes on `task`: the yes/no questions about it (sharing
-    /// one prompt prefix), the model's own P("unknown"), perplexity, and
-    /// the answerability model's probe of the model's state where one of
-    /// the embedders reads that state.
-    pub fn probe(&self, task: &str) -> Result<Probes, ModelError> {
+    /// one prompt prefix), the model's own P("unknown"), perplexity, the
+    /// agreement of sampled answers (short-text questions, when the
+    /// settings ask for samples), and the answerability model's probe of
+    /// the model's state where one of the embedders reads that state.
+    pub fn probe(&self, task: &str, answer_kind: &AnswerKind) -> Result<Probes, ModelError> {
         let mut usage = Usage::default();
         let mut ask = |probe: &str| -> Result<f64, ModelError> {
             let prompt = Prompt::user(prompts::fill(
@@ -275,6 +328,7 @@ impl Awareness<'_> {
         })?;
         usage += scored.usage;
         let n = scored.tokens.len().max(1) as f64;
+        let sample_agreement = self.sample_agreement(task, answer_kind, &mut usage)?;
         Ok(Probes {
             p_true: Some(p_true),
             question_logprob: Some(scored.total_logprob() / n),
@@ -283,8 +337,45 @@ impl Awareness<'_> {
             p_context_suffices,
             p_unknown_reply: Some(unknown.total_logprob().exp().clamp(0.0, 1.0)),
             state_p_decline: self.state_p_decline(task),
+            sample_agreement,
             usage,
         })
+    }
+
+    /// The agreement probe: the model's short answer sampled
+    /// `agreement_samples` times (one prompt, shared by the samples), read
+    /// as short text and grouped by meaning. Only short-text questions: a
+    /// number usually needs working that a one-line answer skips, and
+    /// prose is not voted on.
+    fn sample_agreement(
+        &self,
+        task: &str,
+        answer_kind: &AnswerKind,
+        usage: &mut Usage,
+    ) -> Result<Option<f64>, ModelError> {
+        let k = self.settings.agreement_samples;
+        if k < 2 || !matches!(answer_kind, AnswerKind::Text) {
+            return Ok(None);
+        }
+        let prompt = Prompt {
+            assistant_prefix: prompts::UNKNOWN_PREFIX.to_string(),
+            ..Prompt::user(prompts::fill(prompts::AGREEMENT_USER, &[("task", task)]))
+                .with_system(prompts::UNKNOWN_SYSTEM)
+        };
+        let generation = self
+            .model
+            .generate(&GenerateRequest::new(prompt, agreement_params()).with_n(k))?;
+        *usage += generation.usage;
+        let answers: Vec<Option<String>> = generation
+            .sequences
+            .iter()
+            .map(|s| {
+                AnswerKind::Text
+                    .extract(&format!("{} {}", prompts::UNKNOWN_PREFIX, s.text.trim()))
+                    .map(|a| a.normalized)
+            })
+            .collect();
+        Ok(Some(agreement_share(&answers)))
     }
 
     /// The answerability model's state probe on `task`, when one of the
@@ -385,7 +476,7 @@ impl Awareness<'_> {
             &self.settings.capability,
         );
         if self.settings.probes {
-            out.probes = self.probe(task)?;
+            out.probes = self.probe(task, answer_kind)?;
             usage += out.probes.usage;
         }
         let per_token = costs.cost_per_1k_tokens / 1000.0;
@@ -457,13 +548,14 @@ impl Awareness<'_> {
                      where declining (a claim that can be wrong, like an answer) beats \
                      attempting (best strategy's utility {best_mean:.3}); P(True) {}, P(false \
                      premise) {}, P(unknowable) {}, P(\"unknown\") {}, state probe's \
-                     P(decline) {}",
+                     P(decline) {}, sampled answers agreeing {}",
                     verdict.suspect.name(),
                     fmt_p(out.probes.p_true),
                     fmt_p(out.probes.p_false_premise),
                     fmt_p(out.probes.p_unknowable),
                     fmt_p(out.probes.p_unknown_reply),
                     fmt_p(out.probes.state_p_decline),
+                    fmt_p(out.probes.sample_agreement),
                 );
                 out.reply = Some(verdict.suspect.reply().to_string());
                 return Ok(out);

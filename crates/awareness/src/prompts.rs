@@ -60,6 +60,13 @@ unknown.\" instead.";
 /// The start of the model's reply after which P(" unknown") is read.
 pub const UNKNOWN_PREFIX: &str = "The answer is";
 
+/// User prompt of the sampled answers whose agreement is a probe of
+/// answerability: `{task}`. The model's answer is sampled several times
+/// after [`UNKNOWN_PREFIX`]; "unknown" is not offered, so a question the
+/// model cannot answer shows as answers that disagree.
+pub const AGREEMENT_USER: &str = "{task}\n\nReply with one line of the form \"The answer is \
+ANSWER.\"";
+
 /// System prompt of the answer-kind question, asked when the rules are unsure.
 pub const KIND_SYSTEM: &str = "You classify requests. Answer with one letter.";
 

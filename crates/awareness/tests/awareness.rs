@@ -925,3 +925,106 @@ fn the_state_probe_speaks_for_answerability_only_where_its_reading_is_at_hand() 
     assert_eq!(v.features[FEATURES.len() - 1], 0.0);
     assert!(!v.declined && (v.p_answerable - metareason_bayes::sigmoid(1.0)).abs() < 1e-3);
 }
+
+#[test]
+fn sampled_answers_that_disagree_lower_p_answerable_when_the_model_weighs_agreement() {
+    use metareason_awareness::answerability::FEATURES;
+    use metareason_awareness::{agreement_share, prompts};
+    use metareason_scripted::{Reply, When};
+    // Groups by meaning: "shakespeare" joins "william shakespeare"; an
+    // unreadable answer is a group of its own.
+    let share = agreement_share(&[
+        Some("william shakespeare".into()),
+        Some("shakespeare".into()),
+        Some("christopher marlowe".into()),
+        None,
+    ]);
+    assert!((share - 0.5).abs() < 1e-12, "{share}");
+    assert!((agreement_share(&[None, None]) - 0.5).abs() < 1e-12);
+    assert_eq!(agreement_share(&[]), 0.0);
+
+    let policy = Policy::parse("", "empty").unwrap();
+    let agreement_prompt = prompts::AGREEMENT_USER.replace("{task}", "");
+    let sampled = |replies: &[&str]| {
+        ScriptedModel::new()
+            .on(
+                When::PromptContains(agreement_prompt.trim().to_string()),
+                replies.iter().map(|r| Reply::text(r)),
+            )
+            .score("Yes", (0.5f32).ln())
+            .score("No", (0.5f32).ln())
+    };
+    // A model that weighs agreement alone: P(answerable) = σ(3·(2s − 1)).
+    let mut weights = vec![0.0; FEATURES.len()];
+    let at = FEATURES
+        .iter()
+        .position(|f| *f == "sample_agreement")
+        .unwrap();
+    weights[at] = 3.0;
+    let weighs_agreement = AnswerabilityModel {
+        features: FEATURES.iter().map(|f| f.to_string()).collect(),
+        model: metareason_bayes::LogisticRegression::new(weights, 1e-6),
+        fitted_on: "test".into(),
+        state_probe: None,
+    };
+    let settings = AwarenessSettings {
+        agreement_samples: 4,
+        ..AwarenessSettings::default()
+    };
+    let agree = sampled(&[" Paris.", " Paris, France.", " paris", " Paris."]);
+    let a = Awareness {
+        model: &agree,
+        policy: &policy,
+        settings: settings.clone(),
+        answerability: &weighs_agreement,
+        embedders: &[],
+    };
+    let out = assess(&a, "What is the capital of France?");
+    assert_eq!(out.probes.sample_agreement, Some(1.0));
+    let p_agree = out.answerability.as_ref().unwrap().p_answerable;
+    assert!(p_agree > 0.9, "{p_agree}");
+    assert_eq!(out.decision, Decision::Answer, "{}", out.reason);
+
+    let disagree = sampled(&[" 1912.", " Bob.", " 42", " the moon."]);
+    let b = Awareness {
+        model: &disagree,
+        ..a
+    };
+    let out = assess(
+        &b,
+        "What did Lincoln have for breakfast on his tenth birthday?",
+    );
+    assert_eq!(out.probes.sample_agreement, Some(0.25));
+    let v = out.answerability.as_ref().unwrap();
+    assert!(v.p_answerable < 0.25, "{v:?}");
+    assert!(v.declined, "{v:?}");
+    assert!(
+        out.reason.contains("sampled answers agreeing 0.25"),
+        "{}",
+        out.reason
+    );
+    assert_eq!(
+        disagree.sequences_generated(),
+        4,
+        "one prompt, four samples"
+    );
+
+    // Not a short-text question, or no samples asked for: no samples drawn
+    // and the feature reads "no evidence".
+    let c = Awareness {
+        model: &disagree,
+        ..b
+    };
+    let out = assess_kind(&c, "What is 6 times 7?", &AnswerKind::Number);
+    assert_eq!(out.probes.sample_agreement, None);
+    let off = sampled(&[" 1912."]);
+    let d = Awareness {
+        model: &off,
+        settings: AwarenessSettings::default(),
+        ..c
+    };
+    let out = assess(&d, "What did Lincoln have for breakfast?");
+    assert_eq!(out.probes.sample_agreement, None);
+    assert_eq!(off.sequences_generated(), 0);
+    assert_eq!(out.answerability.unwrap().features[at], 0.0);
+}

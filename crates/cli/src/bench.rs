@@ -881,6 +881,10 @@ fn fit_answerability(
     state: Option<(&Path, &Path)>,
 ) -> Result<()> {
     use metareason_awareness::answerability::{self, AnswerabilityModel, FEATURES};
+    // Where the state probe's feature sits; runs recorded before it have
+    // exactly this many features.
+    const STATE_FEATURE: usize = 9;
+    debug_assert_eq!(FEATURES[STATE_FEATURE], "state_logit_decline");
     let state = state
         .map(|(probe, oof)| -> Result<_> {
             let text = std::fs::read_to_string(probe)
@@ -923,10 +927,11 @@ fn fit_answerability(
             let Some(mut x) = r.answerability else {
                 continue;
             };
-            // A run recorded before the state feature existed has it
-            // missing: no evidence, unless out-of-fold values are given.
-            if x.len() + 1 == FEATURES.len() {
-                x.push(0.0);
+            // A run recorded before the later features existed (the state
+            // probe, the agreement of sampled answers) has them missing:
+            // no evidence, unless out-of-fold values are given.
+            if (STATE_FEATURE..FEATURES.len()).contains(&x.len()) {
+                x.resize(FEATURES.len(), 0.0);
             }
             if x.len() != FEATURES.len() {
                 bail!(
@@ -947,7 +952,7 @@ fn fit_answerability(
                         r.id
                     );
                 };
-                x[FEATURES.len() - 1] = answerability::state_feature(*p);
+                x[STATE_FEATURE] = answerability::state_feature(*p);
             }
             xs.push(x);
             ys.push(!r.should_decline);
