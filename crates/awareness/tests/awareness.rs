@@ -880,9 +880,13 @@ fn the_state_probe_speaks_for_answerability_only_where_its_reading_is_at_hand() 
     };
     // The model leans on the probe alone: P(answerable) = sigmoid(1 - 1.5
     // * its logit).
+    let state = FEATURES
+        .iter()
+        .position(|f| *f == "state_logit_decline")
+        .unwrap();
     let mut mean = vec![0.0; FEATURES.len()];
     mean[0] = 1.0;
-    mean[FEATURES.len() - 1] = -1.5;
+    mean[state] = -1.5;
     let model = AnswerabilityModel {
         features: FEATURES.iter().map(|f| f.to_string()).collect(),
         model: metareason_bayes::LogisticRegression::new(mean, 1e-6),
@@ -922,7 +926,7 @@ fn the_state_probe_speaks_for_answerability_only_where_its_reading_is_at_hand() 
     let unread = assess(&b, "Who maybe wins the 2040 World Cup?");
     assert_eq!(unread.probes.state_p_decline, None);
     let v = unread.answerability.as_ref().unwrap();
-    assert_eq!(v.features[FEATURES.len() - 1], 0.0);
+    assert_eq!(v.features[state], 0.0);
     assert!(!v.declined && (v.p_answerable - metareason_bayes::sigmoid(1.0)).abs() < 1e-3);
 }
 
