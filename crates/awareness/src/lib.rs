@@ -184,19 +184,15 @@ fn agreement_params() -> SamplingParams {
 /// mean the same ([`Extract::meaning_groups`]); an answer that could not be
 /// read (None) is a group of its own. 0 for no answers.
 pub fn agreement_share(answers: &[Option<String>]) -> f64 {
-    let read: Vec<&str> = answers.iter().flatten().map(String::as_str).collect();
-    if answers.is_empty() || read.is_empty() {
-        return if answers.is_empty() {
-            0.0
-        } else {
-            1.0 / answers.len() as f64
-        };
+    if answers.is_empty() {
+        return 0.0;
     }
-    let groups = AnswerKind::Text.meaning_groups(&read);
+    let read: Vec<&str> = answers.iter().flatten().map(String::as_str).collect();
     let mut sizes = vec![0usize; read.len()];
-    for g in groups {
+    for g in AnswerKind::Text.meaning_groups(&read) {
         sizes[g] += 1;
     }
+    // With nothing read, every answer is a group of one.
     let largest = sizes.into_iter().max().unwrap_or(0).max(1);
     largest as f64 / answers.len() as f64
 }
