@@ -42,6 +42,13 @@ pub const FEATURES: [&str; 11] = [
     "sample_agreement",
 ];
 
+/// Where `state_logit_decline` sits in [`FEATURES`]; runs recorded before
+/// it existed have exactly this many features.
+pub const STATE_FEATURE: usize = 9;
+
+/// Where `sample_agreement` sits in [`FEATURES`].
+pub const AGREEMENT_FEATURE: usize = 10;
+
 /// How far the state probe's logit may move the features (a probe fitted
 /// with fewer questions than dimensions can be very sure out of its data).
 const STATE_LOGIT_BOUND: f64 = 6.0;
@@ -273,6 +280,12 @@ mod tests {
         };
         assert_eq!(Suspect::of(&doubtful), Suspect::FalsePremise);
         assert_eq!(Suspect::of(&Probes::default()), Suspect::General);
+    }
+
+    #[test]
+    fn the_feature_indices_name_their_features() {
+        assert_eq!(FEATURES[STATE_FEATURE], "state_logit_decline");
+        assert_eq!(FEATURES[AGREEMENT_FEATURE], "sample_agreement");
     }
 
     #[test]

@@ -880,10 +880,7 @@ fn the_state_probe_speaks_for_answerability_only_where_its_reading_is_at_hand() 
     };
     // The model leans on the probe alone: P(answerable) = sigmoid(1 - 1.5
     // * its logit).
-    let state = FEATURES
-        .iter()
-        .position(|f| *f == "state_logit_decline")
-        .unwrap();
+    let state = metareason_awareness::answerability::STATE_FEATURE;
     let mut mean = vec![0.0; FEATURES.len()];
     mean[0] = 1.0;
     mean[state] = -1.5;
@@ -960,10 +957,7 @@ fn sampled_answers_that_disagree_lower_p_answerable_when_the_model_weighs_agreem
     };
     // A model that weighs agreement alone: P(answerable) = σ(3·(2s − 1)).
     let mut weights = vec![0.0; FEATURES.len()];
-    let at = FEATURES
-        .iter()
-        .position(|f| *f == "sample_agreement")
-        .unwrap();
+    let at = metareason_awareness::answerability::AGREEMENT_FEATURE;
     weights[at] = 3.0;
     let weighs_agreement = AnswerabilityModel {
         features: FEATURES.iter().map(|f| f.to_string()).collect(),

@@ -880,11 +880,7 @@ fn fit_answerability(
     prior_variance: f64,
     state: Option<(&Path, &Path)>,
 ) -> Result<()> {
-    use metareason_awareness::answerability::{self, AnswerabilityModel, FEATURES};
-    // Where the state probe's feature sits; runs recorded before it have
-    // exactly this many features.
-    const STATE_FEATURE: usize = 9;
-    debug_assert_eq!(FEATURES[STATE_FEATURE], "state_logit_decline");
+    use metareason_awareness::answerability::{self, AnswerabilityModel, FEATURES, STATE_FEATURE};
     let state = state
         .map(|(probe, oof)| -> Result<_> {
             let text = std::fs::read_to_string(probe)
