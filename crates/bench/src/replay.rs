@@ -39,6 +39,20 @@ pub enum Rule {
     /// Adaptive consistency: replies one at a time until the stopping rule
     /// is sure of the majority.
     Adaptive(StopRule),
+    /// Adaptive consistency as the loop's escalation weighs it: each vote
+    /// weighted by its reply's confidence (rescaled so the weights sum to
+    /// the number of replies), the answer the weighted winner; with a
+    /// `lookahead`, also stopped once that many more replies could not put
+    /// another answer ahead (`monitor::stopping::settled`). Never stops on
+    /// the first reply alone.
+    AdaptiveWeighted {
+        /// When the weighted majority is sure enough.
+        stop: StopRule,
+        /// The confidence that weighs a vote.
+        measure: ConfidenceMeasure,
+        /// Replies the settled rule looks ahead (0: not asked).
+        lookahead: usize,
+    },
     /// The `keep` share of replies with the highest confidence measure,
     /// voted by it (DeepConf's offline filtering).
     Filtered {
@@ -113,6 +127,22 @@ impl Rule {
                 vote: Vote::BestScore,
             } => format!("best of {n} by step reward (no vote)"),
             Rule::Adaptive(r) => format!("adaptive consistency, {}", stop(r)),
+            Rule::AdaptiveWeighted {
+                stop: r,
+                measure,
+                lookahead,
+            } => {
+                let settled = if *lookahead > 0 {
+                    format!(" or settled {lookahead} replies ahead")
+                } else {
+                    String::new()
+                };
+                format!(
+                    "adaptive consistency, {}{settled}, votes weighted by {} confidence",
+                    stop(r),
+                    measure.name()
+                )
+            }
             Rule::Filtered { keep, measure } => format!(
                 "DeepConf offline: top {:.0}% by {}, weighted vote",
                 keep * 100.0,
@@ -200,6 +230,75 @@ pub fn loop_rules(budget: Option<usize>) -> Vec<Rule> {
         Rule::LoopRounds(LoopStop::Settled),
         Rule::LoopRounds(LoopStop::SettledEachReply { budget }),
     ]
+}
+
+/// The rules `bench replay --mix` reports over `n` replies interleaved
+/// from two sampling runs (a mixture of `strategies` strategies taking
+/// turns): all of them voted plainly and by confidence, adaptive
+/// consistency with plain votes, and the loop's escalation rule (weighted
+/// votes, stopped once sure or once a cycle of the mixture cannot overturn
+/// the leader).
+pub fn mixture_rules(n: usize, strategies: usize) -> Vec<Rule> {
+    let beta = StopRule::Beta { threshold: 0.95 };
+    vec![
+        Rule::FirstN {
+            n: strategies,
+            vote: Vote::Weighted(ConfidenceMeasure::LowestGroup),
+        },
+        Rule::FirstN {
+            n,
+            vote: Vote::Majority,
+        },
+        Rule::FirstN {
+            n,
+            vote: Vote::Weighted(ConfidenceMeasure::LowestGroup),
+        },
+        Rule::Adaptive(beta),
+        Rule::AdaptiveWeighted {
+            stop: beta,
+            measure: ConfidenceMeasure::LowestGroup,
+            lookahead: 0,
+        },
+        Rule::AdaptiveWeighted {
+            stop: beta,
+            measure: ConfidenceMeasure::LowestGroup,
+            lookahead: strategies,
+        },
+    ]
+}
+
+/// Items of two sampling runs of the same problems, their replies taken in
+/// turns (`first`'s, then `second`'s, and so on; the longer run's rest at
+/// the end), each run's in the order it drew them, at most `budget` in all:
+/// what adaptive consistency over a mixture of the two runs' strategies
+/// would have seen with that budget. Only items both runs recorded replies
+/// for are kept, in `first`'s order.
+pub fn interleave(first: &[ItemResult], second: &[ItemResult], budget: usize) -> Vec<ItemResult> {
+    let by_id: BTreeMap<&str, &ItemResult> = second
+        .iter()
+        .filter(|r| !r.samples.is_empty())
+        .map(|r| (r.id.as_str(), r))
+        .collect();
+    first
+        .iter()
+        .filter(|a| !a.samples.is_empty())
+        .filter_map(|a| {
+            let b = by_id.get(a.id.as_str())?;
+            let mut samples = Vec::with_capacity(a.samples.len() + b.samples.len());
+            for i in 0..a.samples.len().max(b.samples.len()) {
+                samples.extend(a.samples.get(i).cloned());
+                samples.extend(b.samples.get(i).cloned());
+            }
+            samples.truncate(budget);
+            for s in &mut samples {
+                s.round = None;
+            }
+            Some(ItemResult {
+                samples,
+                ..a.clone()
+            })
+        })
+        .collect()
 }
 
 /// Splits a whole-loop item's replies into rounds: by their recorded
@@ -304,6 +403,34 @@ pub fn replay_item(rule: &Rule, samples: &[SampleRecord]) -> Option<Replayed> {
             }
             Replayed {
                 correct: right(winner(&kept, |_| 1.0)),
+                samples: kept.len(),
+                tokens: kept.iter().map(|s| s.tokens).sum(),
+            }
+        }
+        Rule::AdaptiveWeighted {
+            stop,
+            measure,
+            lookahead,
+        } => {
+            let w = |s: &SampleRecord| measure.vote_weight(&s.confidence);
+            let mut kept = Vec::new();
+            for (i, s) in samples.iter().enumerate() {
+                kept.push(s);
+                let left = samples.len() - i - 1;
+                if kept.len() < 2 || left == 0 {
+                    continue;
+                }
+                let plain: Vec<&str> = kept.iter().filter_map(|s| s.answer.as_deref()).collect();
+                let settled_now =
+                    *lookahead > 0 && settled(&count_votes(plain), (*lookahead).min(left));
+                if settled_now || stop.should_stop_weighted(&counts(&kept, w)) {
+                    break;
+                }
+            }
+            let pick = weighted_winner(&kept, |s| s.answer.as_deref(), |s| w(s), |s| w(s))
+                .map(|i| kept[i]);
+            Replayed {
+                correct: right(pick),
                 samples: kept.len(),
                 tokens: kept.iter().map(|s| s.tokens).sum(),
             }

@@ -1,7 +1,7 @@
 //! Replayed rules see the recorded replies in order and cost what they drew.
 
-use metareason_bench::replay::{replay_item, rounds_of, LoopStop, Rule, Vote};
-use metareason_bench::run::SampleRecord;
+use metareason_bench::replay::{interleave, replay_item, rounds_of, LoopStop, Rule, Vote};
+use metareason_bench::run::{ItemResult, SampleRecord};
 use metareason_monitor::confidence::{ConfidenceMeasure, TraceConfidence};
 use metareason_monitor::StopRule;
 use metareason_strategy::StrategyKind;
@@ -223,4 +223,81 @@ fn inferred_rounds_keep_a_first_attempt_of_several_replies_together() {
         .collect();
     let sizes: Vec<usize> = rounds_of(&s).iter().map(|r| r.len()).collect();
     assert_eq!(sizes, [3, 2, 2]);
+}
+
+/// An item of a sampling run: `id` with `samples`.
+fn item(id: &str, samples: Vec<SampleRecord>) -> ItemResult {
+    let mut r: ItemResult = serde_json::from_value(serde_json::json!({
+        "id": id, "decision": "answer", "answer": "42", "reference": "42",
+        "correct": true, "should_decline": false, "confidence": 0.5,
+        "candidate_correct": true, "generated_tokens": 0, "prompt_tokens": 0,
+        "seconds": 1.0
+    }))
+    .expect("a valid item");
+    r.samples = samples;
+    r
+}
+
+#[test]
+fn a_mixture_takes_the_two_runs_replies_in_turns_on_the_items_both_recorded() {
+    let pal = |a: &str| SampleRecord {
+        strategy: StrategyKind::ProgramAided,
+        round: Some(1),
+        ..reply(a, 5.0, false)
+    };
+    let cot = |a: &str| reply(a, 5.0, false);
+    let first = vec![
+        item("a", vec![pal("1"), pal("2"), pal("3")]),
+        item("only-first", vec![pal("9")]),
+        item("b", vec![pal("5")]),
+    ];
+    let second = vec![
+        item("b", vec![cot("6"), cot("7")]),
+        item("a", vec![cot("4")]),
+        item("only-second", vec![cot("8")]),
+    ];
+    let mixed = interleave(&first, &second, 8);
+    let ids: Vec<&str> = mixed.iter().map(|r| r.id.as_str()).collect();
+    assert_eq!(ids, ["a", "b"]);
+    let answers = |r: &ItemResult| -> Vec<String> {
+        r.samples
+            .iter()
+            .map(|s| s.answer.clone().unwrap())
+            .collect()
+    };
+    assert_eq!(answers(&mixed[0]), ["1", "4", "2", "3"]);
+    assert_eq!(answers(&mixed[1]), ["5", "6", "7"]);
+    assert_eq!(mixed[0].samples[1].strategy, StrategyKind::ChainOfThought);
+    assert!(mixed
+        .iter()
+        .flat_map(|r| &r.samples)
+        .all(|s| s.round.is_none()));
+    // A budget keeps the first replies of the turns.
+    let short = interleave(&first, &second, 3);
+    assert_eq!(answers(&short[0]), ["1", "4", "2"]);
+}
+
+#[test]
+fn weighted_adaptive_consistency_stops_when_sure_or_settled_and_follows_the_weights() {
+    let beta = StopRule::Beta { threshold: 0.95 };
+    let rule = |lookahead| Rule::AdaptiveWeighted {
+        stop: beta,
+        measure: ConfidenceMeasure::LowestGroup,
+        lookahead,
+    };
+    let agreeing: Vec<_> = (0..8).map(|_| reply("42", 5.0, false)).collect();
+    // Beta(a + 1, 1) passes 0.95 at four agreeing votes; the settled rule
+    // with a look-ahead of two stops at two.
+    let r = replay_item(&rule(0), &agreeing).unwrap();
+    assert_eq!((r.correct, r.samples, r.tokens), (true, 4, 400));
+    let r = replay_item(&rule(2), &agreeing).unwrap();
+    assert_eq!((r.correct, r.samples), (true, 2));
+    // One confident 42 against three hesitant 41s: the weights decide, and
+    // the weighted majority is never sure enough to stop.
+    let mut split = vec![reply("42", 9.0, false)];
+    split.extend((0..3).map(|_| reply("41", 1.0, false)));
+    let r = replay_item(&rule(0), &split).unwrap();
+    assert_eq!((r.correct, r.samples), (true, 4));
+    let plain = replay_item(&Rule::Adaptive(beta), &split).unwrap();
+    assert!(!plain.correct);
 }

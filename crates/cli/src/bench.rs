@@ -121,6 +121,12 @@ enum BenchCommand {
     Replay {
         /// The run directory.
         run: PathBuf,
+        /// A second sampling run of the same items (another strategy, say
+        /// `--config sc8_pal` beside `--config sc8`): replay adaptive
+        /// consistency over the mixture, the two runs' replies taken in
+        /// turns, RUN's first. Writes RUN/replay-mix-OTHER.md.
+        #[arg(long, value_name = "OTHER_RUN")]
+        mix: Option<PathBuf>,
     },
     /// Fit the answerability model to the probed items of runs (run
     /// directories; typically `--config assess --split learn` runs of the
@@ -376,7 +382,12 @@ pub(crate) fn bench(g: &GlobalArgs, a: BenchArgs) -> Result<()> {
             print!("{}", manifest_differences(runs_dirs(&a))?);
             return Ok(());
         }
-        Some(BenchCommand::Replay { run }) => return replay_run(run),
+        Some(BenchCommand::Replay { run, mix }) => {
+            return match mix {
+                Some(other) => replay_mixture(run, other),
+                None => replay_run(run),
+            }
+        }
         Some(BenchCommand::Report { dir }) => {
             println!("{}", write_report(dir)?.display());
             return Ok(());
@@ -830,16 +841,28 @@ fn escalation_budget(dir: &Path) -> Option<usize> {
     usize::try_from(config.get("escalation")?.get("max_samples")?.as_integer()?).ok()
 }
 
-/// `bench replay`: stopping and voting rules over the replies a run
-/// recorded; prints the table and writes it to RUN/replay.md.
-fn replay_run(dir: &Path) -> Result<()> {
+/// The items a bench run recorded in DIR/results.jsonl.
+fn read_run(dir: &Path) -> Result<Vec<run::ItemResult>> {
     let path = dir.join("results.jsonl");
-    let results = run::read_results(&path).with_context(|| {
+    if !path.is_file() {
+        bail!(
+            "{} not found: give the directory of a bench run (e.g. bench-out/gsm8k/sc8)",
+            path.display()
+        );
+    }
+    run::read_results(&path).with_context(|| {
         format!(
             "cannot read {}: is it a bench run directory?",
             path.display()
         )
-    })?;
+    })
+}
+
+/// `bench replay`: stopping and voting rules over the replies a run
+/// recorded; prints the table and writes it to RUN/replay.md.
+fn replay_run(dir: &Path) -> Result<()> {
+    let results = read_run(dir)?;
+    let path = dir.join("results.jsonl");
     let most = results.iter().map(|r| r.samples.len()).max().unwrap_or(0);
     if most == 0 {
         bail!(
@@ -867,6 +890,59 @@ fn replay_run(dir: &Path) -> Result<()> {
     );
     print!("{table}");
     write_whole(&dir.join("replay.md"), &table)?;
+    Ok(())
+}
+
+/// `bench replay RUN --mix OTHER`: adaptive consistency over the two
+/// sampling runs' replies taken in turns; prints the table and writes it to
+/// RUN/replay-mix-OTHER.md.
+fn replay_mixture(dir: &Path, other: &Path) -> Result<()> {
+    let read = |d: &Path| -> Result<Vec<run::ItemResult>> {
+        let results = read_run(d)?;
+        let path = d.join("results.jsonl");
+        if results.iter().all(|r| r.samples.is_empty()) {
+            bail!(
+                "{}: no recorded replies to mix; both runs must be sampling configurations (e.g. --config sc8 and --config sc8_pal)",
+                path.display()
+            );
+        }
+        if results
+            .iter()
+            .any(|r| r.samples.iter().any(|s| s.round.is_some()))
+        {
+            bail!(
+                "{}: a run of the whole loop; mix two sampling runs (e.g. --config sc8 and --config sc8_pal)",
+                path.display()
+            );
+        }
+        Ok(results)
+    };
+    let (first, second) = (read(dir)?, read(other)?);
+    // The mixture gets the budget of one run, not of both: its figures
+    // then compare with each run's own at the same number of replies.
+    let most = |rs: &[run::ItemResult]| rs.iter().map(|r| r.samples.len()).max().unwrap_or(0);
+    let budget = most(&first).max(most(&second));
+    let mixed = replay::interleave(&first, &second, budget);
+    if mixed.is_empty() {
+        bail!(
+            "{} and {} share no item with recorded replies: were they run on the same dataset, split, limit and seed?",
+            dir.display(),
+            other.display()
+        );
+    }
+    let rows = replay::replay(&mixed, &replay::mixture_rules(budget, 2));
+    let table = format!(
+        "Replayed on the {} graded items both {} and {} recorded, their replies taken in turns (at most {budget} in all):\n\n{}",
+        rows.first().map_or(0, |r| r.items),
+        dir.display(),
+        other.display(),
+        replay::markdown(&rows)
+    );
+    print!("{table}");
+    let name = other
+        .file_name()
+        .map_or_else(|| "other".into(), |n| n.to_string_lossy().into_owned());
+    write_whole(&dir.join(format!("replay-mix-{name}.md")), &table)?;
     Ok(())
 }
 

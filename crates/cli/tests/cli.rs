@@ -654,6 +654,32 @@ fn bench_on_the_test_model_runs_resumes_and_summarises() {
         "{table}"
     );
     assert!(out.join("tiny/short/replay.md").is_file());
+    // Mixed with a second sampling run of the same items (here the same
+    // run), the replies are taken in turns under the mixture's rules.
+    let run = out.join("tiny/short");
+    let o = metareason(&[
+        "bench",
+        "replay",
+        run.to_str().unwrap(),
+        "--mix",
+        run.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let table = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        table.contains("settled 2 replies ahead") && table.contains("at most 1 in all"),
+        "{table}"
+    );
+    assert!(out.join("tiny/short/replay-mix-short.md").is_file());
+    let o = metareason(&[
+        "bench",
+        "replay",
+        run.to_str().unwrap(),
+        "--mix",
+        dir.path().join("no-such-run").to_str().unwrap(),
+    ]);
+    assert!(!o.status.success());
+    assert!(stderr(&o).contains("not found"), "{}", stderr(&o));
     // A rerun finds both items done and runs nothing.
     let o = metareason(&args);
     assert!(o.status.success(), "{}", stderr(&o));
