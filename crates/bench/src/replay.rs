@@ -360,6 +360,16 @@ fn winner<'a>(
     weighted_winner(kept, |s| s.answer.as_deref(), |s| weight(s), |s| s.score).map(|i| kept[i])
 }
 
+/// The winner of votes weighted by `measure`, as the loop's escalation
+/// picks it: ties to the reply of higher weight.
+fn confidence_winner<'a>(
+    kept: &[&'a SampleRecord],
+    measure: ConfidenceMeasure,
+) -> Option<&'a SampleRecord> {
+    let w = |s: &&SampleRecord| measure.vote_weight(&s.confidence);
+    weighted_winner(kept, |s| s.answer.as_deref(), w, w).map(|i| kept[i])
+}
+
 fn counts(kept: &[&SampleRecord], weight: impl Fn(&SampleRecord) -> f64) -> BTreeMap<String, f64> {
     rescaled_votes(
         kept.iter()
@@ -427,10 +437,8 @@ pub fn replay_item(rule: &Rule, samples: &[SampleRecord]) -> Option<Replayed> {
                     break;
                 }
             }
-            let pick = weighted_winner(&kept, |s| s.answer.as_deref(), |s| w(s), |s| w(s))
-                .map(|i| kept[i]);
             Replayed {
-                correct: right(pick),
+                correct: right(confidence_winner(&kept, *measure)),
                 samples: kept.len(),
                 tokens: kept.iter().map(|s| s.tokens).sum(),
             }
@@ -493,10 +501,8 @@ pub fn replay_item(rule: &Rule, samples: &[SampleRecord]) -> Option<Replayed> {
                 }
             };
             let kept: Vec<&SampleRecord> = samples[..used].iter().collect();
-            let w = |s: &&SampleRecord| ConfidenceMeasure::LowestGroup.vote_weight(&s.confidence);
-            let pick = weighted_winner(&kept, |s| s.answer.as_deref(), w, w).map(|i| kept[i]);
             Replayed {
-                correct: right(pick),
+                correct: right(confidence_winner(&kept, ConfidenceMeasure::LowestGroup)),
                 samples: kept.len(),
                 tokens: kept.iter().map(|s| s.tokens).sum(),
             }

@@ -841,6 +841,11 @@ fn escalation_budget(dir: &Path) -> Option<usize> {
     usize::try_from(config.get("escalation")?.get("max_samples")?.as_integer()?).ok()
 }
 
+/// The most replies any item of a run recorded.
+fn most_replies(results: &[run::ItemResult]) -> usize {
+    results.iter().map(|r| r.samples.len()).max().unwrap_or(0)
+}
+
 /// The items a bench run recorded in DIR/results.jsonl.
 fn read_run(dir: &Path) -> Result<Vec<run::ItemResult>> {
     let path = dir.join("results.jsonl");
@@ -863,7 +868,7 @@ fn read_run(dir: &Path) -> Result<Vec<run::ItemResult>> {
 fn replay_run(dir: &Path) -> Result<()> {
     let results = read_run(dir)?;
     let path = dir.join("results.jsonl");
-    let most = results.iter().map(|r| r.samples.len()).max().unwrap_or(0);
+    let most = most_replies(&results);
     if most == 0 {
         bail!(
             "{}: no recorded replies to replay; run a sampling configuration first (e.g. --config sc8)",
@@ -920,8 +925,7 @@ fn replay_mixture(dir: &Path, other: &Path) -> Result<()> {
     let (first, second) = (read(dir)?, read(other)?);
     // The mixture gets the budget of one run, not of both: its figures
     // then compare with each run's own at the same number of replies.
-    let most = |rs: &[run::ItemResult]| rs.iter().map(|r| r.samples.len()).max().unwrap_or(0);
-    let budget = most(&first).max(most(&second));
+    let budget = most_replies(&first).max(most_replies(&second));
     let mixed = replay::interleave(&first, &second, budget);
     if mixed.is_empty() {
         bail!(
