@@ -103,7 +103,10 @@ pub(crate) struct BenchArgs {
 
 #[derive(clap::Subcommand)]
 enum BenchCommand {
-    /// Side-by-side table of runs (their directories, holding summary.json).
+    /// Side-by-side table of runs (their directories), then each against the
+    /// first item by item: right answers only one of the two found, the
+    /// difference with a paired bootstrap 95% interval and the exact McNemar
+    /// p-value.
     Compare {
         /// Two or more run directories.
         #[arg(required = true, num_args = 2..)]
@@ -293,6 +296,17 @@ enum BenchCommand {
 
 fn load_summary(dir: &Path) -> Result<(String, Summary)> {
     let path = dir.join("summary.json");
+    if !path.is_file() && dir.join("results.jsonl").is_file() {
+        // A run stopped before its end (or recorded before summaries were
+        // written) is summarised from its results.
+        let results = read_run(dir)?;
+        let manifest = read_manifest(dir);
+        let seed = manifest.as_ref().map_or(0, |m| m.seed);
+        let name = manifest
+            .map(|m| m.config_name)
+            .unwrap_or_else(|| dir.display().to_string());
+        return Ok((name, run::summarize(&results, seed)));
+    }
     let text = std::fs::read_to_string(&path).with_context(|| {
         format!(
             "cannot read {}: is it a bench run directory?",
@@ -374,12 +388,16 @@ pub(crate) fn bench(g: &GlobalArgs, a: BenchArgs) -> Result<()> {
         .unwrap_or_else(datasets::default_data_dir);
     match &a.command {
         Some(BenchCommand::Compare { runs }) => {
-            let runs = runs
+            let summaries = runs
                 .iter()
                 .map(|d| load_summary(d))
                 .collect::<Result<Vec<_>>>()?;
-            print!("{}", metareason_bench::report::comparison_markdown(&runs));
+            print!(
+                "{}",
+                metareason_bench::report::comparison_markdown(&summaries)
+            );
             print!("{}", manifest_differences(runs_dirs(&a))?);
+            print!("{}", paired_comparison(runs, &summaries)?);
             return Ok(());
         }
         Some(BenchCommand::Replay { run, mix }) => {
@@ -1102,6 +1120,30 @@ fn runs_dirs(a: &BenchArgs) -> Vec<PathBuf> {
         Some(BenchCommand::Compare { runs }) => runs.clone(),
         _ => Vec::new(),
     }
+}
+
+/// Every compared run against the first, item by item (see
+/// `metareason_bench::paired`). Runs are named as in the summary table, by
+/// their directories where two share a configuration's name.
+fn paired_comparison(dirs: &[PathBuf], summaries: &[(String, Summary)]) -> Result<String> {
+    let names: Vec<&String> = summaries.iter().map(|(n, _)| n).collect();
+    let runs = dirs
+        .iter()
+        .zip(&names)
+        .map(|(d, n)| {
+            let name = if names.iter().filter(|m| m == &n).count() > 1 {
+                d.display().to_string()
+            } else {
+                n.to_string()
+            };
+            Ok((name, read_run(d)?))
+        })
+        .collect::<Result<Vec<_>>>()?;
+    let seed = dirs
+        .first()
+        .and_then(|d| read_manifest(d))
+        .map_or(0, |m| m.seed);
+    Ok(metareason_bench::paired::paired_markdown(&runs, seed))
 }
 
 /// How the compared runs' manifests differ from the first's.

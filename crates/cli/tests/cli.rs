@@ -640,7 +640,31 @@ fn bench_on_the_test_model_runs_resumes_and_summarises() {
         out.join("tiny/short").to_str().unwrap(),
     ]);
     assert!(o.status.success(), "{}", stderr(&o));
-    assert!(String::from_utf8_lossy(&o.stdout).contains("| AUROC |"));
+    let table = String::from_utf8_lossy(&o.stdout);
+    assert!(table.contains("| AUROC |"), "{table}");
+    // Item by item against the first: a run against itself differs on
+    // nothing (two runs of one name are told apart by their directories).
+    assert!(
+        table.contains("Paired against") && table.contains("| +0.000 [+0.000, +0.000] | 1.000 |"),
+        "{table}"
+    );
+    // A run stopped before its summary was written is summarised from its
+    // results.
+    let stopped = dir.path().join("stopped");
+    std::fs::create_dir_all(&stopped).unwrap();
+    std::fs::copy(&results, stopped.join("results.jsonl")).unwrap();
+    let o = metareason(&[
+        "bench",
+        "compare",
+        out.join("tiny/short").to_str().unwrap(),
+        stopped.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(
+        String::from_utf8_lossy(&o.stdout).contains("| items | 2 | 2 |"),
+        "{}",
+        String::from_utf8_lossy(&o.stdout)
+    );
     // The reply of the answered item is recorded with its token confidence
     // and replayed.
     let samples = &first["samples"];
