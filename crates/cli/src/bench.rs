@@ -1124,26 +1124,47 @@ fn runs_dirs(a: &BenchArgs) -> Vec<PathBuf> {
 
 /// Every compared run against the first, item by item (see
 /// `metareason_bench::paired`). Runs are named as in the summary table, by
-/// their directories where two share a configuration's name.
+/// their directories where two share a configuration's name. Runs that kept
+/// only a summary (no `results.jsonl`, e.g. the baseline rows of a run) are
+/// left out, and said to be.
 fn paired_comparison(dirs: &[PathBuf], summaries: &[(String, Summary)]) -> Result<String> {
     let names: Vec<&String> = summaries.iter().map(|(n, _)| n).collect();
-    let runs = dirs
-        .iter()
-        .zip(&names)
-        .map(|(d, n)| {
-            let name = if names.iter().filter(|m| m == &n).count() > 1 {
-                d.display().to_string()
-            } else {
-                n.to_string()
-            };
-            Ok((name, read_run(d)?))
-        })
-        .collect::<Result<Vec<_>>>()?;
+    let mut runs = Vec::new();
+    let mut left_out = Vec::new();
+    for (i, (d, n)) in dirs.iter().zip(&names).enumerate() {
+        let name = if names.iter().filter(|m| m == &n).count() > 1 {
+            d.display().to_string()
+        } else {
+            n.to_string()
+        };
+        if !d.join("results.jsonl").is_file() {
+            if i == 0 {
+                return Ok(format!(
+                    "\nNo item-by-item comparison: {} kept no results.jsonl\n",
+                    d.display()
+                ));
+            }
+            left_out.push(name);
+            continue;
+        }
+        runs.push((name, read_run(d)?));
+    }
     let seed = dirs
         .first()
         .and_then(|d| read_manifest(d))
         .map_or(0, |m| m.seed);
-    Ok(metareason_bench::paired::paired_markdown(&runs, seed))
+    let mut out = if runs.len() > 1 {
+        metareason_bench::paired::paired_markdown(&runs, seed)
+    } else {
+        String::new()
+    };
+    if !left_out.is_empty() {
+        out.push_str(&format!(
+            "\nLeft out (no results.jsonl): {}\n",
+            left_out.join(", ")
+        ));
+    }
+    Ok(out)
 }
 
 /// How the compared runs' manifests differ from the first's.

@@ -665,6 +665,27 @@ fn bench_on_the_test_model_runs_resumes_and_summarises() {
         "{}",
         String::from_utf8_lossy(&o.stdout)
     );
+    // A run that kept only its summary is compared side by side and left
+    // out of the item-by-item table, not an error.
+    let summary_only = dir.path().join("summary-only");
+    std::fs::create_dir_all(&summary_only).unwrap();
+    std::fs::copy(
+        out.join("tiny/short/summary.json"),
+        summary_only.join("summary.json"),
+    )
+    .unwrap();
+    let o = metareason(&[
+        "bench",
+        "compare",
+        out.join("tiny/short").to_str().unwrap(),
+        summary_only.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let table = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        table.contains("Left out (no results.jsonl)") && !table.contains("Paired against"),
+        "{table}"
+    );
     // The reply of the answered item is recorded with its token confidence
     // and replayed.
     let samples = &first["samples"];
