@@ -2,28 +2,10 @@
 winner of the first k replies is right) by logistic regression fitted on
 one set's prefixes (the package), then stop at the first k >= kmin whose
 P reaches tau; evaluated on another set (held-out)."""
-import json, math, sys
+import math, sys
 from collections import defaultdict
 
-def load(p):
-    return {r['id']: r for r in map(json.loads, open(p)) if r.get('samples')}
-
-def wt(s):
-    c = s['confidence']
-    return 1.0 if c['tokens'] == 0 else max(c['lowest_group'], 1e-3)
-
-def mixtures(pal, cot):
-    a_, b_ = load(pal), load(cot)
-    out = []
-    for i in a_:
-        if i not in b_: continue
-        a, b = a_[i]['samples'], b_[i]['samples']
-        m = []
-        for k in range(max(len(a), len(b))):
-            if k < len(a): m.append(a[k])
-            if k < len(b): m.append(b[k])
-        out.append(m[:8])
-    return out
+from variants import mixtures, wt
 
 def state(kept):
     tot = defaultdict(float); cnt = defaultdict(int); by = defaultdict(set)

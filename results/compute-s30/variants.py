@@ -74,17 +74,24 @@ def run(samples, variant):
     w = wwinner(kept)
     return (w is not None and w['correct'] is True), len(kept), sum(s['tokens'] for s in kept)
 
-def main():
-    pal, cot = load(sys.argv[1]), load(sys.argv[2])
-    ids = [i for i in pal if i in cot]
+def mixtures(pal_path, cot_path, budget=8):
+    """Each problem both runs recorded, its replies in turns (program first),
+    at most `budget`: what the mixture's rules see."""
+    pal, cot = load(pal_path), load(cot_path)
     items = []
-    for i in ids:
+    for i in pal:
+        if i not in cot:
+            continue
         a, b = pal[i]['samples'], cot[i]['samples']
         m = []
         for k in range(max(len(a), len(b))):
             if k < len(a): m.append(a[k])
             if k < len(b): m.append(b[k])
-        items.append(m[:8])
+        items.append(m[:budget])
+    return items
+
+def main():
+    items = mixtures(sys.argv[1], sys.argv[2])
     variants = {
         'no settled': {},
         'settled 2 (shipped)': {'lookahead': 2},
@@ -99,4 +106,5 @@ def main():
         r = [run(m, v) for m in items]
         print(f'| {name} | {sum(x[0] for x in r)} | {sum(x[1] for x in r)/len(r):.2f} | {sum(x[2] for x in r)/len(r):.0f} |')
 
-main()
+if __name__ == '__main__':
+    main()

@@ -80,7 +80,6 @@ pub fn paired(first: &[ItemResult], second: &[ItemResult], seed: u64) -> Option<
             .sum();
         Some(d as f64 / idx.len() as f64)
     };
-    let all: Vec<usize> = (0..n).collect();
     let mean_tokens = |f: fn(&(&ItemResult, &ItemResult)) -> u64| {
         pairs.iter().map(|p| f(p) as f64).sum::<f64>() / n as f64
     };
@@ -90,7 +89,7 @@ pub fn paired(first: &[ItemResult], second: &[ItemResult], seed: u64) -> Option<
         only_first,
         only_second,
         neither: count(|&(a, b)| !a && !b),
-        difference: diff_of(&all).unwrap_or(0.0),
+        difference: (only_second as f64 - only_first as f64) / n as f64,
         ci95: bootstrap(n, 2000, seed, diff_of),
         p_value: mcnemar_exact(only_first, only_second),
         tokens_first: mean_tokens(|p| p.0.generated_tokens),

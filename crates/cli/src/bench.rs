@@ -296,17 +296,6 @@ enum BenchCommand {
 
 fn load_summary(dir: &Path) -> Result<(String, Summary)> {
     let path = dir.join("summary.json");
-    if !path.is_file() && dir.join("results.jsonl").is_file() {
-        // A run stopped before its end (or recorded before summaries were
-        // written) is summarised from its results.
-        let results = read_run(dir)?;
-        let manifest = read_manifest(dir);
-        let seed = manifest.as_ref().map_or(0, |m| m.seed);
-        let name = manifest
-            .map(|m| m.config_name)
-            .unwrap_or_else(|| dir.display().to_string());
-        return Ok((name, run::summarize(&results, seed)));
-    }
     let text = std::fs::read_to_string(&path).with_context(|| {
         format!(
             "cannot read {}: is it a bench run directory?",
@@ -322,6 +311,44 @@ fn load_summary(dir: &Path) -> Result<(String, Summary)> {
         .map(str::to_string)
         .unwrap_or_else(|| dir.display().to_string());
     Ok((name, s))
+}
+
+/// One run of `bench compare`: its summary and, where it kept them, its
+/// results (each file read once).
+struct ComparedRun {
+    dir: PathBuf,
+    name: String,
+    summary: Summary,
+    results: Option<Vec<run::ItemResult>>,
+}
+
+impl ComparedRun {
+    fn load(dir: &Path) -> Result<Self> {
+        let results = if dir.join("results.jsonl").is_file() {
+            Some(read_run(dir)?)
+        } else {
+            None
+        };
+        let (name, summary) = match &results {
+            // A run stopped before its end (or recorded before summaries
+            // were written) is summarised from its results.
+            Some(r) if !dir.join("summary.json").is_file() => {
+                let manifest = read_manifest(dir);
+                let seed = manifest.as_ref().map_or(0, |m| m.seed);
+                let name = manifest
+                    .map(|m| m.config_name)
+                    .unwrap_or_else(|| dir.display().to_string());
+                (name, run::summarize(r, seed))
+            }
+            _ => load_summary(dir)?,
+        };
+        Ok(Self {
+            dir: dir.to_path_buf(),
+            name,
+            summary,
+            results,
+        })
+    }
 }
 
 /// Writes `text` to a temporary file beside `path` and renames it into
@@ -388,16 +415,20 @@ pub(crate) fn bench(g: &GlobalArgs, a: BenchArgs) -> Result<()> {
         .unwrap_or_else(datasets::default_data_dir);
     match &a.command {
         Some(BenchCommand::Compare { runs }) => {
-            let summaries = runs
+            let compared = runs
                 .iter()
-                .map(|d| load_summary(d))
+                .map(|d| ComparedRun::load(d))
                 .collect::<Result<Vec<_>>>()?;
+            let summaries: Vec<(String, Summary)> = compared
+                .iter()
+                .map(|c| (c.name.clone(), c.summary.clone()))
+                .collect();
             print!(
                 "{}",
                 metareason_bench::report::comparison_markdown(&summaries)
             );
             print!("{}", manifest_differences(runs_dirs(&a))?);
-            print!("{}", paired_comparison(runs, &summaries)?);
+            print!("{}", paired_comparison(compared));
             return Ok(());
         }
         Some(BenchCommand::Replay { run, mix }) => {
@@ -1127,32 +1158,36 @@ fn runs_dirs(a: &BenchArgs) -> Vec<PathBuf> {
 /// their directories where two share a configuration's name. Runs that kept
 /// only a summary (no `results.jsonl`, e.g. the baseline rows of a run) are
 /// left out, and said to be.
-fn paired_comparison(dirs: &[PathBuf], summaries: &[(String, Summary)]) -> Result<String> {
-    let names: Vec<&String> = summaries.iter().map(|(n, _)| n).collect();
+fn paired_comparison(compared: Vec<ComparedRun>) -> String {
+    let shared = |name: &str| compared.iter().filter(|c| c.name == name).count() > 1;
+    let labels: Vec<String> = compared
+        .iter()
+        .map(|c| {
+            if shared(&c.name) {
+                c.dir.display().to_string()
+            } else {
+                c.name.clone()
+            }
+        })
+        .collect();
+    let Some(first) = compared.first() else {
+        return String::new();
+    };
+    if first.results.is_none() {
+        return format!(
+            "\nNo item-by-item comparison: {} kept no results.jsonl\n",
+            first.dir.display()
+        );
+    }
+    let seed = read_manifest(&first.dir).map_or(0, |m| m.seed);
     let mut runs = Vec::new();
     let mut left_out = Vec::new();
-    for (i, (d, n)) in dirs.iter().zip(&names).enumerate() {
-        let name = if names.iter().filter(|m| m == &n).count() > 1 {
-            d.display().to_string()
-        } else {
-            n.to_string()
-        };
-        if !d.join("results.jsonl").is_file() {
-            if i == 0 {
-                return Ok(format!(
-                    "\nNo item-by-item comparison: {} kept no results.jsonl\n",
-                    d.display()
-                ));
-            }
-            left_out.push(name);
-            continue;
+    for (c, label) in compared.into_iter().zip(labels) {
+        match c.results {
+            Some(r) => runs.push((label, r)),
+            None => left_out.push(label),
         }
-        runs.push((name, read_run(d)?));
     }
-    let seed = dirs
-        .first()
-        .and_then(|d| read_manifest(d))
-        .map_or(0, |m| m.seed);
     let mut out = if runs.len() > 1 {
         metareason_bench::paired::paired_markdown(&runs, seed)
     } else {
@@ -1164,7 +1199,7 @@ fn paired_comparison(dirs: &[PathBuf], summaries: &[(String, Summary)]) -> Resul
             left_out.join(", ")
         ));
     }
-    Ok(out)
+    out
 }
 
 /// How the compared runs' manifests differ from the first's.

@@ -633,14 +633,19 @@ fn bench_on_the_test_model_runs_resumes_and_summarises() {
         report.contains("<svg") && report.contains("short"),
         "report page"
     );
-    let o = metareason(&[
-        "bench",
-        "compare",
-        out.join("tiny/short").to_str().unwrap(),
-        out.join("tiny/short").to_str().unwrap(),
-    ]);
-    assert!(o.status.success(), "{}", stderr(&o));
-    let table = String::from_utf8_lossy(&o.stdout);
+    // `bench compare` of the run against `other`: its table, once it succeeded.
+    let short = out.join("tiny/short");
+    let compare = |other: &std::path::Path| {
+        let o = metareason(&[
+            "bench",
+            "compare",
+            short.to_str().unwrap(),
+            other.to_str().unwrap(),
+        ]);
+        assert!(o.status.success(), "{}", stderr(&o));
+        String::from_utf8_lossy(&o.stdout).into_owned()
+    };
+    let table = compare(&short);
     assert!(table.contains("| AUROC |"), "{table}");
     // Item by item against the first: a run against itself differs on
     // nothing (two runs of one name are told apart by their directories).
@@ -653,35 +658,18 @@ fn bench_on_the_test_model_runs_resumes_and_summarises() {
     let stopped = dir.path().join("stopped");
     std::fs::create_dir_all(&stopped).unwrap();
     std::fs::copy(&results, stopped.join("results.jsonl")).unwrap();
-    let o = metareason(&[
-        "bench",
-        "compare",
-        out.join("tiny/short").to_str().unwrap(),
-        stopped.to_str().unwrap(),
-    ]);
-    assert!(o.status.success(), "{}", stderr(&o));
-    assert!(
-        String::from_utf8_lossy(&o.stdout).contains("| items | 2 | 2 |"),
-        "{}",
-        String::from_utf8_lossy(&o.stdout)
-    );
+    let table = compare(&stopped);
+    assert!(table.contains("| items | 2 | 2 |"), "{table}");
     // A run that kept only its summary is compared side by side and left
     // out of the item-by-item table, not an error.
     let summary_only = dir.path().join("summary-only");
     std::fs::create_dir_all(&summary_only).unwrap();
     std::fs::copy(
-        out.join("tiny/short/summary.json"),
+        short.join("summary.json"),
         summary_only.join("summary.json"),
     )
     .unwrap();
-    let o = metareason(&[
-        "bench",
-        "compare",
-        out.join("tiny/short").to_str().unwrap(),
-        summary_only.to_str().unwrap(),
-    ]);
-    assert!(o.status.success(), "{}", stderr(&o));
-    let table = String::from_utf8_lossy(&o.stdout);
+    let table = compare(&summary_only);
     assert!(
         table.contains("Left out (no results.jsonl)") && !table.contains("Paired against"),
         "{table}"
